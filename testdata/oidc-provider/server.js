@@ -1,0 +1,148 @@
+// A real, third-party OpenID Provider for the plugin's integration tests:
+// panva/oidc-provider (OpenID Certified), configured for loopback use only.
+//
+// Configuration (environment variable, or first argument for the port):
+//   OIDC_PORT / argv[2]      port on 127.0.0.1 (default 0 = a free port)
+//   OIDC_HOST                listen address (default 127.0.0.1)
+//   OIDC_ACCESS_TOKEN_TTL    access-token lifetime in seconds (default 20)
+//   OIDC_CLIENT_SECRET       secret of every confidential client (default "test-secret")
+//   OIDC_REDIRECT_URI        redirect_uri(s) of the authorization-code client, comma
+//                            separated (default http://127.0.0.1:8250/callback)
+//   OIDC_RESOURCE            resource indicator / audience of issued access tokens
+//                            (default urn:idp-tokens:api)
+//
+// Clients:
+//   basic-client  client_secret_basic  client_credentials, refresh_token
+//   post-client   client_secret_post   client_credentials, refresh_token
+//   code-client   client_secret_basic  authorization_code, refresh_token (login with
+//                 any user name and password on the dev interaction form)
+//
+// Once listening it prints exactly one line to stdout:
+//   issuer: http://127.0.0.1:<port>
+// Token endpoint: <issuer>/token; introspection: <issuer>/token/introspection.
+import http from 'node:http';
+import crypto from 'node:crypto';
+import Provider from 'oidc-provider';
+
+const host = process.env.OIDC_HOST || '127.0.0.1';
+const port = Number(process.argv[2] || process.env.OIDC_PORT || 0);
+const ttl = Number(process.env.OIDC_ACCESS_TOKEN_TTL || 20);
+const secret = process.env.OIDC_CLIENT_SECRET || 'test-secret';
+const redirectURIs = (process.env.OIDC_REDIRECT_URI || 'http://127.0.0.1:8250/callback')
+  .split(',').map((s) => s.trim()).filter(Boolean);
+const resource = process.env.OIDC_RESOURCE || 'urn:idp-tokens:api';
+const apiScopes = 'api:read api:write';
+
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error(`invalid port ${port}`);
+  process.exit(2);
+}
+if (!(ttl > 0)) {
+  console.error(`invalid OIDC_ACCESS_TOKEN_TTL ${process.env.OIDC_ACCESS_TOKEN_TTL}`);
+  process.exit(2);
+}
+
+// The issuer has to name the real port, so listen first and attach the provider after.
+const server = http.createServer((req, res) => {
+  res.statusCode = 503;
+  res.end('starting');
+});
+
+server.listen(port, host, () => {
+  const { port: actual } = server.address();
+  const issuer = `http://${host}:${actual}`;
+
+  const signingKey = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 })
+    .privateKey.export({ format: 'jwk' });
+
+  const confidential = {
+    client_secret: secret,
+    scope: `openid offline_access ${apiScopes}`,
+    redirect_uris: [],
+    response_types: [],
+  };
+
+  const provider = new Provider(issuer, {
+    clients: [
+      {
+        ...confidential,
+        client_id: 'basic-client',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['client_credentials', 'refresh_token'],
+      },
+      {
+        ...confidential,
+        client_id: 'post-client',
+        token_endpoint_auth_method: 'client_secret_post',
+        grant_types: ['client_credentials', 'refresh_token'],
+      },
+      {
+        ...confidential,
+        client_id: 'code-client',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        redirect_uris: redirectURIs,
+      },
+    ],
+    jwks: { keys: [{ ...signingKey, use: 'sig', kid: 'test-key' }] },
+    cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
+    scopes: ['openid', 'offline_access', 'api:read', 'api:write'],
+    claims: { openid: ['sub'] },
+    // Any user name logs in on the dev interaction form; it becomes the subject.
+    async findAccount(_ctx, id) {
+      return { accountId: id, async claims() { return { sub: id }; } };
+    },
+    pkce: { required: () => false },
+    features: {
+      devInteractions: { enabled: true },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      // Without a resource indicator oidc-provider issues client_credentials tokens
+      // only for its own userinfo; bind every access token to one API resource.
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async () => resource,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (_ctx, indicator) => {
+          if (indicator !== resource) {
+            throw new Provider.errors.InvalidTarget(`unknown resource ${indicator}`);
+          }
+          return {
+            audience: resource,
+            scope: apiScopes,
+            accessTokenTTL: ttl,
+            accessTokenFormat: 'opaque',
+          };
+        },
+      },
+    },
+    ttl: {
+      AccessToken: ttl,
+      ClientCredentials: ttl,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      RefreshToken: 24 * 3600,
+      Grant: 24 * 3600,
+      Interaction: 600,
+      Session: 24 * 3600,
+    },
+    // Consent for offline_access is given on the dev form; always issue refresh tokens
+    // to clients allowed the grant when offline_access was granted.
+    async issueRefreshToken(_ctx, client, code) {
+      return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access');
+    },
+  });
+
+  provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+  const callback = provider.callback();
+  server.removeAllListeners('request');
+  server.on('request', callback);
+
+  console.log(`issuer: ${issuer}`);
+});
+
+const stop = () => server.close(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
