@@ -1,0 +1,117 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+)
+
+// TestAgentTemplate runs Vault Agent with a template rendering the access token to a
+// file, as an application would consume it, and checks the Agent renders a fresh token
+// before the one it rendered expires.
+func TestAgentTemplate(t *testing.T) {
+	t.Parallel()
+	const ttl = 20 * time.Second
+	v := StartDevVault(t)
+	idp := StartFakeIdP(t, fakeidp.Options{
+		Style: fakeidp.StyleOAuth2, ClientID: "agent-client", ClientSecret: "agent-secret",
+		Scopes: []string{"read"}, TokenTTL: ttl,
+	})
+	v.Write("idp/config/agent", "provider=oauth2", "token_url="+idp.TokenURL(),
+		"client_id=agent-client", "client_secret=agent-secret", "scopes=read")
+	// min_ttl: a read with less than 10 s left on the cached token gets a new one.
+	v.Write("idp/roles/agent", "config=agent", "grant_type=client_credentials", "min_ttl=10s")
+
+	if r := v.CLIAs(v.Token, `path "idp/creds/agent" { capabilities = ["read"] }`, "policy", "write", "agent", "-"); r.Err != nil {
+		t.Fatalf("policy write: %v %s", r.Err, r.Stderr)
+	}
+	var created struct {
+		Auth struct {
+			ClientToken string `json:"client_token"`
+		} `json:"auth"`
+	}
+	v.JSON(&created, "token", "create", "-policy=agent", "-ttl=1h")
+
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "vault-token")
+	writeFile(t, tokenFile, created.Auth.ClientToken)
+	rendered := filepath.Join(dir, "rendered", "access_token")
+	conf := filepath.Join(dir, "agent.hcl")
+	// Agent refreshes a non-renewable lease after lease_renewal_threshold (+-5 %) of
+	// its duration: here after 13-15 s of a ~20 s token, when it has less than the
+	// role's min_ttl left, so the read brings a new token before the old one expires.
+	writeFile(t, conf, fmt.Sprintf(`
+pid_file = %q
+vault {
+  address = %q
+}
+auto_auth {
+  method "token_file" {
+    config = {
+      token_file_path = %q
+    }
+  }
+}
+template_config {
+  exit_on_retry_failure   = true
+  lease_renewal_threshold = 0.7
+}
+template {
+  contents    = "{{ with secret \"idp/creds/agent\" }}{{ .Data.access_token }}{{ end }}"
+  destination = %q
+  perms       = "0600"
+}
+`, filepath.Join(dir, "agent.pid"), v.Addr, tokenFile, rendered))
+
+	agent := startProc(t, "vault agent", filepath.Join(dir, "agent.log"), v.cliEnv(""), vaultBin, "agent", "-config="+conf)
+
+	read := func() string {
+		b, err := os.ReadFile(rendered)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	var first string
+	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
+		first = read()
+		return first != "" || agent.exited()
+	}) || first == "" {
+		t.Fatalf("Agent rendered no token within 30 s (exited: %v)", agent.exited())
+	}
+	firstSeen := time.Now()
+	if got := bearerStatus(t, idp.ResourceURL(), first); got != http.StatusOK {
+		t.Fatalf("the rendered token gets %d at the IdP, want 200", got)
+	}
+
+	var second string
+	var oldStillValid bool
+	if !eventually(40*time.Second, 100*time.Millisecond, func() bool {
+		second = read()
+		if second != "" && second != first {
+			oldStillValid = idp.Valid(first)
+			return true
+		}
+		return agent.exited()
+	}) || second == "" || second == first {
+		t.Fatalf("Agent rendered no new token within 40 s (exited: %v, IdP token requests %d)", agent.exited(), idp.TokenRequests())
+	}
+	t.Logf("new token rendered %v after the first; IdP token requests: %d", time.Since(firstSeen).Round(100*time.Millisecond), idp.TokenRequests())
+	if !oldStillValid {
+		t.Error("the new token was rendered only after the old one had expired, want before")
+	}
+	if got := bearerStatus(t, idp.ResourceURL(), second); got != http.StatusOK {
+		t.Errorf("the newly rendered token gets %d at the IdP, want 200", got)
+	}
+	if n := idp.TokenRequests(); n != 2 {
+		t.Errorf("IdP saw %d token requests for two rendered tokens, want 2", n)
+	}
+}
