@@ -1,0 +1,44 @@
+package backend
+
+// GrantType is an OAuth2 grant (RFC 6749 section 4 and 6).
+type GrantType string
+
+const (
+	GrantClientCredentials GrantType = "client_credentials"
+	GrantPassword          GrantType = "password"
+	GrantAuthorizationCode GrantType = "authorization_code"
+	GrantRefreshToken      GrantType = "refresh_token"
+)
+
+// RoleGrants are the grants a role may name; refresh_token is used by the
+// engine itself, never asked for directly.
+var RoleGrants = []GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode}
+
+// ParseGrant accepts one of RoleGrants.
+func ParseGrant(s string) (GrantType, bool) {
+	for _, g := range RoleGrants {
+		if string(g) == s {
+			return g, true
+		}
+	}
+	return "", false
+}
+
+// ClientAuth is how the client authenticates at the token endpoint.
+type ClientAuth string
+
+const (
+	// ClientAuthBasic sends an HTTP Basic header (client_secret_basic).
+	ClientAuthBasic ClientAuth = "basic"
+	// ClientAuthPost sends client_id and client_secret in the form body (client_secret_post).
+	ClientAuthPost ClientAuth = "post"
+)
+
+// ParseClientAuth accepts basic or post.
+func ParseClientAuth(s string) (ClientAuth, bool) {
+	switch ClientAuth(s) {
+	case ClientAuthBasic, ClientAuthPost:
+		return ClientAuth(s), true
+	}
+	return "", false
+}

@@ -1,0 +1,43 @@
+package backend
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// CheckEndpointURL accepts an absolute https URL, or http when the host is
+// loopback or allowHTTP is set: credentials sent in clear over a network are
+// credentials lost. No user info, no fragment.
+func CheckEndpointURL(raw string, allowHTTP bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", sanitize(raw, 120))
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !allowHTTP && !IsLoopback(u.Hostname()) {
+			return fmt.Errorf("http:// is allowed only for loopback hosts; use https (or allow_insecure_http=true)")
+		}
+	default:
+		return fmt.Errorf("%q is not an http(s) URL", sanitize(raw, 120))
+	}
+	if u.User != nil {
+		return fmt.Errorf("the URL must not carry user info; use client_id and client_secret")
+	}
+	if u.Fragment != "" {
+		return fmt.Errorf("the URL must not have a fragment")
+	}
+	return nil
+}
+
+// IsLoopback reports localhost and loopback addresses.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

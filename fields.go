@@ -1,0 +1,102 @@
+package idptokens
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// rejectUnknownFields refuses fields the path does not define: a typo such
+// as client_secert must not be silently ignored while the write succeeds.
+func rejectUnknownFields(d *framework.FieldData) *logical.Response {
+	var unknown []string
+	for k := range d.Raw {
+		if _, ok := d.Schema[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	return logical.ErrorResponse("unknown field(s): %s", strings.Join(unknown, ", "))
+}
+
+// fieldError is a 400 naming the field.
+func fieldError(field, format string, args ...any) *logical.Response {
+	return logical.ErrorResponse("%s: %s", field, fmt.Sprintf(format, args...))
+}
+
+// getString returns a string field when it was sent.
+func getString(d *framework.FieldData, field string) (string, bool, *logical.Response) {
+	v, ok, err := d.GetOkErr(field)
+	if err != nil {
+		return "", false, fieldError(field, "%v", err)
+	}
+	if !ok {
+		return "", false, nil
+	}
+	return v.(string), true, nil
+}
+
+// getStrings returns a list field when it was sent, with blanks dropped.
+func getStrings(d *framework.FieldData, field string) ([]string, bool, *logical.Response) {
+	v, ok, err := d.GetOkErr(field)
+	if err != nil {
+		return nil, false, fieldError(field, "%v", err)
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	var out []string
+	for _, s := range v.([]string) {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out, true, nil
+}
+
+// getDuration returns a duration field when it was sent; negative is refused.
+func getDuration(d *framework.FieldData, field string) (time.Duration, bool, *logical.Response) {
+	v, ok, err := d.GetOkErr(field)
+	if err != nil {
+		return 0, false, fieldError(field, "%v", err)
+	}
+	if !ok {
+		return 0, false, nil
+	}
+	secs := v.(int)
+	if secs < 0 {
+		return 0, false, fieldError(field, "must not be negative")
+	}
+	return time.Duration(secs) * time.Second, true, nil
+}
+
+// getBool returns a bool field when it was sent.
+func getBool(d *framework.FieldData, field string) (bool, bool, *logical.Response) {
+	v, ok, err := d.GetOkErr(field)
+	if err != nil {
+		return false, false, fieldError(field, "%v", err)
+	}
+	if !ok {
+		return false, false, nil
+	}
+	return v.(bool), true, nil
+}
+
+// checkScopes refuses scopes that would break RFC 6749's space-separated list.
+func checkScopes(field string, scopes []string) *logical.Response {
+	for _, s := range scopes {
+		for _, r := range s {
+			if r <= ' ' || r == '"' || r == '\\' || r == 0x7f {
+				return fieldError(field, "scope %q contains a character RFC 6749 does not allow (spaces separate scopes: give a list)", s)
+			}
+		}
+	}
+	return nil
+}

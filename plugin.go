@@ -1,0 +1,98 @@
+// Package idptokens is the Vault side of the IdP token secrets engine: the
+// Factory, the paths, leases and storage. What talks to identity providers
+// lives in the backend package.
+package idptokens
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
+)
+
+// Version is set at build time with -ldflags.
+var Version = "v0.1.0-dev"
+
+// Storage prefixes.
+const (
+	configPrefix = "config/"
+	rolePrefix   = "roles/"
+)
+
+// idpBackend is the secrets engine. Decoded configs, roles and tokens are
+// kept in memory (storage being the durable copy) so that a cache-hit creds
+// read makes no storage round trip to Vault.
+type idpBackend struct {
+	*framework.Backend
+
+	configs backend.Cache[*configState]
+	roles   backend.Cache[*roleEntry]
+	tokens  backend.TokenStore
+
+	// writeLock serialises config and role writes, which check each other.
+	writeLock sync.Mutex
+}
+
+// Factory creates the backend; Vault calls it once per mount.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend()
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func newBackend() *idpBackend {
+	b := &idpBackend{}
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			// Configs hold client secrets and operator passwords.
+			SealWrapStorage: []string{configPrefix},
+		},
+		Paths: framework.PathAppend(
+			b.pathConfig(),
+			b.pathRoles(),
+			b.pathCreds(),
+		),
+		Secrets:        []*framework.Secret{b.secretAccessToken()},
+		Invalidate:     b.invalidate,
+		Clean:          b.clean,
+		RunningVersion: Version,
+	}
+	return b
+}
+
+// invalidate drops in-memory copies of entries another node wrote.
+func (b *idpBackend) invalidate(_ context.Context, key string) {
+	switch {
+	case strings.HasPrefix(key, configPrefix):
+		b.dropConfigState(strings.TrimPrefix(key, configPrefix))
+	case strings.HasPrefix(key, rolePrefix):
+		b.roles.Drop(strings.TrimPrefix(key, rolePrefix))
+	case strings.HasPrefix(key, backend.TokenPrefix):
+		b.tokens.Forget(strings.TrimPrefix(key, backend.TokenPrefix))
+	}
+}
+
+// clean runs when the mount is disabled or the plugin is unloaded.
+func (b *idpBackend) clean(context.Context) {
+	b.configs.Clear()
+	b.roles.Clear()
+	b.tokens.ForgetAll()
+}
+
+const backendHelp = `
+The IdP tokens secrets engine keeps OAuth2 client secrets (and resource-owner
+credentials) inside Vault and hands out short-lived access tokens instead.
+
+Write a connection to an identity provider at config/<name>, name what may be
+asked of it at roles/<name>, and read creds/<role> for an access token whose
+lease lasts as long as the token does. Tokens are cached and shared until they
+near expiry, so reads do not mint a token each time.
+`

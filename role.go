@@ -1,0 +1,139 @@
+package idptokens
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
+)
+
+// roleEntry names what may be asked of one config.
+type roleEntry struct {
+	Config      string            `json:"config"`
+	GrantType   string            `json:"grant_type"`
+	Scopes      []string          `json:"scopes,omitempty"`
+	ExtraParams map[string]string `json:"extra_params,omitempty"`
+	TTL         time.Duration     `json:"ttl,omitempty"`
+	MaxTTL      time.Duration     `json:"max_ttl,omitempty"`
+	MinTTL      time.Duration     `json:"min_ttl,omitempty"`
+}
+
+// scopes is what the role asks for: its own, else the config's (which
+// already hold the preset's default).
+func (r *roleEntry) scopes(cfg *configState) []string {
+	if len(r.Scopes) > 0 {
+		return r.Scopes
+	}
+	return cfg.entry.Scopes
+}
+
+// tokenKey is where the role's token is cached. A preset whose IdP keeps one
+// live token per client shares one token among all roles of the config, as
+// a second token would invalidate the first.
+func tokenKey(roleName string, r *roleEntry, cfg *configState) string {
+	if cfg.provider.SingleActiveToken {
+		return "config/" + r.Config
+	}
+	return "role/" + roleName
+}
+
+// requestShape is what makes two token requests interchangeable.
+type requestShape struct {
+	Config     string            `json:"config"`
+	Generation string            `json:"generation"`
+	Grant      string            `json:"grant"`
+	Scopes     []string          `json:"scopes"`
+	Extra      map[string]string `json:"extra"`
+}
+
+// fingerprint identifies the request a token answers: client and operator
+// (through the config's generation), grant, scopes and extra parameters.
+func fingerprint(r *roleEntry, cfg *configState) string {
+	scopes := slices.Clone(r.scopes(cfg))
+	slices.Sort(scopes)
+	raw, _ := json.Marshal(requestShape{ // map keys marshal sorted
+		Config: r.Config, Generation: cfg.entry.Generation, Grant: r.GrantType, Scopes: scopes, Extra: r.ExtraParams,
+	})
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:16])
+}
+
+// role returns the named role, from memory when it can.
+func (b *idpBackend) role(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
+	r, _, err := b.roles.Load(name, func() (*roleEntry, bool, error) {
+		r, err := loadRoleEntry(ctx, s, name)
+		return r, r != nil, err
+	})
+	return r, err
+}
+
+func loadRoleEntry(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
+	raw, err := s.Get(ctx, rolePrefix+name)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	var r roleEntry
+	if err := raw.DecodeJSON(&r); err != nil {
+		return nil, fmt.Errorf("stored role %q is unreadable: %w", name, err)
+	}
+	return &r, nil
+}
+
+func (b *idpBackend) storeRole(ctx context.Context, s logical.Storage, name string, r *roleEntry) error {
+	raw, err := logical.StorageEntryJSON(rolePrefix+name, r)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, raw); err != nil {
+		return err
+	}
+	b.roles.Set(name, r)
+	return nil
+}
+
+// rolesOf lists the roles that use a config.
+func (b *idpBackend) rolesOf(ctx context.Context, s logical.Storage, config string) (map[string]*roleEntry, error) {
+	names, err := s.List(ctx, rolePrefix)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*roleEntry{}
+	for _, n := range names {
+		r, err := b.role(ctx, s, n)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil && r.Config == config {
+			out[n] = r
+		}
+	}
+	return out, nil
+}
+
+// dropTokensOfConfig deletes every cached token minted through a config.
+func (b *idpBackend) dropTokensOfConfig(ctx context.Context, s logical.Storage, config string) error {
+	roles, err := b.rolesOf(ctx, s, config)
+	if err != nil {
+		return err
+	}
+	keys := []string{"config/" + config}
+	for name := range roles {
+		keys = append(keys, "role/"+name)
+	}
+	for _, k := range keys {
+		if err := b.tokens.Drop(ctx, storageKV{s}, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// grant is the role's grant as a backend type.
+func (r *roleEntry) grant() backend.GrantType { return backend.GrantType(r.GrantType) }

@@ -1,0 +1,27 @@
+package idptokens
+
+import (
+	"context"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// storageKV lets the backend package's token store write through Vault's
+// storage without importing the SDK.
+type storageKV struct{ s logical.Storage }
+
+func (k storageKV) Get(ctx context.Context, key string) ([]byte, error) {
+	e, err := k.s.Get(ctx, key)
+	if err != nil || e == nil {
+		return nil, err
+	}
+	return e.Value, nil
+}
+
+func (k storageKV) Put(ctx context.Context, key string, value []byte) error {
+	return k.s.Put(ctx, &logical.StorageEntry{Key: key, Value: value})
+}
+
+func (k storageKV) Delete(ctx context.Context, key string) error {
+	return k.s.Delete(ctx, key)
+}
