@@ -1,0 +1,125 @@
+package fakeidp
+
+import (
+	"maps"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Test controls and observations. Everything here takes s.mu.
+
+// TokenRequests is the number of requests that reached the token endpoint,
+// whatever their method or outcome.
+func (s *Server) TokenRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.requests)
+}
+
+// TokenRequestsByGrant counts token requests whose body named grant as
+// grant_type (as sent, valid or not).
+func (s *Server) TokenRequestsByGrant(grant string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byGrant[grant]
+}
+
+// LastRequest is the last token-endpoint request, or the zero Recorded.
+func (s *Server) LastRequest() Recorded {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.requests) == 0 {
+		return Recorded{}
+	}
+	return s.requests[len(s.requests)-1].clone()
+}
+
+// Requests returns every token-endpoint request, oldest first.
+func (s *Server) Requests() []Recorded {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Recorded, len(s.requests))
+	for i, r := range s.requests {
+		out[i] = r.clone()
+	}
+	return out
+}
+
+// FailNext makes the next n token requests answer status with an error body
+// in the style's format (429 adds Retry-After: 1). The failure comes before
+// any validation, so it consumes no code or refresh token.
+func (s *Server) FailNext(n int, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failNext, s.failNextStatus = n, status
+}
+
+// SetFailEvery makes every k-th token request from now on fail with status
+// (k=2 fails the 2nd, 4th, ...); k <= 0 turns it off. FailNext wins when both
+// apply.
+func (s *Server) SetFailEvery(k int, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failEvery, s.failEveryStatus, s.failEverySeen = k, status, 0
+}
+
+// SetDelay makes the token endpoint wait d before answering (the wait ends
+// early if the client gives up).
+func (s *Server) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
+// SetTokenTTL changes the lifetime of tokens issued from now on; d <= 0
+// restores the default of 1h.
+func (s *Server) SetTokenTTL(d time.Duration) {
+	if d <= 0 {
+		d = defaultTTL
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ttl = d
+}
+
+// record stores the request and decides, under the same lock, whether it is
+// one of the injected failures, so concurrent requests count exactly.
+func (s *Server) record(r *http.Request, form url.Values) (delay time.Duration, fail *oauthError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests = append(s.requests, Recorded{Header: r.Header.Clone(), Form: cloneValues(form), Time: s.now()})
+	if g, ok := form["grant_type"]; ok && len(g) > 0 {
+		s.byGrant[g[0]]++
+	}
+	status := 0
+	if s.failEvery > 0 {
+		s.failEverySeen++
+		if s.failEverySeen%s.failEvery == 0 {
+			status = s.failEveryStatus
+		}
+	}
+	if s.failNext > 0 {
+		s.failNext--
+		status = s.failNextStatus
+	}
+	if status != 0 {
+		fail = injectedError(status)
+	}
+	return s.delay, fail
+}
+
+func (r Recorded) clone() Recorded {
+	return Recorded{Header: r.Header.Clone(), Form: cloneValues(r.Form), Time: r.Time}
+}
+
+func cloneValues(v url.Values) url.Values {
+	if v == nil {
+		return nil
+	}
+	out := maps.Clone(v)
+	for k, vs := range out {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}

@@ -1,0 +1,144 @@
+package fakeidp
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"time"
+)
+
+// codeTTL bounds how long an authorization code may wait to be redeemed.
+const codeTTL = 5 * time.Minute
+
+type accessToken struct {
+	clientID string
+	expires  time.Time
+	revoked  bool
+}
+
+type refreshToken struct {
+	clientID string
+	subject  string
+	scope    string
+	spent    bool // used, revoked or superseded
+}
+
+type authCode struct {
+	clientID    string
+	redirectURI string
+	scope       string
+	challenge   string
+	expires     time.Time
+	used        bool
+}
+
+// store holds every token and code the server minted; guarded by Server.mu.
+type store struct {
+	access  map[string]*accessToken
+	refresh map[string]*refreshToken
+	codes   map[string]*authCode
+}
+
+func newStore() store {
+	return store{
+		access:  map[string]*accessToken{},
+		refresh: map[string]*refreshToken{},
+		codes:   map[string]*authCode{},
+	}
+}
+
+// randomToken is 32 bytes from crypto/rand, base64url, after a prefix that
+// tells a reader in a test log which style minted it.
+func randomToken(prefix string) string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (s *Server) prefix() string { return string(s.opts.Style) + "_" }
+
+// Valid reports whether accessToken was issued here, has not expired and has
+// not been revoked or superseded.
+func (s *Server) Valid(accessToken string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.validLocked(accessToken) != ""
+}
+
+// validLocked returns the token's client ID, or "" if it is not usable.
+func (s *Server) validLocked(tok string) string {
+	t, ok := s.access[tok]
+	if !ok || t.revoked || !s.now().Before(t.expires) {
+		return ""
+	}
+	return t.clientID
+}
+
+// IssueCode mints an authorization code for Options.ClientID as if the user
+// had approved the browser step; codeChallenge is an S256 challenge or "".
+func (s *Server) IssueCode(redirectURI, scope, codeChallenge string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	code := randomToken(s.prefix() + "code_")
+	s.codes[code] = &authCode{
+		clientID:    s.opts.ClientID,
+		redirectURI: redirectURI,
+		scope:       scope,
+		challenge:   codeChallenge,
+		expires:     s.now().Add(codeTTL),
+	}
+	return code
+}
+
+// RevokeAll invalidates every access and refresh token, as an IdP does when
+// it drops its sessions.
+func (s *Server) RevokeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.access {
+		t.revoked = true
+	}
+	for _, t := range s.refresh {
+		t.spent = true
+	}
+}
+
+// issued is what one successful grant hands out.
+type issued struct {
+	access, refresh string
+	ttl             time.Duration
+}
+
+// issueLocked mints tokens for clientID. MicroTek allows one active token per
+// client, so there every earlier token of the client dies first.
+func (s *Server) issueLocked(clientID, subject, scope string) issued {
+	if s.opts.Style == StyleMicroTek {
+		for _, t := range s.access {
+			if t.clientID == clientID {
+				t.revoked = true
+			}
+		}
+		for _, t := range s.refresh {
+			if t.clientID == clientID {
+				t.spent = true
+			}
+		}
+	}
+	out := issued{access: randomToken(s.prefix()), ttl: s.ttl}
+	s.access[out.access] = &accessToken{clientID: clientID, expires: s.now().Add(s.ttl)}
+	if s.opts.RefreshTokens {
+		out.refresh = randomToken(s.prefix() + "rt_")
+		s.refresh[out.refresh] = &refreshToken{clientID: clientID, subject: subject, scope: scope}
+	}
+	return out
+}
+
+// revokeLocked implements RFC 7009 for either token kind; unknown tokens are
+// not an error.
+func (s *Server) revokeLocked(clientID, tok string) {
+	if t, ok := s.access[tok]; ok && t.clientID == clientID {
+		t.revoked = true
+	}
+	if t, ok := s.refresh[tok]; ok && t.clientID == clientID {
+		t.spent = true
+	}
+}
