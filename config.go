@@ -54,7 +54,7 @@ type configState struct {
 	endpoint *backend.Endpoint
 }
 
-func newConfigState(name string, e *configEntry) (*configState, error) {
+func newConfigState(name string, e *configEntry, now func() time.Time) (*configState, error) {
 	p, err := backend.LookupProvider(e.Provider)
 	if err != nil {
 		return nil, err
@@ -77,6 +77,7 @@ func newConfigState(name string, e *configEntry) (*configState, error) {
 			DefaultTokenTTL:   e.DefaultTokenTTL,
 			AllowedTokenTypes: e.AllowedTokenTypes,
 			HTTP:              httpClient,
+			Now:               now,
 		},
 	}, nil
 }
@@ -88,7 +89,7 @@ func (b *idpBackend) config(ctx context.Context, s logical.Storage, name string)
 		if err != nil || e == nil {
 			return nil, false, err
 		}
-		st, err := newConfigState(name, e)
+		st, err := newConfigState(name, e, b.clock)
 		return st, err == nil, err
 	})
 	return st, err

@@ -145,7 +145,7 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if old == nil || old.identity() != e.identity() {
 		e.Generation = newGeneration()
 	}
-	st, err := newConfigState(name, e)
+	st, err := newConfigState(name, e, b.clock)
 	if err != nil {
 		return fieldError("ca_cert", "%v", err), nil
 	}

@@ -151,7 +151,7 @@ func (b *idpBackend) credsError(name string, err error) (*logical.Response, erro
 // credsResponse is the leased secret: its TTL is the token's remaining life
 // less the skew, capped by the role and the mount.
 func (b *idpBackend) credsResponse(name, key string, role *roleEntry, cfg *configState, tok *backend.StoredToken) *logical.Response {
-	ttl := tok.Remaining(time.Now()) - leaseSkew
+	ttl := tok.Remaining(b.now()) - leaseSkew
 	for _, limit := range []time.Duration{role.TTL, role.MaxTTL, b.System().MaxLeaseTTL()} {
 		if limit > 0 && ttl > limit {
 			ttl = limit

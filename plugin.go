@@ -7,6 +7,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -35,6 +36,9 @@ type idpBackend struct {
 
 	// writeLock serialises config and role writes, which check each other.
 	writeLock sync.Mutex
+
+	// now is the clock of leases and token freshness (tests move it).
+	now func() time.Time
 }
 
 // Factory creates the backend; Vault calls it once per mount.
@@ -47,7 +51,8 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func newBackend() *idpBackend {
-	b := &idpBackend{}
+	b := &idpBackend{now: time.Now}
+	b.tokens.Now = b.clock
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -67,6 +72,9 @@ func newBackend() *idpBackend {
 	}
 	return b
 }
+
+// clock reads b.now late, so that tests may move it after setup.
+func (b *idpBackend) clock() time.Time { return b.now() }
 
 // invalidate drops in-memory copies of entries another node wrote.
 func (b *idpBackend) invalidate(_ context.Context, key string) {

@@ -1,0 +1,132 @@
+package idptokens
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+)
+
+// testEnv is one mounted backend over in-memory storage.
+type testEnv struct {
+	t       *testing.T
+	b       *idpBackend
+	storage logical.Storage
+	sys     *logical.StaticSystemView
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	storage := &logical.InmemStorage{}
+	return newTestEnvOn(t, storage)
+}
+
+// newTestEnvOn mounts a fresh backend on existing storage: a Vault restart,
+// a plugin reload or a failover to another node.
+func newTestEnvOn(t *testing.T, storage logical.Storage) *testEnv {
+	t.Helper()
+	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: 768 * time.Hour, MaxLeaseTTLVal: 768 * time.Hour}
+	conf := logical.TestBackendConfig()
+	conf.StorageView = storage
+	conf.System = sys
+	b, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testEnv{t: t, b: b.(*idpBackend), storage: storage, sys: sys}
+}
+
+func (e *testEnv) do(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	e.t.Helper()
+	return e.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: op, Path: path, Data: data, Storage: e.storage,
+	})
+}
+
+// ok performs a request that must succeed.
+func (e *testEnv) ok(op logical.Operation, path string, data map[string]any) *logical.Response {
+	e.t.Helper()
+	resp, err := e.do(op, path, data)
+	if err != nil || (resp != nil && resp.IsError()) {
+		e.t.Fatalf("%s %s: err=%v resp=%v", op, path, err, respErr(resp))
+	}
+	return resp
+}
+
+// fails performs a request that must be refused with a 400-style error
+// whose message contains want.
+func (e *testEnv) fails(op logical.Operation, path string, data map[string]any, want string) string {
+	e.t.Helper()
+	resp, err := e.do(op, path, data)
+	msg := ""
+	switch {
+	case err != nil:
+		msg = err.Error()
+		if resp == nil || !resp.IsError() {
+			e.t.Fatalf("%s %s: want a user error containing %q, got internal error %v", op, path, want, err)
+		}
+	case resp == nil || !resp.IsError():
+		e.t.Fatalf("%s %s: want an error containing %q, got success %v", op, path, want, resp)
+	default:
+		msg = respErr(resp)
+	}
+	if !strings.Contains(msg, want) {
+		e.t.Fatalf("%s %s: error %q does not contain %q", op, path, msg, want)
+	}
+	return msg
+}
+
+func respErr(resp *logical.Response) string {
+	if resp == nil || resp.Data == nil {
+		return ""
+	}
+	s, _ := resp.Data["error"].(string)
+	return s
+}
+
+func (e *testEnv) creds(role string) *logical.Response {
+	e.t.Helper()
+	return e.ok(logical.ReadOperation, "creds/"+role, nil)
+}
+
+// idp starts a fake IdP of the style on loopback.
+func startIdP(t *testing.T, opts fakeidp.Options) (*fakeidp.Server, string) {
+	t.Helper()
+	idp := fakeidp.New(opts)
+	srv := httptest.NewServer(idp)
+	t.Cleanup(srv.Close)
+	return idp, srv.URL + idp.TokenPath()
+}
+
+// Seed credentials, as in the documents' examples.
+const (
+	mwiAccessCode  = "11112222"
+	mwiUser        = "testuser"
+	mwiSecurityKey = "testseckey"
+	mwiPassword    = "testpassword"
+)
+
+var mwiComposed = `lbso\` + mwiAccessCode + `\` + mwiUser + `\` + mwiSecurityKey
+
+// setupMWI writes an MWI config and role "mwi" against a fake MWI IdP.
+func (e *testEnv) setupMWI(opts fakeidp.Options) *fakeidp.Server {
+	e.t.Helper()
+	opts.Style, opts.ClientID, opts.ClientSecret = fakeidp.StyleMWI, "client", "s3cret+/:x"
+	opts.Username, opts.Password = mwiComposed, mwiPassword
+	idp, url := startIdP(e.t, opts)
+	e.ok(logical.UpdateOperation, "config/mwi", map[string]any{
+		"provider": "mwi", "token_url": url, "client_id": "client", "client_secret": "s3cret+/:x",
+		"access_code": mwiAccessCode, "username": mwiUser, "security_key": mwiSecurityKey, "password": mwiPassword,
+	})
+	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"config": "mwi", "scopes": "test_api"})
+	return idp
+}
+
+func leaseTTL(resp *logical.Response) time.Duration {
+	return resp.Secret.TTL
+}

@@ -1,0 +1,204 @@
+package idptokens
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+)
+
+// Secrets are write-only; a read shows <field>_set and every other field.
+func TestConfigSecretsWriteOnly(t *testing.T) {
+	e := newTestEnv(t)
+	e.setupMWI(fakeidp.Options{})
+	resp := e.ok(logical.ReadOperation, "config/mwi", nil)
+	for _, f := range secretFields {
+		if _, has := resp.Data[f]; has {
+			t.Fatalf("read returned secret field %s", f)
+		}
+		if resp.Data[f+"_set"] != true {
+			t.Fatalf("%s_set = %v, want true", f, resp.Data[f+"_set"])
+		}
+	}
+	for _, v := range resp.Data {
+		if s, ok := v.(string); ok && (strings.Contains(s, "s3cret") || s == mwiPassword || s == mwiSecurityKey) {
+			t.Fatalf("read leaked a secret: %v", resp.Data)
+		}
+	}
+	if resp.Data["username"] != mwiUser || resp.Data["access_code"] != mwiAccessCode || resp.Data["client_auth"] != "basic" {
+		t.Fatalf("read misses plain fields: %v", resp.Data)
+	}
+}
+
+// An update that omits a secret keeps it; the token still works.
+func TestConfigUpdateKeepsSecrets(t *testing.T) {
+	e := newTestEnv(t)
+	idp := e.setupMWI(fakeidp.Options{})
+	e.ok(logical.UpdateOperation, "config/mwi", map[string]any{"request_timeout": 5})
+	tok := e.creds("mwi").Data["access_token"].(string)
+	if !idp.Valid(tok) {
+		t.Fatal("after a partial update the stored secrets no longer work")
+	}
+}
+
+// Moving an endpoint requires the secrets again, so that whoever may update
+// a config cannot send the stored secret to a server of their choosing.
+func TestConfigURLChangeNeedsSecrets(t *testing.T) {
+	e := newTestEnv(t)
+	e.setupMWI(fakeidp.Options{})
+	msg := e.fails(logical.UpdateOperation, "config/mwi", map[string]any{"token_url": "https://evil.example/token"}, "written again")
+	for _, f := range secretFields {
+		if !strings.Contains(msg, f) {
+			t.Fatalf("error %q does not name %s", msg, f)
+		}
+	}
+	e.ok(logical.UpdateOperation, "config/mwi", map[string]any{"token_url": "https://idp.example/token",
+		"client_secret": "x", "password": "y", "security_key": "z"})
+}
+
+// A change of client or operator drops tokens minted for the former one.
+func TestConfigIdentityChangeDropsToken(t *testing.T) {
+	e := newTestEnv(t)
+	idp := e.setupMWI(fakeidp.Options{})
+	first := e.creds("mwi").Data["access_token"]
+	e.ok(logical.UpdateOperation, "config/mwi", map[string]any{"request_timeout": 5})
+	if e.creds("mwi").Data["access_token"] != first {
+		t.Fatal("a change that keeps the identity must keep the token")
+	}
+	e.ok(logical.UpdateOperation, "config/mwi", map[string]any{"username": "other"})
+	if raw, _ := e.storage.Get(context.Background(), "tokens/role/mwi"); raw != nil {
+		t.Fatal("a new operator must drop the cached token from storage")
+	}
+	_ = idp
+}
+
+// A role change of scopes drops its token; a change of ttl keeps it.
+func TestRoleChangeDropsToken(t *testing.T) {
+	e := newTestEnv(t)
+	idp := e.setupMWI(fakeidp.Options{Scopes: []string{"test_api", "other_api"}})
+	first := e.creds("mwi").Data["access_token"]
+	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"ttl": 60})
+	if e.creds("mwi").Data["access_token"] != first {
+		t.Fatal("a ttl change must keep the token")
+	}
+	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"scopes": "other_api"})
+	resp := e.creds("mwi")
+	if resp.Data["access_token"] == first || resp.Data["scope"] != "other_api" || idp.TokenRequests() != 2 {
+		t.Fatalf("a scope change must mint for the new scope: %v", resp.Data["scope"])
+	}
+}
+
+func TestConfigAndRoleLists(t *testing.T) {
+	e := newTestEnv(t)
+	e.setupMWI(fakeidp.Options{})
+	if keys := e.ok(logical.ListOperation, "config/", nil).Data["keys"].([]string); len(keys) != 1 || keys[0] != "mwi" {
+		t.Fatalf("config list %v", keys)
+	}
+	if keys := e.ok(logical.ListOperation, "roles/", nil).Data["keys"].([]string); len(keys) != 1 || keys[0] != "mwi" {
+		t.Fatalf("role list %v", keys)
+	}
+	e.ok(logical.DeleteOperation, "config/mwi", nil)
+	e.fails(logical.ReadOperation, "creds/mwi", nil, `config "mwi", which does not exist`)
+}
+
+// Bad input gets a 400 naming the field, and nothing is stored.
+func TestBadInput(t *testing.T) {
+	good := map[string]any{"token_url": "https://idp.example/token", "client_id": "c", "client_secret": "s"}
+	with := func(kv ...any) map[string]any {
+		m := map[string]any{}
+		for k, v := range good {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == nil {
+				delete(m, kv[i].(string))
+			} else {
+				m[kv[i].(string)] = kv[i+1]
+			}
+		}
+		return m
+	}
+	configCases := []struct {
+		name string
+		data map[string]any
+		want string
+	}{
+		{"unknown provider", with("provider", "okta-ish"), "provider"},
+		{"token_url not a URL", with("token_url", "not a url"), "token_url"},
+		{"token_url ftp", with("token_url", "ftp://idp.example/token"), "token_url"},
+		{"token_url http remote", with("token_url", "http://idp.example/token"), "token_url"},
+		{"token_url with user info", with("token_url", "https://u:p@idp.example/token"), "token_url"},
+		{"auth_url relative", with("auth_url", "/authorize"), "auth_url"},
+		{"missing client_id", with("client_id", nil), "client_id"},
+		{"missing client_secret", with("client_secret", nil), "client_secret"},
+		{"bad client_auth", with("client_auth", "jwt"), "client_auth"},
+		{"negative request_timeout", with("request_timeout", -1), "request_timeout"},
+		{"huge request_timeout", with("request_timeout", 3600), "request_timeout"},
+		{"negative default_token_ttl", with("default_token_ttl", "-5s"), "default_token_ttl"},
+		{"request_timeout not a duration", with("request_timeout", "soon"), "request_timeout"},
+		{"bad ca_cert", with("ca_cert", "not pem"), "ca_cert"},
+		{"scope with a space", with("scopes", "read write"), "scopes"},
+		{"unknown field", with("client_secert", "x"), "client_secert"},
+		{"mwi without operator", with("provider", "mwi", "username", "u"), "access_code"},
+		{"mwi without password", with("provider", "mwi", "access_code", "1", "username", "u", "security_key", "k"), "password"},
+		{"mwi backslash in username", with("provider", "mwi", "access_code", "1", "username", `a\b`, "security_key", "k", "password", "p"), "backslash"},
+		{"myid without token_url", with("provider", "myid", "token_url", nil), "token_url"},
+	}
+	for _, c := range configCases {
+		t.Run("config/"+c.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.fails(logical.UpdateOperation, "config/x", c.data, c.want)
+			if raw, _ := e.storage.Get(context.Background(), "config/x"); raw != nil {
+				t.Fatal("a refused config was stored")
+			}
+		})
+	}
+	roleCases := []struct {
+		name string
+		data map[string]any
+		want string
+	}{
+		{"missing config", map[string]any{}, "config"},
+		{"config does not exist", map[string]any{"config": "nope"}, `no config named "nope"`},
+		{"unknown grant", map[string]any{"config": "c", "grant_type": "implicit"}, "grant_type"},
+		{"password grant without operator", map[string]any{"config": "c", "grant_type": "password"}, "grant_type"},
+		{"grant not supported by preset", map[string]any{"config": "mt", "grant_type": "password"}, "does not support"},
+		{"negative ttl", map[string]any{"config": "c", "ttl": -1}, "ttl"},
+		{"negative min_ttl", map[string]any{"config": "c", "min_ttl": -60}, "min_ttl"},
+		{"ttl above max_ttl", map[string]any{"config": "c", "ttl": 120, "max_ttl": 60}, "ttl"},
+		{"reserved extra param", map[string]any{"config": "c", "extra_params": map[string]any{"client_secret": "x"}}, "extra_params"},
+		{"extra params not pairs", map[string]any{"config": "c", "extra_params": "audience"}, "extra_params"},
+		{"scope with a quote", map[string]any{"config": "c", "scopes": `a"b`}, "scopes"},
+		{"unknown field", map[string]any{"config": "c", "scope": "x"}, "scope"},
+	}
+	for _, c := range roleCases {
+		t.Run("roles/"+c.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.ok(logical.UpdateOperation, "config/c", good)
+			e.ok(logical.UpdateOperation, "config/mt", map[string]any{"provider": "microtek", "client_id": "c", "client_secret": "s"})
+			e.fails(logical.UpdateOperation, "roles/x", c.data, c.want)
+			if raw, _ := e.storage.Get(context.Background(), "roles/x"); raw != nil {
+				t.Fatal("a refused role was stored")
+			}
+		})
+	}
+}
+
+// Preset defaults are filled and shown: MicroTek's token_url and scope.
+func TestPresetDefaults(t *testing.T) {
+	e := newTestEnv(t)
+	e.ok(logical.UpdateOperation, "config/mt", map[string]any{"provider": "microtek", "client_id": "c", "client_secret": "s"})
+	d := e.ok(logical.ReadOperation, "config/mt", nil).Data
+	if d["token_url"] != "https://idp.mclabs.com/connect/token" || d["client_auth"] != "post" || strings.Join(d["scopes"].([]string), ",") != "public-api" {
+		t.Fatalf("MicroTek defaults not applied: %v", d)
+	}
+	e.ok(logical.UpdateOperation, "config/my", map[string]any{"provider": "myid", "token_url": "https://myid.example/web.oauth2/connect/token", "client_id": "c", "client_secret": "s"})
+	e.ok(logical.UpdateOperation, "roles/my", map[string]any{"config": "my"})
+	if g := e.ok(logical.ReadOperation, "roles/my", nil).Data["grant_type"]; g != "authorization_code" {
+		t.Fatalf("MyID role grant %v, want authorization_code", g)
+	}
+	e.fails(logical.ReadOperation, "creds/my", nil, "needs a new login")
+}

@@ -1,0 +1,294 @@
+package idptokens
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+)
+
+// Each preset reads a working token through creds/<role>, speaking its
+// document's wire format (the fake IdP refuses anything else).
+func TestCredsEachPreset(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(e *testEnv) *fakeidp.Server
+		scope string
+		idTok bool
+	}{
+		{"mwi", func(e *testEnv) *fakeidp.Server { return e.setupMWI(fakeidp.Options{}) }, "test_api", false},
+		{"screening-eagle", func(e *testEnv) *fakeidp.Server {
+			idp, url := startIdP(e.t, fakeidp.Options{Style: fakeidp.StyleScreeningEagle, ClientID: "se", ClientSecret: "se-secret", IDTokens: true, RefreshTokens: true})
+			e.ok(logical.UpdateOperation, "config/se", map[string]any{"provider": "screening-eagle", "token_url": url, "client_id": "se", "client_secret": "se-secret"})
+			e.ok(logical.UpdateOperation, "roles/screening-eagle", map[string]any{"config": "se", "scopes": "openid,email,profile,inspect"})
+			return idp
+		}, "openid email profile inspect", true},
+		{"microtek", func(e *testEnv) *fakeidp.Server {
+			idp, url := startIdP(e.t, fakeidp.Options{Style: fakeidp.StyleMicroTek, ClientID: "00000000-0000-0000-0000-000000000000", ClientSecret: "password"})
+			e.ok(logical.UpdateOperation, "config/mt", map[string]any{"provider": "microtek", "token_url": url, "client_id": "00000000-0000-0000-0000-000000000000", "client_secret": "password"})
+			e.ok(logical.UpdateOperation, "roles/microtek", map[string]any{"config": "mt"})
+			return idp
+		}, "public-api", false},
+		{"oauth2", func(e *testEnv) *fakeidp.Server {
+			idp, url := startIdP(e.t, fakeidp.Options{Style: fakeidp.StyleOAuth2, ClientID: "app", ClientSecret: "a secret&more", Scopes: []string{"read", "write"}, ExpiresInAsString: true})
+			e.ok(logical.UpdateOperation, "config/generic", map[string]any{"token_url": url, "client_id": "app", "client_secret": "a secret&more"})
+			e.ok(logical.UpdateOperation, "roles/oauth2", map[string]any{"config": "generic", "scopes": "read,write", "extra_params": map[string]any{"audience": "api://x"}})
+			return idp
+		}, "read write", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			idp := c.setup(e)
+			resp := e.creds(c.name)
+			tok := resp.Data["access_token"].(string)
+			if !idp.Valid(tok) {
+				t.Fatalf("the IdP does not accept the token %q", tok)
+			}
+			if resp.Data["token_type"] != "Bearer" || resp.Data["scope"] != c.scope {
+				t.Fatalf("token_type=%v scope=%v, want Bearer %q", resp.Data["token_type"], resp.Data["scope"], c.scope)
+			}
+			if _, has := resp.Data["id_token"]; has != c.idTok {
+				t.Fatalf("id_token present=%v, want %v", has, c.idTok)
+			}
+			for _, k := range []string{"refresh_token", "client_secret"} {
+				if _, has := resp.Data[k]; has {
+					t.Fatalf("creds leaked %s", k)
+				}
+			}
+			if ttl := leaseTTL(resp); ttl < time.Hour-3*time.Second || ttl > time.Hour {
+				t.Fatalf("lease TTL %s, want the token's 1h less at most a few seconds", ttl)
+			}
+			if resp.Secret.Renewable || resp.Secret.MaxTTL != resp.Secret.TTL {
+				t.Fatalf("lease renewable=%v max=%s ttl=%s; want not renewable, max = ttl", resp.Secret.Renewable, resp.Secret.MaxTTL, resp.Secret.TTL)
+			}
+			exp, err := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+			if err != nil || exp.Sub(time.Now()) < 59*time.Minute {
+				t.Fatalf("expires_at %v (%v), want about an hour from now", resp.Data["expires_at"], err)
+			}
+			again := e.creds(c.name)
+			if again.Data["access_token"] != tok || idp.TokenRequests() != 1 {
+				t.Fatalf("second read: same token=%v, IdP requests=%d; want the cached token and one request",
+					again.Data["access_token"] == tok, idp.TokenRequests())
+			}
+		})
+	}
+}
+
+func TestCredsWireFormatMWI(t *testing.T) {
+	e := newTestEnv(t)
+	idp := e.setupMWI(fakeidp.Options{})
+	e.creds("mwi")
+	r := idp.LastRequest()
+	if got := r.Form.Get("username"); got != mwiComposed {
+		t.Fatalf("username %q, want %q", got, mwiComposed)
+	}
+	if r.Form.Get("grant_type") != "password" || r.Form.Get("scope") != "test_api" || r.Form.Get("password") != mwiPassword {
+		t.Fatalf("form %v", r.Form)
+	}
+	if r.Form.Has("client_secret") || !strings.HasPrefix(r.Header.Get("Authorization"), "Basic ") {
+		t.Fatalf("MWI wants Basic client auth only: form %v header %q", r.Form, r.Header.Get("Authorization"))
+	}
+}
+
+// Concurrent reads of a cold role make exactly one IdP request.
+func TestCredsSingleFlight(t *testing.T) {
+	e := newTestEnv(t)
+	idp := e.setupMWI(fakeidp.Options{})
+	idp.SetDelay(100 * time.Millisecond)
+	var wg sync.WaitGroup
+	tokens := make([]string, 50)
+	for i := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.do(logical.ReadOperation, "creds/mwi", nil)
+			if err == nil && !resp.IsError() {
+				tokens[i] = resp.Data["access_token"].(string)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := idp.TokenRequests(); n != 1 {
+		t.Fatalf("%d IdP requests for 50 concurrent cold reads, want 1", n)
+	}
+	for _, tok := range tokens {
+		if tok != tokens[0] || tok == "" {
+			t.Fatalf("readers got different or no tokens: %q vs %q", tok, tokens[0])
+		}
+	}
+}
+
+// A restart, plugin reload or failover (a new backend on the same storage)
+// reuses the stored token.
+func TestCredsSurviveRestart(t *testing.T) {
+	e := newTestEnv(t)
+	idp := e.setupMWI(fakeidp.Options{})
+	tok := e.creds("mwi").Data["access_token"]
+	again := newTestEnvOn(t, e.storage).creds("mwi").Data["access_token"]
+	if again != tok || idp.TokenRequests() != 1 {
+		t.Fatalf("after restart: same=%v requests=%d", again == tok, idp.TokenRequests())
+	}
+}
+
+// Invalidate (a write on another node) drops the in-memory copy.
+func TestInvalidateDropsMemory(t *testing.T) {
+	e := newTestEnv(t)
+	idp := e.setupMWI(fakeidp.Options{})
+	e.creds("mwi")
+	// Another node drops the token from storage.
+	if err := e.storage.Delete(context.Background(), "tokens/role/mwi"); err != nil {
+		t.Fatal(err)
+	}
+	e.creds("mwi")
+	if idp.TokenRequests() != 1 {
+		t.Fatalf("without invalidation the memory copy should serve: %d requests", idp.TokenRequests())
+	}
+	e.b.InvalidateKey(context.Background(), "tokens/role/mwi")
+	e.creds("mwi")
+	if idp.TokenRequests() != 2 {
+		t.Fatalf("after invalidation the token must be fetched again: %d requests", idp.TokenRequests())
+	}
+}
+
+// The lease is the token's remaining life, capped by role ttl/max_ttl and
+// the mount, never 0.
+func TestCredsLeaseCaps(t *testing.T) {
+	e := newTestEnv(t)
+	e.setupMWI(fakeidp.Options{TokenTTL: 30 * time.Minute})
+	if ttl := leaseTTL(e.creds("mwi")); ttl < 30*time.Minute-3*time.Second || ttl > 30*time.Minute {
+		t.Fatalf("lease %s, want ~30m", ttl)
+	}
+	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"max_ttl": 600})
+	if ttl := leaseTTL(e.creds("mwi")); ttl != 10*time.Minute {
+		t.Fatalf("lease %s, want max_ttl 10m", ttl)
+	}
+	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"ttl": 60})
+	if ttl := leaseTTL(e.creds("mwi")); ttl != time.Minute {
+		t.Fatalf("lease %s, want ttl 1m", ttl)
+	}
+	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"ttl": 0, "max_ttl": 0})
+	e.sys.MaxLeaseTTLVal = 5 * time.Minute
+	if ttl := leaseTTL(e.creds("mwi")); ttl != 5*time.Minute {
+		t.Fatalf("lease %s, want the mount's max 5m", ttl)
+	}
+}
+
+// A token nearing expiry is replaced; min_ttl (role or read) decides when.
+func TestCredsMinTTL(t *testing.T) {
+	e := newTestEnv(t)
+	idp := e.setupMWI(fakeidp.Options{TokenTTL: time.Hour})
+	clock := time.Now()
+	e.b.now = func() time.Time { return clock }
+	first := e.creds("mwi").Data["access_token"]
+
+	clock = clock.Add(50 * time.Minute) // 10 minutes left
+	if e.creds("mwi").Data["access_token"] != first {
+		t.Fatal("a token with 10m left and no min_ttl should be reused")
+	}
+	resp := e.ok(logical.ReadOperation, "creds/mwi", map[string]any{"min_ttl": 900})
+	if resp.Data["access_token"] == first || idp.TokenRequests() != 2 {
+		t.Fatalf("min_ttl=15m with 10m left must fetch a new token (requests=%d)", idp.TokenRequests())
+	}
+	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"min_ttl": 3600})
+	e.creds("mwi")
+	if idp.TokenRequests() != 2 {
+		t.Fatalf("min_ttl above half the lifetime is capped; a fresh token must be reused (requests=%d)", idp.TokenRequests())
+	}
+}
+
+// A refresh token renews; a refused refresh falls back to the role's grant.
+func TestCredsRefresh(t *testing.T) {
+	e := newTestEnv(t)
+	idp, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleScreeningEagle, ClientID: "se", ClientSecret: "se-secret", RefreshTokens: true})
+	e.ok(logical.UpdateOperation, "config/se", map[string]any{"provider": "screening-eagle", "token_url": url, "client_id": "se", "client_secret": "se-secret"})
+	e.ok(logical.UpdateOperation, "roles/se", map[string]any{"config": "se", "scopes": "inspect"})
+	clock := time.Now()
+	e.b.now = func() time.Time { return clock }
+	e.creds("se")
+	clock = clock.Add(2 * time.Hour)
+	tok := e.creds("se").Data["access_token"].(string)
+	if idp.TokenRequestsByGrant("refresh_token") != 1 || !idp.Valid(tok) {
+		t.Fatalf("expected one refresh giving a valid token; by grant: refresh=%d", idp.TokenRequestsByGrant("refresh_token"))
+	}
+	idp.RevokeAll() // the refresh token dies too
+	clock = clock.Add(2 * time.Hour)
+	tok = e.creds("se").Data["access_token"].(string)
+	if idp.TokenRequestsByGrant("refresh_token") != 2 || idp.TokenRequestsByGrant("client_credentials") != 2 || !idp.Valid(tok) {
+		t.Fatalf("a refused refresh must fall back to client_credentials: refresh=%d cc=%d",
+			idp.TokenRequestsByGrant("refresh_token"), idp.TokenRequestsByGrant("client_credentials"))
+	}
+}
+
+// MicroTek keeps one live token per client: roles of one config share it.
+func TestMicroTekRolesShareOneToken(t *testing.T) {
+	e := newTestEnv(t)
+	idp, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleMicroTek, ClientID: "mt", ClientSecret: "pw"})
+	e.ok(logical.UpdateOperation, "config/mt", map[string]any{"provider": "microtek", "token_url": url, "client_id": "mt", "client_secret": "pw"})
+	e.ok(logical.UpdateOperation, "roles/team-a", map[string]any{"config": "mt"})
+	e.ok(logical.UpdateOperation, "roles/team-b", map[string]any{"config": "mt"})
+	a := e.creds("team-a").Data["access_token"].(string)
+	b := e.creds("team-b").Data["access_token"].(string)
+	if a != b || idp.TokenRequests() != 1 || !idp.Valid(a) {
+		t.Fatalf("roles of one MicroTek client must share one live token: same=%v requests=%d valid=%v", a == b, idp.TokenRequests(), idp.Valid(a))
+	}
+	e.fails(logical.UpdateOperation, "roles/team-c", map[string]any{"config": "mt", "extra_params": map[string]any{"audience": "x"}}, "one live token per client")
+	// Deleting one role keeps the shared token for the other.
+	e.ok(logical.DeleteOperation, "roles/team-a", nil)
+	if e.creds("team-b").Data["access_token"] != a || idp.TokenRequests() != 1 {
+		t.Fatal("deleting a role dropped the token its sibling shares")
+	}
+}
+
+// IdP errors say which config, the status, and what the IdP said.
+func TestCredsIdPErrors(t *testing.T) {
+	e := newTestEnv(t)
+	idp, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleScreeningEagle, ClientID: "se", ClientSecret: "right"})
+	e.ok(logical.UpdateOperation, "config/se", map[string]any{"provider": "screening-eagle", "token_url": url, "client_id": "se", "client_secret": "wrong-secret"})
+	e.ok(logical.UpdateOperation, "roles/se", map[string]any{"config": "se", "scopes": "inspect"})
+	msg := e.fails(logical.ReadOperation, "creds/se", nil, `config "se"`)
+	for _, want := range []string{"HTTP 401", "invalid_client"} {
+		if !strings.Contains(msg, want) {
+			t.Fatalf("error %q lacks %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "wrong-secret") {
+		t.Fatalf("error leaks the secret: %q", msg)
+	}
+	_ = idp
+	e.fails(logical.ReadOperation, "creds/nope", nil, `no role named "nope"`)
+}
+
+// expires_in missing: default_token_ttl decides, or the user reads why not.
+func TestCredsMissingExpiresIn(t *testing.T) {
+	e := newTestEnv(t)
+	_, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleOAuth2, ClientID: "c", ClientSecret: "s", OmitExpiresIn: true})
+	e.ok(logical.UpdateOperation, "config/c", map[string]any{"token_url": url, "client_id": "c", "client_secret": "s"})
+	e.ok(logical.UpdateOperation, "roles/r", map[string]any{"config": "c"})
+	e.fails(logical.ReadOperation, "creds/r", nil, "default_token_ttl")
+	e.ok(logical.UpdateOperation, "config/c", map[string]any{"default_token_ttl": 300})
+	if ttl := leaseTTL(e.creds("r")); ttl < 297*time.Second || ttl > 300*time.Second {
+		t.Fatalf("lease %s, want default_token_ttl 5m", ttl)
+	}
+}
+
+// Revoking a lease leaves the shared token cached for other leases.
+func TestLeaseRevokeKeepsToken(t *testing.T) {
+	e := newTestEnv(t)
+	idp := e.setupMWI(fakeidp.Options{})
+	resp := e.creds("mwi")
+	_, err := e.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.RevokeOperation, Storage: e.storage, Secret: resp.Secret, Data: resp.Data,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.creds("mwi").Data["access_token"] != resp.Data["access_token"] || idp.TokenRequests() != 1 {
+		t.Fatal("revoking one lease dropped the shared token")
+	}
+}
