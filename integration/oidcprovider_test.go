@@ -135,21 +135,23 @@ func TestOIDCProvider(t *testing.T) {
 		})
 	}
 
-	t.Run("wrong client_auth is refused", func(t *testing.T) {
+	// oidc-provider treats client_secret_basic and client_secret_post as one method
+	// family, so a wrong method is not refused there; a wrong secret is.
+	t.Run("wrong secret is refused", func(t *testing.T) {
 		v := v.For(t)
-		// post-client is registered for client_secret_post only.
+		const wrong = "not-the-secret-1234"
 		v.Write("idp/config/op-wrong", "provider=oauth2", "token_url="+op.Issuer+"/token",
-			"client_id=post-client", "client_secret="+oidcClientSecret, "client_auth=basic",
+			"client_id=basic-client", "client_secret="+wrong, "client_auth=basic",
 			"scopes=api:read")
 		v.Write("idp/roles/op-wrong", "config=op-wrong", "grant_type=client_credentials")
 		r := v.CLI("read", "idp/creds/op-wrong")
 		if r.Err == nil {
-			t.Fatalf("read with the wrong client auth method succeeded:\n%s", r.Stdout)
+			t.Fatalf("read with a wrong client secret succeeded:\n%s", r.Stdout)
 		}
 		if !strings.Contains(r.Stderr, "invalid_client") {
 			t.Errorf("error does not name the IdP's invalid_client: %s", r.Stderr)
 		}
-		if strings.Contains(r.Stderr, oidcClientSecret) {
+		if strings.Contains(r.Stderr, wrong) {
 			t.Errorf("error shows the client secret: %s", r.Stderr)
 		}
 	})
