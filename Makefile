@@ -2,16 +2,30 @@ GO        ?= go
 PLUGIN    := vault-plugin-idp-tokens
 BIN_DIR   := bin
 
-.PHONY: build test test-unit test-integration fmt vet dev dev-stop
+.PHONY: build test lint test-unit fuzz-short fuzz test-integration fmt vet dev dev-stop
 
 build:
 	$(GO) build -trimpath -o $(BIN_DIR)/$(PLUGIN) ./cmd/$(PLUGIN)
 
 # The README's test command: everything CI proves (unit tests, then a real Vault).
-test: test-unit test-integration
+test: lint test-unit fuzz-short test-integration
 
 test-unit:
 	$(GO) test -race -count=1 ./...
+
+# Formatting and vet, failing on any finding.
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./integration/
+
+# Every fuzz target for a short while; `make fuzz FUZZTIME=5m` for longer.
+fuzz-short:
+	FUZZTIME=10s ./scripts/fuzz.sh
+
+FUZZTIME ?= 5m
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 fmt:
 	gofmt -s -w $$(git ls-files '*.go')
