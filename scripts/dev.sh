@@ -40,10 +40,11 @@ stop_all() {
 }
 
 if [[ "${1:-}" == "stop" ]]; then
-  if [[ -f "$STATE/dev.pid" ]] && kill -0 "$(cat "$STATE/dev.pid")" 2>/dev/null; then
+  devpid="$(cat "$STATE/dev.pid" 2>/dev/null || true)"
+  if [[ -n "$devpid" ]] && kill -0 "$devpid" 2>/dev/null; then
     # The foreground script cleans up after itself once told to.
-    kill -TERM "$(cat "$STATE/dev.pid")" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$(cat "$STATE/dev.pid" 2>/dev/null || echo 0)" 2>/dev/null || break; sleep 0.1; done
+    kill -TERM "$devpid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$devpid" 2>/dev/null || break; sleep 0.1; done
   fi
   stop_all
   rm -f "$STATE/dev.pid"
@@ -154,4 +155,4 @@ while kill -0 "$(cat "$STATE/vault.pid")" 2>/dev/null && kill -0 "$(cat "$STATE/
   sleep 1 &
   wait $! || true
 done
-log "a server exited; see .dev/vault.log and .dev/demo-idp.log"
+log "Vault or the demo IdP stopped (logs: .dev/vault.log, .dev/demo-idp.log)"
