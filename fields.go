@@ -89,11 +89,43 @@ func getBool(d *framework.FieldData, field string) (bool, bool, *logical.Respons
 	return v.(bool), true, nil
 }
 
+// Size limits: generous for any real IdP, small enough that a write cannot
+// bloat storage or every token request.
+const (
+	maxFieldLen  = 4096
+	maxCACertLen = 256 << 10
+	maxScopes    = 64
+)
+
+// checkText refuses over-long values and control characters, which no
+// client id, username or URL legitimately holds.
+func checkText(field, value string, maxLen int) *logical.Response {
+	if len(value) > maxLen {
+		return fieldError(field, "longer than %d bytes", maxLen)
+	}
+	for _, r := range value {
+		if r < ' ' || r == 0x7f {
+			if field == "ca_cert" && (r == '\n' || r == '\r' || r == '\t') {
+				continue
+			}
+			return fieldError(field, "contains a control character")
+		}
+	}
+	return nil
+}
+
 // checkScopes refuses scopes that would break RFC 6749's space-separated list.
 func checkScopes(field string, scopes []string) *logical.Response {
+	if len(scopes) > maxScopes {
+		return fieldError(field, "more than %d scopes", maxScopes)
+	}
 	for _, s := range scopes {
+		if len(s) > 256 {
+			return fieldError(field, "a scope is longer than 256 bytes")
+		}
 		for _, r := range s {
-			if r <= ' ' || r == '"' || r == '\\' || r == 0x7f {
+			// RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+			if r <= ' ' || r == '"' || r == '\\' || r >= 0x7f {
 				return fieldError(field, "scope %q contains a character RFC 6749 does not allow (spaces separate scopes: give a list)", s)
 			}
 		}

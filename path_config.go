@@ -247,6 +247,19 @@ func applyPresetDefaults(e *configEntry, p *backend.Provider) {
 }
 
 func validateConfig(e *configEntry, p *backend.Provider) *logical.Response {
+	texts := []struct{ field, value string }{
+		{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL},
+		{"client_id", e.ClientID}, {"client_secret", e.ClientSecret}, {"username", e.Username},
+		{"password", e.Password}, {"access_code", e.AccessCode}, {"security_key", e.SecurityKey},
+	}
+	for _, t := range texts {
+		if resp := checkText(t.field, t.value, maxFieldLen); resp != nil {
+			return resp
+		}
+	}
+	if resp := checkText("ca_cert", e.CACert, maxCACertLen); resp != nil {
+		return resp
+	}
 	if e.TokenURL == "" {
 		return fieldError("token_url", "required for provider %s", p.Name)
 	}
