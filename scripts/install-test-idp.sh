@@ -9,8 +9,14 @@
 set -euo pipefail
 
 dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../testdata/oidc-provider" && pwd)"
-command -v node >/dev/null || { echo "node is not installed (Node.js >= 18 is needed)" >&2; exit 1; }
-command -v npm >/dev/null || { echo "npm is not installed" >&2; exit 1; }
+# A fresh Debian machine may lack Node.js: take it from Debian's packages.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  echo "installing Node.js and npm from Debian's packages" >&2
+  $sudo apt-get update -qq >&2 && $sudo apt-get install -y -qq nodejs npm >&2
+fi
+major=$(node -p 'process.versions.node.split(".")[0]')
+(( major >= 18 )) || { echo "Node.js >= 18 is needed for oidc-provider 8 (found $(node --version))" >&2; exit 1; }
 
 stamp="$dir/node_modules/.package-lock.json"
 if [[ ! -f "$stamp" || "$dir/package-lock.json" -nt "$stamp" || ! -d "$dir/node_modules/oidc-provider" ]]; then
