@@ -31,6 +31,10 @@ type configEntry struct {
 	DefaultTokenTTL   time.Duration `json:"default_token_ttl,omitempty"`
 	AllowedTokenTypes []string      `json:"allowed_token_types,omitempty"`
 	AllowInsecureHTTP bool          `json:"allow_insecure_http,omitempty"`
+	// Authorization code flow (authcode.go): allowed redirect URIs, the
+	// first being the default, and how long a login may take.
+	RedirectURIs []string      `json:"redirect_uris,omitempty"`
+	AuthStateTTL time.Duration `json:"auth_state_ttl,omitempty"`
 	// Generation changes whenever the client or resource owner changes, so
 	// tokens minted for the former identity are never handed out again.
 	Generation string `json:"generation"`

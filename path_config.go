@@ -66,6 +66,8 @@ func configFields() map[string]*framework.FieldSchema {
 		"default_token_ttl":   {Type: framework.TypeDurationSecond, Description: "Lifetime assumed when the IdP omits expires_in. Without it, a response without expires_in is an error."},
 		"allowed_token_types": {Type: framework.TypeCommaStringSlice, Description: "token_type values accepted from the IdP. Default Bearer."},
 		"allow_insecure_http": {Type: framework.TypeBool, Description: "Allow http:// endpoints on non-loopback hosts (credentials then travel in clear). Default false."},
+		"redirect_uris":       {Type: framework.TypeCommaStringSlice, Description: "Redirect URIs auth-url may use (authorization_code); the first is the default. Normally https://<vault>/v1/<mount>/callback."},
+		"auth_state_ttl":      {Type: framework.TypeDurationSecond, Description: "How long a login begun with auth-url may take. Default 10m."},
 	}
 }
 
@@ -105,6 +107,8 @@ func (b *idpBackend) pathConfigRead(ctx context.Context, req *logical.Request, d
 		"default_token_ttl":   int64(e.DefaultTokenTTL.Seconds()),
 		"allowed_token_types": nonNil(e.AllowedTokenTypes),
 		"allow_insecure_http": e.AllowInsecureHTTP,
+		"redirect_uris":       nonNil(e.RedirectURIs),
+		"auth_state_ttl":      int64(e.AuthStateTTL.Seconds()),
 		"client_secret_set":   e.ClientSecret != "",
 		"password_set":        e.Password != "",
 		"security_key_set":    e.SecurityKey != "",
@@ -178,7 +182,7 @@ func applyConfigFields(e *configEntry, d *framework.FieldData) *logical.Response
 			*dst = strings.TrimSpace(v)
 		}
 	}
-	lists := map[string]*[]string{"scopes": &e.Scopes, "allowed_token_types": &e.AllowedTokenTypes}
+	lists := map[string]*[]string{"scopes": &e.Scopes, "allowed_token_types": &e.AllowedTokenTypes, "redirect_uris": &e.RedirectURIs}
 	for field, dst := range lists {
 		v, ok, resp := getStrings(d, field)
 		if resp != nil {
@@ -188,7 +192,7 @@ func applyConfigFields(e *configEntry, d *framework.FieldData) *logical.Response
 			*dst = v
 		}
 	}
-	durations := map[string]*time.Duration{"request_timeout": &e.RequestTimeout, "default_token_ttl": &e.DefaultTokenTTL}
+	durations := map[string]*time.Duration{"request_timeout": &e.RequestTimeout, "default_token_ttl": &e.DefaultTokenTTL, "auth_state_ttl": &e.AuthStateTTL}
 	for field, dst := range durations {
 		v, ok, resp := getDuration(d, field)
 		if resp != nil {
@@ -295,7 +299,7 @@ func validateConfig(e *configEntry, p *backend.Provider) *logical.Response {
 	if e.DefaultTokenTTL > backend.MaxExpiresIn {
 		return fieldError("default_token_ttl", "must be at most %s", backend.MaxExpiresIn)
 	}
-	return nil
+	return validateAuthCodeConfig(e)
 }
 
 func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

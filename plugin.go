@@ -36,6 +36,8 @@ type idpBackend struct {
 
 	// writeLock serialises config and role writes, which check each other.
 	writeLock sync.Mutex
+	// stateLock makes taking an authorization state single-use (authcode.go).
+	stateLock sync.Mutex
 
 	// now is the clock of leases and token freshness (tests move it).
 	now func() time.Time
@@ -58,13 +60,17 @@ func newBackend() *idpBackend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			// Configs hold client secrets and operator passwords.
-			SealWrapStorage: []string{configPrefix},
+			SealWrapStorage: []string{configPrefix, authStatePrefix},
+			// The IdP sends the browser back here; the state is the credential.
+			Unauthenticated: []string{"callback"},
 		},
 		Paths: framework.PathAppend(
 			b.pathConfig(),
 			b.pathRoles(),
 			b.pathCreds(),
+			b.pathAuthCode(),
 		),
+		PeriodicFunc:   b.sweepAuthStates,
 		Secrets:        []*framework.Secret{b.secretAccessToken()},
 		Invalidate:     b.invalidate,
 		Clean:          b.clean,

@@ -132,6 +132,12 @@ func (s *TokenStore) put(ctx context.Context, kv KV, key string, t *StoredToken)
 	return nil
 }
 
+// Put stores t under key for fingerprint, replacing whatever was there: a
+// token obtained outside Get (the authorization-code callback).
+func (s *TokenStore) Put(ctx context.Context, kv KV, key, fingerprint string, t *Token) error {
+	return s.put(ctx, kv, key, &StoredToken{Token: *t, Fingerprint: fingerprint})
+}
+
 // Drop deletes the token for key from storage and memory.
 func (s *TokenStore) Drop(ctx context.Context, kv KV, key string) error {
 	s.cache.Drop(key)

@@ -1,0 +1,444 @@
+package idptokens
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/oauth2"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
+)
+
+// The authorization code flow with Vault as the redirect target:
+//
+//	vault write idp/auth-url/<role>   -> url (open in a browser) and state
+//	browser -> IdP login -> 302 to https://<vault>/v1/idp/callback?code&state
+//	callback exchanges the code (client auth + PKCE verifier) and stores the
+//	token as the role's cached token; creds/<role> hands it out.
+//
+// A state is 256 random bits. Storage keeps only its SHA-256 (so a storage
+// listing does not yield usable states), bound to the role, its request
+// fingerprint (which holds the config generation), the redirect_uri and the
+// PKCE verifier, which never leaves Vault. A state is deleted before its code
+// is exchanged, so it serves once, and expires after auth_state_ttl.
+
+const (
+	authStatePrefix     = "authstate/"
+	defaultAuthStateTTL = 10 * time.Minute
+	minAuthStateTTL     = 30 * time.Second
+	maxAuthStateTTL     = time.Hour
+	// maxCallbackParam bounds what the callback accepts in code and state:
+	// real ones are a few hundred bytes at most.
+	maxCallbackParam = 4096
+)
+
+// authState is one pending login, stored under the hash of its state.
+type authState struct {
+	Role        string    `json:"role"`
+	Config      string    `json:"config"`
+	Generation  string    `json:"generation"`
+	Fingerprint string    `json:"fingerprint"`
+	RedirectURI string    `json:"redirect_uri"`
+	Verifier    string    `json:"code_verifier"`
+	Created     time.Time `json:"created"`
+	Expires     time.Time `json:"expires"`
+}
+
+func authStateKey(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	return authStatePrefix + hex.EncodeToString(sum[:])
+}
+
+func newState() (string, error) {
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(buf), nil
+}
+
+func (c *configEntry) authStateTTL() time.Duration {
+	if c.AuthStateTTL > 0 {
+		return c.AuthStateTTL
+	}
+	return defaultAuthStateTTL
+}
+
+// validateAuthCodeConfig checks redirect_uris and auth_state_ttl.
+func validateAuthCodeConfig(e *configEntry) *logical.Response {
+	for _, u := range e.RedirectURIs {
+		// Same rules as the IdP endpoints: absolute http(s), https off
+		// loopback unless allow_insecure_http, no user info, no fragment
+		// (RFC 6749 3.1.2).
+		if err := backend.CheckEndpointURL(u, e.AllowInsecureHTTP); err != nil {
+			return fieldError("redirect_uris", "%v", err)
+		}
+	}
+	if e.AuthStateTTL != 0 && (e.AuthStateTTL < minAuthStateTTL || e.AuthStateTTL > maxAuthStateTTL) {
+		return fieldError("auth_state_ttl", "must be between %s and %s", minAuthStateTTL, maxAuthStateTTL)
+	}
+	return nil
+}
+
+func (b *idpBackend) pathAuthCode() []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern:      "auth-url/" + framework.GenericNameRegex("role"),
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "auth-url"},
+			Fields: map[string]*framework.FieldSchema{
+				"role":         {Type: framework.TypeString, Description: "Name of an authorization_code role."},
+				"redirect_uri": {Type: framework.TypeString, Description: "One of the config's redirect_uris. Default its first."},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback: b.pathAuthURLWrite, Summary: "Begin a login: get the URL to open in a browser.",
+					ForwardPerformanceStandby: true,
+				},
+			},
+			HelpSynopsis:    "Begin an authorization code login for a role.",
+			HelpDescription: strings.TrimSpace(authURLHelp),
+		},
+		{
+			Pattern:      "callback",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "callback"},
+			Fields: map[string]*framework.FieldSchema{
+				"code":              {Type: framework.TypeString, Description: "Authorization code from the IdP."},
+				"state":             {Type: framework.TypeString, Description: "State returned by auth-url."},
+				"error":             {Type: framework.TypeString, Description: "Error code from the IdP (RFC 6749 4.1.2.1)."},
+				"error_description": {Type: framework.TypeString, Description: "Error description from the IdP."},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				// GET from the browser (unauthenticated, query parameters).
+				logical.ReadOperation: &framework.PathOperation{
+					Callback: b.pathCallback, Summary: "Redirect target of the IdP: completes a login (HTML answer).",
+					ForwardPerformanceStandby: true,
+				},
+				// vault write idp/callback code=... state=... (JSON answer).
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback: b.pathCallback, Summary: "Complete a login with a code and state.",
+					ForwardPerformanceStandby: true,
+				},
+			},
+			HelpSynopsis:    "Complete an authorization code login.",
+			HelpDescription: strings.TrimSpace(callbackHelp),
+		},
+	}
+}
+
+func (b *idpBackend) perfStandby() bool {
+	return b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby)
+}
+
+func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if b.perfStandby() {
+		return nil, logical.ErrReadOnly
+	}
+	if resp := rejectUnknownFields(d); resp != nil {
+		return resp, nil
+	}
+	name := d.Get("role").(string)
+	redirect, _, resp := getString(d, "redirect_uri")
+	if resp != nil {
+		return resp, nil
+	}
+	redirect = strings.TrimSpace(redirect)
+
+	role, err := b.role(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if role == nil {
+		return logical.ErrorResponse("no role named %q", name), nil
+	}
+	if role.grant() != backend.GrantAuthorizationCode {
+		return logical.ErrorResponse("role %q uses grant_type %s; auth-url is only for authorization_code roles", name, role.GrantType), nil
+	}
+	cfg, err := b.config(ctx, req.Storage, role.Config)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		return logical.ErrorResponse("role %q uses config %q, which does not exist", name, role.Config), nil
+	}
+	e := cfg.entry
+	if e.AuthURL == "" {
+		return logical.ErrorResponse("config %q has no auth_url: write idp/config/%s auth_url=<the IdP's authorization endpoint>", role.Config, role.Config), nil
+	}
+	if len(e.RedirectURIs) == 0 {
+		return logical.ErrorResponse("config %q has no redirect_uris: write idp/config/%s redirect_uris=https://<vault>/v1/<mount>/callback", role.Config, role.Config), nil
+	}
+	if redirect == "" {
+		redirect = e.RedirectURIs[0]
+	} else if !slices.Contains(e.RedirectURIs, redirect) {
+		return fieldError("redirect_uri", "%q is not one of config %q's redirect_uris", truncate(redirect, 200), role.Config), nil
+	}
+
+	state, err := newState()
+	if err != nil {
+		return nil, err
+	}
+	now := b.now()
+	st := &authState{
+		Role: name, Config: role.Config, Generation: e.Generation, Fingerprint: fingerprint(role, cfg),
+		RedirectURI: redirect, Verifier: oauth2.GenerateVerifier(),
+		Created: now, Expires: now.Add(e.authStateTTL()),
+	}
+	raw, err := logical.StorageEntryJSON(authStateKey(state), st)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Storage.Put(ctx, raw); err != nil {
+		return nil, err
+	}
+	oc := oauth2.Config{
+		ClientID:    e.ClientID,
+		Endpoint:    oauth2.Endpoint{AuthURL: e.AuthURL, TokenURL: e.TokenURL},
+		RedirectURL: redirect,
+		Scopes:      role.scopes(cfg),
+	}
+	b.Logger().Debug("login begun", "role", name, "config", role.Config)
+	return &logical.Response{Data: map[string]any{
+		"url":          oc.AuthCodeURL(state, oauth2.S256ChallengeOption(st.Verifier)),
+		"state":        state,
+		"redirect_uri": redirect,
+		"expires_at":   st.Expires.UTC().Format(time.RFC3339),
+	}}, nil
+}
+
+// callbackResult is what the callback tells the browser or the CLI. Its
+// message never holds a code, state, token or secret.
+type callbackResult struct {
+	status  int
+	message string
+	role    string
+	tok     *backend.Token
+}
+
+func refused(format string, args ...any) *callbackResult {
+	return &callbackResult{status: http.StatusBadRequest, message: fmt.Sprintf(format, args...)}
+}
+
+func (b *idpBackend) pathCallback(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if b.perfStandby() {
+		// Before anything is consumed: Vault forwards to the active node.
+		return nil, logical.ErrReadOnly
+	}
+	res, err := b.completeLogin(ctx, req.Storage, d)
+	if err != nil {
+		return nil, err
+	}
+	if req.Operation == logical.ReadOperation {
+		return callbackPage(res), nil
+	}
+	if res.tok == nil {
+		return logical.ErrorResponse("%s", res.message), nil
+	}
+	return &logical.Response{Data: map[string]any{
+		"role":       res.role,
+		"expires_at": res.tok.Expiry.UTC().Format(time.RFC3339),
+		"scope":      res.tok.Scope,
+	}}, nil
+}
+
+// completeLogin takes the state (once), checks it still fits its role and
+// config, exchanges the code and stores the token. A refused state never
+// reaches the IdP.
+func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, d *framework.FieldData) (*callbackResult, error) {
+	params := map[string]string{}
+	for _, f := range []string{"state", "code", "error", "error_description"} {
+		v, _, resp := getString(d, f)
+		if resp != nil || len(v) > maxCallbackParam {
+			return refused("The callback's %s parameter is malformed.", f), nil
+		}
+		params[f] = v
+	}
+	if params["state"] == "" {
+		return refused("The callback has no state: open the URL from 'vault write idp/auth-url/<role>' to log in."), nil
+	}
+	st, err := b.takeState(ctx, s, params["state"])
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return refused("This login is unknown or was already completed. Start again with 'vault write idp/auth-url/<role>'."), nil
+	}
+	if !b.now().Before(st.Expires) {
+		return refused("This login expired (it must complete within the config's auth_state_ttl). Start again with 'vault write idp/auth-url/%s'.", st.Role), nil
+	}
+	if code := params["error"]; code != "" {
+		msg := fmt.Sprintf("The IdP refused the login for role %q: %s", st.Role, truncate(code, 64))
+		if desc := params["error_description"]; desc != "" {
+			msg += ": " + truncate(desc, 256)
+		}
+		b.Logger().Info("IdP refused a login", "role", st.Role, "error", truncate(code, 64))
+		return refused("%s", msg), nil
+	}
+	if params["code"] == "" {
+		return refused("The IdP sent no code for role %q.", st.Role), nil
+	}
+
+	role, err := b.role(ctx, s, st.Role)
+	if err != nil {
+		return nil, err
+	}
+	var cfg *configState
+	if role != nil && role.Config == st.Config {
+		if cfg, err = b.config(ctx, s, role.Config); err != nil {
+			return nil, err
+		}
+	}
+	if cfg == nil || role.grant() != backend.GrantAuthorizationCode || cfg.entry.Generation != st.Generation ||
+		fingerprint(role, cfg) != st.Fingerprint || !slices.Contains(cfg.entry.RedirectURIs, st.RedirectURI) {
+		return refused("Role %q or its config was changed or deleted after this login began. Start again with 'vault write idp/auth-url/%s'.", st.Role, st.Role), nil
+	}
+
+	tok, err := cfg.endpoint.RequestToken(ctx, backend.TokenRequest{
+		Grant: backend.GrantAuthorizationCode, Code: params["code"], RedirectURI: st.RedirectURI,
+		CodeVerifier: st.Verifier, Extra: role.ExtraParams,
+	})
+	if err != nil {
+		var idpErr *backend.IdPError
+		if errors.As(err, &idpErr) {
+			// Its text is sanitized and redacted of the code and verifier.
+			b.Logger().Warn("code exchange failed", "role", st.Role, "error", idpErr.Error())
+			return refused("Vault could not exchange the code for a token for role %q: %s", st.Role, idpErr.Error()), nil
+		}
+		return nil, err
+	}
+	tok = withScope(tok, role.scopes(cfg))
+	if err := b.tokens.Put(ctx, storageKV{s}, tokenKey(st.Role, role, cfg), fingerprint(role, cfg), tok); err != nil {
+		return nil, err
+	}
+	b.Logger().Info("login completed; token stored", "role", st.Role, "config", st.Config, "refresh_token", tok.RefreshToken != "")
+	return &callbackResult{
+		status: http.StatusOK, role: st.Role, tok: tok,
+		message: fmt.Sprintf("Vault now holds a token for role %q until %s. You can close this window.",
+			st.Role, tok.Expiry.UTC().Format(time.RFC3339)),
+	}, nil
+}
+
+// takeState returns the pending login for state and deletes it, under a lock
+// so that two callbacks with one state cannot both have it.
+func (b *idpBackend) takeState(ctx context.Context, s logical.Storage, state string) (*authState, error) {
+	key := authStateKey(state)
+	b.stateLock.Lock()
+	defer b.stateLock.Unlock()
+	raw, err := s.Get(ctx, key)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	if err := s.Delete(ctx, key); err != nil {
+		return nil, err
+	}
+	var st authState
+	if err := raw.DecodeJSON(&st); err != nil {
+		b.Logger().Warn("dropped an unreadable login state")
+		return nil, nil
+	}
+	return &st, nil
+}
+
+// sweepAuthStates deletes expired logins (Vault calls it about every minute).
+func (b *idpBackend) sweepAuthStates(ctx context.Context, req *logical.Request) error {
+	if b.perfStandby() || b.System().ReplicationState().HasState(consts.ReplicationDRSecondary) {
+		return nil
+	}
+	keys, err := req.Storage.List(ctx, authStatePrefix)
+	if err != nil {
+		return err
+	}
+	now := b.now()
+	for _, k := range keys {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		b.stateLock.Lock()
+		raw, err := req.Storage.Get(ctx, authStatePrefix+k)
+		var st authState
+		if err == nil && raw != nil && (raw.DecodeJSON(&st) != nil || !now.Before(st.Expires)) {
+			err = req.Storage.Delete(ctx, authStatePrefix+k)
+		}
+		b.stateLock.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// truncate keeps printable characters, at most max runes.
+func truncate(s string, max int) string {
+	var out []rune
+	for _, r := range s {
+		if len(out) == max {
+			return string(out) + "…"
+		}
+		if r >= ' ' && r != 0x7f {
+			out = append(out, r)
+		}
+	}
+	return string(out)
+}
+
+var callbackTemplate = template.Must(template.New("callback").Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">
+<title>{{.Title}}</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>{{.Title}}</h1>
+<p>{{.Message}}</p>
+</body></html>
+`))
+
+// callbackPage is the browser's answer (html/template escapes the message).
+func callbackPage(res *callbackResult) *logical.Response {
+	title := "Login failed"
+	if res.tok != nil {
+		title = "Login complete"
+	}
+	var buf bytes.Buffer
+	_ = callbackTemplate.Execute(&buf, struct{ Title, Message string }{title, res.message})
+	return &logical.Response{Data: map[string]any{
+		logical.HTTPContentType: "text/html; charset=utf-8",
+		logical.HTTPRawBody:     buf.Bytes(),
+		logical.HTTPStatusCode:  res.status,
+	}}
+}
+
+const authURLHelp = `
+Begins an authorization code login for a role (grant_type=authorization_code):
+returns url, to open in a browser, and state. The URL carries the config's
+client_id, the role's scopes, redirect_uri (one of the config's
+redirect_uris, by default the first), response_type=code, the state and a
+PKCE S256 code_challenge; the verifier stays in Vault.
+
+After the login the IdP sends the browser to the redirect_uri, which should be
+this mount's callback (https://<vault>/v1/<mount>/callback). The state is
+single-use and expires after the config's auth_state_ttl (default 10m).
+`
+
+const callbackHelp = `
+Completes a login begun with auth-url: takes code and state, exchanges the
+code at the IdP (with the client's credentials, the same redirect_uri and the
+PKCE verifier) and stores the token as the role's cached token, which
+creds/<role> then hands out (and refreshes, where the IdP issued a refresh
+token).
+
+This path is unauthenticated, as the browser arriving from the IdP holds no
+Vault token: a GET with query parameters answers an HTML page. A write
+(vault write <mount>/callback code=... state=...) answers role, expires_at
+and scope. Neither answer contains the token.
+`
