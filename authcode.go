@@ -210,9 +210,14 @@ func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request,
 		RedirectURL: redirect,
 		Scopes:      role.scopes(cfg),
 	}
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(st.Verifier)}
+	if slices.Contains(oc.Scopes, "offline_access") {
+		// OIDC Core 11: offline_access is ignored unless prompt has consent.
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "consent"))
+	}
 	b.Logger().Debug("login begun", "role", name, "config", role.Config)
 	return &logical.Response{Data: map[string]any{
-		"url":          oc.AuthCodeURL(state, oauth2.S256ChallengeOption(st.Verifier)),
+		"url":          oc.AuthCodeURL(state, opts...),
 		"state":        state,
 		"redirect_uri": redirect,
 		"expires_at":   st.Expires.UTC().Format(time.RFC3339),

@@ -181,6 +181,9 @@ func TestAuthURLContents(t *testing.T) {
 	if _, has := q["client_secret"]; has {
 		t.Error("the URL carries the client secret")
 	}
+	if _, has := q["prompt"]; has {
+		t.Error("prompt set without offline_access")
+	}
 	if len(state) < 22 { // 128 bits in base64url
 		t.Errorf("state %q is shorter than 128 bits", state)
 	}
@@ -216,6 +219,14 @@ func TestAuthURLContents(t *testing.T) {
 	}
 	if u2.Query().Get("state") == state {
 		t.Fatal("two logins got the same state")
+	}
+
+	// OIDC Core 11: offline_access needs prompt=consent to be honoured.
+	a.ok(logical.UpdateOperation, "config/myid", map[string]any{"scopes": "openid,offline_access"})
+	a.ok(logical.UpdateOperation, "roles/myid", map[string]any{"scopes": "openid,offline_access"})
+	u3, _ := a.begin("myid", nil)
+	if q := u3.Query(); q.Get("prompt") != "consent" || q.Get("scope") != "openid offline_access" {
+		t.Fatalf("prompt=%q scope=%q, want consent and the role's scopes", q.Get("prompt"), q.Get("scope"))
 	}
 }
 
