@@ -88,12 +88,18 @@ func newConfigState(name string, e *configEntry, now func() time.Time) (*configS
 
 // config returns the named config, from memory when it can.
 func (b *idpBackend) config(ctx context.Context, s logical.Storage, name string) (*configState, error) {
+	if _, err := b.loadSettings(ctx, s); err != nil { // the guarded clients need them
+		return nil, err
+	}
 	st, _, err := b.configs.Load(name, func() (*configState, bool, error) {
 		e, err := loadConfigEntry(ctx, s, name)
 		if err != nil || e == nil {
 			return nil, false, err
 		}
 		st, err := newConfigState(name, e, b.clock)
+		if err == nil {
+			b.guardHosts(st)
+		}
 		return st, err == nil, err
 	})
 	return st, err
@@ -120,6 +126,7 @@ func (b *idpBackend) storeConfig(ctx context.Context, s logical.Storage, st *con
 		return err
 	}
 	b.dropConfigState(st.name)
+	b.guardHosts(st)
 	b.configs.Set(st.name, st)
 	return nil
 }

@@ -146,6 +146,9 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if resp := validateConfig(e, provider); resp != nil {
 		return resp, nil
 	}
+	if resp, err := b.checkConfigHosts(ctx, req.Storage, e); resp != nil || err != nil {
+		return resp, err
+	}
 	if old == nil || old.identity() != e.identity() {
 		e.Generation = newGeneration()
 	}

@@ -39,6 +39,9 @@ type idpBackend struct {
 	// stateLock makes taking an authorization state single-use (authcode.go).
 	stateLock sync.Mutex
 
+	// settings are the mount-wide settings (path_settings.go).
+	settings settingsState
+
 	// now is the clock of leases and token freshness (tests move it).
 	now func() time.Time
 }
@@ -69,6 +72,7 @@ func newBackend() *idpBackend {
 			b.pathRoles(),
 			b.pathCreds(),
 			b.pathAuthCode(),
+			b.pathSettings(),
 		),
 		PeriodicFunc:   b.sweepAuthStates,
 		Secrets:        []*framework.Secret{b.secretAccessToken()},
@@ -85,6 +89,8 @@ func (b *idpBackend) clock() time.Time { return b.now() }
 // invalidate drops in-memory copies of entries another node wrote.
 func (b *idpBackend) invalidate(_ context.Context, key string) {
 	switch {
+	case key == settingsKey:
+		b.settings.stale.Store(true)
 	case strings.HasPrefix(key, configPrefix):
 		b.dropConfigState(strings.TrimPrefix(key, configPrefix))
 	case strings.HasPrefix(key, rolePrefix):

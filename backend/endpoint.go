@@ -118,7 +118,8 @@ func (e *Endpoint) try(ctx context.Context, req TokenRequest, form url.Values, a
 	}
 	resp, err := e.HTTP.Do(httpReq)
 	if err != nil {
-		idpErr := &IdPError{Config: e.Config, Detail: networkDetail(err), Temporary: ctx.Err() == nil}
+		// A host outside allowed_hosts (hosts.go) stays outside: no retry.
+		idpErr := &IdPError{Config: e.Config, Detail: networkDetail(err), Temporary: ctx.Err() == nil && !errors.Is(err, ErrHostNotAllowed)}
 		e.observe(req.Grant, 0, started, attempt, idpErr)
 		return nil, 0, idpErr
 	}

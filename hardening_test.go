@@ -1,0 +1,495 @@
+package idptokens
+
+// Production hardening (issue 5), as seen through creds/<role>: outages,
+// single flight under retries, hostile token endpoints, private CAs and
+// IdPs that echo what they were sent.
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+)
+
+// lockedBuffer is an io.Writer safe for the concurrent writes of a logger.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// newLoggedTestEnv is newTestEnv with the backend's logger writing every
+// level down to Trace into the returned buffer.
+func newLoggedTestEnv(t *testing.T) (*testEnv, *lockedBuffer) {
+	t.Helper()
+	logs := &lockedBuffer{}
+	storage := &logical.InmemStorage{}
+	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: 768 * time.Hour, MaxLeaseTTLVal: 768 * time.Hour}
+	conf := logical.TestBackendConfig()
+	conf.StorageView = storage
+	conf.System = sys
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Name: "idp", Level: hclog.Trace, Output: logs})
+	b, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testEnv{t: t, b: b.(*idpBackend), storage: storage, sys: sys}, logs
+}
+
+// tokenKeys lists every stored key under tokens/, at any depth.
+func (e *testEnv) tokenKeys() []string {
+	e.t.Helper()
+	keys, err := logical.CollectKeysWithPrefix(context.Background(), e.storage, backend.TokenPrefix)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return keys
+}
+
+// quietTLSServer is httptest.NewTLSServer without handshake-error noise on
+// stderr (the refused handshakes are the point of some tests).
+func quietTLSServer(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// While the IdP is down (answering 503, then gone altogether), a role whose
+// cached token is still valid keeps being served; a role with no token gets
+// an error that names the config, and nothing is stored for it.
+func TestOutageServesCachedTokens(t *testing.T) {
+	e := newTestEnv(t)
+	idp := fakeidp.New(fakeidp.Options{Style: fakeidp.StyleMWI, ClientID: "client", ClientSecret: "s3cret+/:x",
+		Username: mwiComposed, Password: mwiPassword})
+	srv := httptest.NewServer(idp)
+	defer srv.Close()
+	e.ok(logical.UpdateOperation, "config/mwi", map[string]any{
+		"provider": "mwi", "token_url": srv.URL + idp.TokenPath(), "client_id": "client", "client_secret": "s3cret+/:x",
+		"access_code": mwiAccessCode, "username": mwiUser, "security_key": mwiSecurityKey, "password": mwiPassword,
+	})
+	e.ok(logical.UpdateOperation, "roles/warm", map[string]any{"config": "mwi", "scopes": "test_api"})
+	e.ok(logical.UpdateOperation, "roles/cold", map[string]any{"config": "mwi", "scopes": "test_api"})
+	tok := e.creds("warm").Data["access_token"]
+	stored := len(e.tokenKeys())
+
+	idp.FailNext(1000, http.StatusServiceUnavailable)
+	for i := 0; i < 20; i++ {
+		if got := e.creds("warm").Data["access_token"]; got != tok {
+			t.Fatalf("read %d during a 503 outage returned another token", i)
+		}
+	}
+	msg := e.fails(logical.ReadOperation, "creds/cold", nil, `config "mwi"`)
+	if !strings.Contains(msg, "503") {
+		t.Errorf("cold read during a 503 outage: %q does not mention the status", msg)
+	}
+	if n := idp.TokenRequests(); n != 1+backend.DefaultRetry.Attempts {
+		t.Errorf("IdP saw %d requests, want 1 + %d tries of the cold read", n, backend.DefaultRetry.Attempts)
+	}
+
+	srv.Close() // the IdP is gone: connections are refused
+	for i := 0; i < 20; i++ {
+		if got := e.creds("warm").Data["access_token"]; got != tok {
+			t.Fatalf("read %d with the IdP gone returned another token", i)
+		}
+	}
+	msg = e.fails(logical.ReadOperation, "creds/cold", nil, `config "mwi"`)
+	if !strings.Contains(msg, "could not be reached") {
+		t.Errorf("cold read with the IdP gone: %q does not say it could not be reached", msg)
+	}
+	if n := len(e.tokenKeys()); n != stored {
+		t.Errorf("storage holds %d tokens after failed cold reads, want %d", n, stored)
+	}
+}
+
+// A cold read during an outage stores nothing and says which config failed.
+func TestOutageColdReadStoresNothing(t *testing.T) {
+	e := newTestEnv(t)
+	idp := e.setupMWI(fakeidp.Options{})
+	idp.FailNext(1000, http.StatusServiceUnavailable)
+	msg := e.fails(logical.ReadOperation, "creds/mwi", nil, `IdP of config "mwi" answered HTTP 503`)
+	for _, s := range []string{"s3cret", mwiPassword, mwiSecurityKey} {
+		if strings.Contains(msg, s) {
+			t.Errorf("error %q holds a secret", msg)
+		}
+	}
+	if keys := e.tokenKeys(); len(keys) != 0 {
+		t.Errorf("storage holds %v after a failed cold read, want no token", keys)
+	}
+	// Once the IdP is back, the next read works.
+	idp.FailNext(0, 0)
+	if tok := e.creds("mwi").Data["access_token"].(string); !idp.Valid(tok) {
+		t.Error("the token after recovery is not valid at the IdP")
+	}
+}
+
+// Single flight holds across retries: the IdP fails twice with 503 and then
+// answers; 50 concurrent cold readers cause exactly 3 requests and all get
+// the same token.
+func TestSingleFlightDuringRetries(t *testing.T) {
+	e := newTestEnv(t)
+	idp := e.setupMWI(fakeidp.Options{})
+	idp.FailNext(2, http.StatusServiceUnavailable)
+	idp.SetDelay(20 * time.Millisecond) // let every reader arrive during the first try
+	const readers = 50
+	var wg sync.WaitGroup
+	tokens := make([]string, readers)
+	errs := make([]string, readers)
+	start := make(chan struct{})
+	for i := 0; i < readers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			resp, err := e.do(logical.ReadOperation, "creds/mwi", nil)
+			switch {
+			case err != nil:
+				errs[i] = err.Error()
+			case resp.IsError():
+				errs[i] = respErr(resp)
+			default:
+				tokens[i], _ = resp.Data["access_token"].(string)
+			}
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	for i := range tokens {
+		if errs[i] != "" {
+			t.Fatalf("reader %d failed: %s", i, errs[i])
+		}
+		if tokens[i] != tokens[0] {
+			t.Fatalf("reader %d got another token than reader 0", i)
+		}
+	}
+	if n := idp.TokenRequests(); n != 3 {
+		t.Errorf("IdP saw %d token requests, want 3 (two 503s and one success)", n)
+	}
+	if !idp.Valid(tokens[0]) {
+		t.Error("the shared token is not valid at the IdP")
+	}
+}
+
+// hostileSecret is the client secret sent to hostile token endpoints.
+const hostileSecret = "h0stile-Secret+/="
+
+// Hostile or broken token endpoints: each gets a clear error through creds,
+// no secret in it, and nothing is stored. A redirect is not followed.
+func TestHostileTokenResponses(t *testing.T) {
+	var trapped atomic.Int64
+	trap := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		trapped.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"access_token":"stolen","token_type":"Bearer","expires_in":3600}`)
+	}))
+	defer trap.Close()
+
+	json200 := func(body string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, body)
+		}
+	}
+	cases := []struct {
+		name    string
+		handler http.HandlerFunc
+		want    string
+	}{
+		{"HTML page with 200", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprint(w, "<!doctype html><html><body><h1>Sign in</h1></body></html>")
+		}, "the token response is not JSON"},
+		{"body over 1 MiB", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"access_token":"%s","token_type":"Bearer","expires_in":3600}`, strings.Repeat("a", backend.MaxResponseBytes+10))
+		}, fmt.Sprintf("larger than %d bytes", backend.MaxResponseBytes)},
+		{"endless body", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			chunk := []byte(strings.Repeat(" ", 64<<10))
+			for i := 0; i < 64; i++ { // 4 MiB, more than the cap
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}, "larger than"},
+		{"no access_token", json200(`{"token_type":"Bearer","expires_in":3600}`), "has no access_token"},
+		{"token_type mac", json200(`{"access_token":"x","token_type":"mac","expires_in":3600}`), `token_type "mac" is not allowed`},
+		{"expires_in -1", json200(`{"access_token":"x","token_type":"Bearer","expires_in":-1}`), "out of range"},
+		{"expires_in 10^12", json200(`{"access_token":"x","token_type":"Bearer","expires_in":1000000000000}`), "out of range"},
+		{"302 to another server", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, trap.URL+"/token", http.StatusFound)
+		}, "redirects are not followed"},
+		{"307 to another server", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, trap.URL+"/token", http.StatusTemporaryRedirect)
+		}, "redirects are not followed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var hits atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				c.handler(w, r)
+			}))
+			defer srv.Close()
+			e := newTestEnv(t)
+			e.ok(logical.UpdateOperation, "config/hostile", map[string]any{
+				"token_url": srv.URL + "/token", "client_id": "c", "client_secret": hostileSecret,
+			})
+			e.ok(logical.UpdateOperation, "roles/r", map[string]any{"config": "hostile"})
+			msg := e.fails(logical.ReadOperation, "creds/r", nil, c.want)
+			if !strings.Contains(msg, `config "hostile"`) {
+				t.Errorf("error %q does not name the config", msg)
+			}
+			if strings.Contains(msg, hostileSecret) || strings.Contains(msg, url.QueryEscape(hostileSecret)) {
+				t.Errorf("error %q holds the client secret", msg)
+			}
+			if len(msg) > 600 {
+				t.Errorf("error is %d bytes long; the IdP's body must not be quoted whole", len(msg))
+			}
+			if keys := e.tokenKeys(); len(keys) != 0 {
+				t.Errorf("storage holds %v, want no token", keys)
+			}
+			if n := hits.Load(); n != 1 {
+				t.Errorf("the hostile endpoint was asked %d times, want once (a 200 or 3xx is not retried)", n)
+			}
+		})
+	}
+	if n := trapped.Load(); n != 0 {
+		t.Errorf("the redirect target was hit %d times; redirects must not be followed", n)
+	}
+}
+
+// An IdP behind a private CA works when ca_cert holds its certificate, and
+// fails with an x509 error (and no secret) without it.
+func TestCACertPrivateIdP(t *testing.T) {
+	idp := fakeidp.New(fakeidp.Options{Style: fakeidp.StyleOAuth2, ClientID: "tls-client", ClientSecret: "tls-secret-42"})
+	srv := quietTLSServer(t, idp)
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	tokenURL := srv.URL + idp.TokenPath()
+	if !strings.HasPrefix(tokenURL, "https://127.0.0.1:") {
+		t.Fatalf("unexpected TLS server URL %s", tokenURL)
+	}
+
+	e := newTestEnv(t)
+	e.ok(logical.UpdateOperation, "config/trusted", map[string]any{
+		"token_url": tokenURL, "client_id": "tls-client", "client_secret": "tls-secret-42", "ca_cert": caPEM,
+	})
+	e.ok(logical.UpdateOperation, "config/untrusted", map[string]any{
+		"token_url": tokenURL, "client_id": "tls-client", "client_secret": "tls-secret-42",
+	})
+	e.ok(logical.UpdateOperation, "roles/trusted", map[string]any{"config": "trusted"})
+	e.ok(logical.UpdateOperation, "roles/untrusted", map[string]any{"config": "untrusted"})
+
+	tok := e.creds("trusted").Data["access_token"].(string)
+	if !idp.Valid(tok) {
+		t.Fatal("the token obtained over TLS is not valid at the IdP")
+	}
+	requests := idp.TokenRequests()
+	msg := e.fails(logical.ReadOperation, "creds/untrusted", nil, "x509")
+	if !strings.Contains(msg, `config "untrusted"`) || strings.Contains(msg, "tls-secret-42") {
+		t.Errorf("error %q: want the config named and no secret", msg)
+	}
+	if n := idp.TokenRequests(); n != requests {
+		t.Errorf("the IdP received %d requests from the untrusted config; the handshake must fail before any", n-requests)
+	}
+	if keys := e.tokenKeys(); len(keys) != 1 {
+		t.Errorf("storage holds %v, want only the trusted role's token", keys)
+	}
+
+	// A CA that did not sign the server's certificate is refused as well
+	// (httptest servers all share one certificate, so make another CA).
+	e.ok(logical.UpdateOperation, "config/untrusted", map[string]any{"ca_cert": otherCAPEM(t)})
+	e.fails(logical.ReadOperation, "creds/untrusted", nil, "x509")
+}
+
+// otherCAPEM is a fresh self-signed CA certificate that signed nothing.
+func otherCAPEM(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// Secrets the echo tests send, with characters that URL and Basic encoding
+// change, so every encoded form is exercised.
+const (
+	echoClientSecret = "Echo+Client/Secret:9=%"
+	echoPassword     = "P@ss w0rd&x=1"
+	echoSecurityKey  = "SecKey-Echo-7731"
+	echoAccessCode   = "AC-77"
+	echoUser         = "echo.operator"
+)
+
+// An IdP that quotes what it received in its error description must not
+// make a secret appear in a creds error or in the plugin's log at Trace.
+func TestEchoingIdPLeaksNothing(t *testing.T) {
+	var mode atomic.Value
+	mode.Store("")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		form, _ := url.ParseQuery(string(raw))
+		auth := r.Header.Get("Authorization")
+		basic, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(auth, "Basic "))
+		var desc string
+		code := "invalid_grant"
+		switch mode.Load().(string) {
+		case "raw body":
+			desc = string(raw)
+		case "decoded body":
+			desc = fmt.Sprint(form)
+		case "password":
+			desc = "wrong password " + form.Get("password")
+		case "username":
+			desc = "unknown user " + form.Get("username")
+		case "authorization header":
+			desc = "bad header " + auth
+		case "decoded basic":
+			desc = "bad client " + string(basic)
+		case "secret in error code":
+			code = form.Get("password")
+			desc = "x"
+		case "everything":
+			desc = strings.Join([]string{form.Get("password"), form.Get("username"), string(basic), auth}, " | ")
+		}
+		status := http.StatusBadRequest
+		if mode.Load().(string) == "5xx echo" {
+			status = http.StatusInternalServerError
+			desc = string(raw) + " " + auth
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+	}))
+	defer srv.Close()
+
+	e, logs := newLoggedTestEnv(t)
+	e.ok(logical.UpdateOperation, "config/echo", map[string]any{
+		"provider": "mwi", "token_url": srv.URL + "/connect/token", "client_id": "echo-client", "client_secret": echoClientSecret,
+		"access_code": echoAccessCode, "username": echoUser, "security_key": echoSecurityKey, "password": echoPassword,
+	})
+	e.ok(logical.UpdateOperation, "roles/echo", map[string]any{"config": "echo", "scopes": "test_api"})
+
+	secrets := secretForms(echoClientSecret, echoPassword, echoSecurityKey,
+		base64.StdEncoding.EncodeToString([]byte("echo-client:"+echoClientSecret)))
+	for _, m := range []string{"raw body", "decoded body", "password", "username", "authorization header",
+		"decoded basic", "secret in error code", "everything", "5xx echo"} {
+		mode.Store(m)
+		resp, err := e.do(logical.ReadOperation, "creds/echo", nil)
+		if err != nil || resp == nil || !resp.IsError() {
+			t.Fatalf("%s: want an error response, got %v %v", m, resp, err)
+		}
+		msg := respErr(resp)
+		if !strings.Contains(msg, `config "echo"`) {
+			t.Errorf("%s: error %q does not name the config", m, msg)
+		}
+		for _, s := range secrets {
+			if strings.Contains(msg, s) {
+				t.Errorf("%s: error %q holds the secret form %q", m, msg, s)
+			}
+		}
+	}
+
+	// A working MWI IdP on the same logged backend: its tokens must not be
+	// logged either.
+	idp, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleMWI, ClientID: "echo-client", ClientSecret: echoClientSecret,
+		Username: `lbso\` + echoAccessCode + `\` + echoUser + `\` + echoSecurityKey, Password: echoPassword, RefreshTokens: true})
+	e.ok(logical.UpdateOperation, "config/echo", map[string]any{
+		"token_url": url, "client_secret": echoClientSecret, "password": echoPassword, "security_key": echoSecurityKey,
+	})
+	access := e.creds("echo").Data["access_token"].(string)
+	if !idp.Valid(access) {
+		t.Fatal("the token from the working IdP is not valid")
+	}
+	refresh := storedRefreshToken(t, e)
+
+	out := logs.String()
+	if testing.Verbose() {
+		t.Logf("the plugin's log:\n%s", out)
+	}
+	if !strings.Contains(out, "token request failed") {
+		t.Fatalf("the backend logged no failure; the log check would prove nothing:\n%s", out)
+	}
+	for _, s := range append(secrets, access, refresh) {
+		if s != "" && strings.Contains(out, s) {
+			t.Errorf("the plugin's log holds %q:\n%s", s, out)
+		}
+	}
+}
+
+// secretForms is each secret as sent and in its URL-encoded forms.
+func secretForms(secrets ...string) []string {
+	var out []string
+	for _, s := range secrets {
+		out = append(out, s, url.QueryEscape(s), url.PathEscape(s))
+	}
+	return out
+}
+
+// storedRefreshToken returns the refresh token of the only stored token.
+func storedRefreshToken(t *testing.T, e *testEnv) string {
+	t.Helper()
+	keys := e.tokenKeys()
+	if len(keys) != 1 {
+		t.Fatalf("want one stored token, have %v", keys)
+	}
+	entry, err := e.storage.Get(context.Background(), keys[0])
+	if err != nil || entry == nil {
+		t.Fatalf("reading %s: %v", keys[0], err)
+	}
+	var st backend.StoredToken
+	if err := json.Unmarshal(entry.Value, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.RefreshToken == "" {
+		t.Fatal("the stored token has no refresh token")
+	}
+	return st.RefreshToken
+}
