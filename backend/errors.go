@@ -61,8 +61,9 @@ type errorBody struct {
 }
 
 // parseErrorBody fills Code and Description from an error response. Both are
-// redacted first, then cut and stripped of control characters: they are the
-// IdP's words, quoted into Vault's responses and logs.
+// redacted, cut and stripped of control characters, and redacted again (the
+// stripping can join a secret's pieces): they are the IdP's words, quoted
+// into Vault's responses and logs.
 func parseErrorBody(e *IdPError, body []byte, redact func(string) string) {
 	var eb errorBody
 	if json.Unmarshal(body, &eb) != nil {
@@ -71,12 +72,12 @@ func parseErrorBody(e *IdPError, body []byte, redact func(string) string) {
 		}
 		return
 	}
-	e.Code = sanitize(redact(eb.Error), 64)
+	e.Code = redact(sanitize(redact(eb.Error), 64))
 	desc := eb.ErrorDescription
 	if desc == "" {
 		desc = eb.CamelDescription
 	}
-	e.Description = sanitize(redact(desc), 256)
+	e.Description = redact(sanitize(redact(desc), 256))
 }
 
 // sanitize keeps printable characters, cut to max runes.

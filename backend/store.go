@@ -57,7 +57,9 @@ func (s *TokenStore) Get(ctx context.Context, kv KV, key, fingerprint string, mi
 	// cancellation must not fail the others, and the IdP request carries its
 	// own time bounds.
 	flightCtx := context.WithoutCancel(ctx)
-	v, err, _ := s.flight.Do(key, func() (any, error) {
+	// The flight is per fingerprint too: a reader must not join a fetch for
+	// another client, operator or scope set and get its token.
+	v, err, _ := s.flight.Do(key+"\x00"+fingerprint, func() (any, error) {
 		current, err := s.load(flightCtx, kv, key)
 		if err != nil {
 			return nil, err

@@ -108,7 +108,8 @@ func parseExpiresIn(raw json.RawMessage, defaultTTL time.Duration) (time.Duratio
 	if err != nil {
 		return 0, fmt.Errorf("the token response's expires_in is not a number")
 	}
-	if secs <= 0 || secs > MaxExpiresIn.Seconds() {
+	// Negated so that NaN, which compares false to everything, is refused.
+	if !(secs >= 1 && secs <= MaxExpiresIn.Seconds()) {
 		return 0, fmt.Errorf("the token response's expires_in %s is out of range (1s to %s)", sanitize(text, 24), MaxExpiresIn)
 	}
 	return time.Duration(secs * float64(time.Second)), nil

@@ -13,7 +13,11 @@ import (
 func CheckEndpointURL(raw string, allowHTTP bool) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Opaque != "" {
-		return fmt.Errorf("%q is not an absolute http(s) URL", sanitize(raw, 120))
+		return fmt.Errorf("%q is not an absolute http(s) URL", sanitize(withoutUserInfo(raw), 120))
+	}
+	// Before any error that quotes raw: user info may hold a password.
+	if u.User != nil {
+		return fmt.Errorf("the URL must not carry user info; use client_id and client_secret")
 	}
 	switch u.Scheme {
 	case "https":
@@ -24,13 +28,19 @@ func CheckEndpointURL(raw string, allowHTTP bool) error {
 	default:
 		return fmt.Errorf("%q is not an http(s) URL", sanitize(raw, 120))
 	}
-	if u.User != nil {
-		return fmt.Errorf("the URL must not carry user info; use client_id and client_secret")
-	}
 	if u.Fragment != "" {
 		return fmt.Errorf("the URL must not have a fragment")
 	}
 	return nil
+}
+
+// withoutUserInfo cuts what may be user:password@ from a URL that did not
+// parse, so that it can be quoted.
+func withoutUserInfo(raw string) string {
+	if i := strings.LastIndex(raw, "@"); i >= 0 {
+		return "[redacted]" + raw[i:]
+	}
+	return raw
 }
 
 // IsLoopback reports localhost and loopback addresses.

@@ -1,0 +1,71 @@
+package backend
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestCacheLoad(t *testing.T) {
+	var c Cache[string]
+	loads := 0
+	load := func(v string, found bool, err error) func() (string, bool, error) {
+		return func() (string, bool, error) { loads++; return v, found, err }
+	}
+	if _, ok, err := c.Load("k", load("", false, nil)); ok || err != nil {
+		t.Fatalf("Load of a missing key = %v, %v", ok, err)
+	}
+	if _, ok := c.Get("k"); ok {
+		t.Error("a miss was cached")
+	}
+	boom := errors.New("boom")
+	if _, _, err := c.Load("k", load("x", true, boom)); !errors.Is(err, boom) {
+		t.Fatalf("Load error = %v", err)
+	}
+	if _, ok := c.Get("k"); ok {
+		t.Error("a failed load was cached")
+	}
+	if v, ok, err := c.Load("k", load("v1", true, nil)); v != "v1" || !ok || err != nil {
+		t.Fatalf("Load = %q, %v, %v", v, ok, err)
+	}
+	if v, ok, _ := c.Load("k", load("v2", true, nil)); v != "v1" || !ok || loads != 3 {
+		t.Errorf("second Load = %q after %d loads; want the cached v1 without loading", v, loads)
+	}
+	c.Set("k", "v3")
+	if v, _ := c.Get("k"); v != "v3" {
+		t.Errorf("Get after Set = %q", v)
+	}
+	c.Set("j", "w")
+	if c.Len() != 2 {
+		t.Errorf("Len = %d", c.Len())
+	}
+	c.Drop("k")
+	if _, ok := c.Get("k"); ok || c.Len() != 1 {
+		t.Error("Drop did not forget k, or forgot more")
+	}
+	c.Clear()
+	if c.Len() != 0 {
+		t.Error("Clear kept entries")
+	}
+}
+
+// A load that began before a Drop (Vault's Invalidate: another node wrote)
+// must not cache what it read, which may be the old value.
+func TestCacheLoadRacingDrop(t *testing.T) {
+	for _, drop := range []func(c *Cache[string]){
+		func(c *Cache[string]) { c.Drop("k") },
+		func(c *Cache[string]) { c.Drop("other") },
+		func(c *Cache[string]) { c.Clear() },
+	} {
+		var c Cache[string]
+		v, ok, err := c.Load("k", func() (string, bool, error) {
+			drop(&c)
+			return "stale", true, nil
+		})
+		if v != "stale" || !ok || err != nil {
+			t.Fatalf("Load = %q, %v, %v", v, ok, err)
+		}
+		if got, cached := c.Get("k"); cached {
+			t.Errorf("a value loaded across a drop was cached: %q", got)
+		}
+	}
+}
