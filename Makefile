@@ -2,7 +2,7 @@ GO        ?= go
 PLUGIN    := vault-plugin-idp-tokens
 BIN_DIR   := bin
 
-.PHONY: build test lint test-unit fuzz-short fuzz test-integration fmt vet dev dev-stop
+.PHONY: build test lint test-unit fuzz-short fuzz test-integration fmt vet dev dev-stop bench bench-go
 
 build:
 	$(GO) build -trimpath -o $(BIN_DIR)/$(PLUGIN) ./cmd/$(PLUGIN)
@@ -45,3 +45,13 @@ dev:
 
 dev-stop:
 	./scripts/dev.sh stop
+
+# The real-Vault benchmark (docs/benchmarks.md): this plugin beside a floor plugin on a
+# Vault dev server; a few minutes; rewrites the results section of docs/benchmarks.md.
+bench:
+	$(GO) run ./bench
+
+# In-process benchmarks of the cache-hit read and memory per cached token.
+bench-go:
+	$(GO) test -run '^$$' -bench 'Creds' -benchmem .
+	$(GO) test -run '^$$' -bench 'CachedTokenMemory' -benchtime=10000x .

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -56,9 +57,11 @@ type configState struct {
 	entry    *configEntry
 	provider *backend.Provider
 	endpoint *backend.Endpoint
+	// fingerprints memoises roles' fingerprints (creds_fast.go).
+	fingerprints sync.Map
 }
 
-func newConfigState(name string, e *configEntry, now func() time.Time) (*configState, error) {
+func newConfigState(name string, e *configEntry, now func() time.Time, m *backend.Metrics) (*configState, error) {
 	p, err := backend.LookupProvider(e.Provider)
 	if err != nil {
 		return nil, err
@@ -82,6 +85,7 @@ func newConfigState(name string, e *configEntry, now func() time.Time) (*configS
 			AllowedTokenTypes: e.AllowedTokenTypes,
 			HTTP:              httpClient,
 			Now:               now,
+			Observe:           func(x backend.Exchange) { m.ObserveExchange(name, x) },
 		},
 	}, nil
 }
@@ -96,7 +100,7 @@ func (b *idpBackend) config(ctx context.Context, s logical.Storage, name string)
 		if err != nil || e == nil {
 			return nil, false, err
 		}
-		st, err := newConfigState(name, e, b.clock)
+		st, err := newConfigState(name, e, b.clock, &b.metrics)
 		if err == nil {
 			b.guardHosts(st)
 		}

@@ -152,7 +152,7 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if old == nil || old.identity() != e.identity() {
 		e.Generation = newGeneration()
 	}
-	st, err := newConfigState(name, e, b.clock)
+	st, err := newConfigState(name, e, b.clock, &b.metrics)
 	if err != nil {
 		return fieldError("ca_cert", "%v", err), nil
 	}
@@ -316,6 +316,7 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 		return nil, err
 	}
 	b.dropConfigState(name)
+	b.metrics.DropConfig(name)
 	return nil, nil
 }
 

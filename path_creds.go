@@ -60,10 +60,11 @@ func (b *idpBackend) pathCredsRead(ctx context.Context, req *logical.Request, d 
 	}
 	need := max(role.MinTTL, minTTL, leaseSkew+minLease)
 	key := tokenKey(name, role, cfg)
-	tok, _, err := b.tokens.Get(ctx, storageKV{req.Storage}, key, fingerprint(role, cfg), need,
+	tok, fetched, err := b.tokens.Get(ctx, storageKV{req.Storage}, key, cachedFingerprint(name, role, cfg), need,
 		func(ctx context.Context, current *backend.StoredToken) (*backend.Token, error) {
 			return b.fetchToken(ctx, name, role, cfg, current)
 		})
+	b.countCacheRead(role.Config, fetched, err)
 	if err != nil {
 		return b.credsError(name, err)
 	}
@@ -88,12 +89,14 @@ func (b *idpBackend) fetchToken(ctx context.Context, name string, role *roleEntr
 				// RFC 6749 6: the server may keep the refresh token.
 				tok.RefreshToken = current.RefreshToken
 			}
+			b.metrics.Refresh(role.Config)
 			b.Logger().Debug("token refreshed", "role", name, "config", role.Config)
 			return withScope(tok, scopes), nil
 		}
 		if !backend.IsRefusal(err) {
 			return nil, err
 		}
+		b.metrics.RefreshFallback(role.Config)
 		b.Logger().Info("refresh refused, falling back to the role's grant", "role", name, "config", role.Config, "error", err)
 	}
 	req := backend.TokenRequest{Grant: role.grant(), Scopes: scopes, Extra: role.ExtraParams}
@@ -152,7 +155,7 @@ func (b *idpBackend) credsError(name string, err error) (*logical.Response, erro
 // less the skew, capped by the role and the mount.
 func (b *idpBackend) credsResponse(name, key string, role *roleEntry, cfg *configState, tok *backend.StoredToken) *logical.Response {
 	ttl := tok.Remaining(b.now()) - leaseSkew
-	for _, limit := range []time.Duration{role.TTL, role.MaxTTL, b.System().MaxLeaseTTL()} {
+	for _, limit := range []time.Duration{role.TTL, role.MaxTTL, b.mountMaxTTL()} {
 		if limit > 0 && ttl > limit {
 			ttl = limit
 		}

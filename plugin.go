@@ -42,6 +42,11 @@ type idpBackend struct {
 	// settings are the mount-wide settings (path_settings.go).
 	settings settingsState
 
+	// metrics counts IdP requests and cache use for the metrics path.
+	metrics backend.Metrics
+	// hot caches what a cache-hit read would otherwise ask Vault (creds_fast.go).
+	hot hotPath
+
 	// now is the clock of leases and token freshness (tests move it).
 	now func() time.Time
 }
@@ -68,9 +73,12 @@ func newBackend() *idpBackend {
 			Unauthenticated: []string{"callback"},
 		},
 		Paths: framework.PathAppend(
+			// creds first: the framework tries path patterns in order, and
+			// creds is the hot path.
+			b.pathCreds(),
 			b.pathConfig(),
 			b.pathRoles(),
-			b.pathCreds(),
+			b.pathMetrics(),
 			b.pathAuthCode(),
 			b.pathSettings(),
 		),

@@ -1,0 +1,309 @@
+// Package vaultproc starts and stops a real Vault server process for tests
+// and benchmarks: a `vault server -dev` on a free loopback port, with a
+// plugin directory, health waits, plugin registration by sha256, mounts and
+// an API client. Every process it starts runs in its own process group, so
+// Stop also ends the plugin processes Vault started.
+package vaultproc
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// RootToken is the dev server's root token.
+const RootToken = "root"
+
+// FindVault returns the Vault binary: $VAULT_BIN, else what
+// scripts/install-vault.sh (under repoRoot) prints (it builds and caches it).
+func FindVault(repoRoot string) (string, error) {
+	cmd := exec.Command(filepath.Join(repoRoot, "scripts", "install-vault.sh"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("scripts/install-vault.sh: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1], nil
+}
+
+// BuildPlugin builds the Go package pkg (relative to repoRoot, e.g.
+// "./cmd/foo") into dir/name and returns the binary's sha256 in hex.
+func BuildPlugin(repoRoot, pkg, dir, name string) (string, error) {
+	bin := filepath.Join(dir, name)
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, pkg)
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+	}
+	return FileSHA256(bin)
+}
+
+// FileSHA256 is the hex sha256 of a file.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Options configures a dev server.
+type Options struct {
+	VaultBin  string
+	PluginDir string // plugin_directory; may be empty
+	Dir       string // working directory for config and log; a temp dir when empty
+	// ExtraConfig is appended to the HCL config (e.g. raw_storage_endpoint = true).
+	ExtraConfig string
+	// Env is added to the server's environment.
+	Env []string
+}
+
+// Server is a running Vault dev server.
+type Server struct {
+	Addr    string // http://127.0.0.1:PORT
+	Token   string
+	Client  *api.Client
+	Dir     string
+	LogPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error
+	ownDir  bool
+}
+
+// StartDev starts `vault server -dev` on a free loopback port and waits
+// until it is healthy and active. It retries on another port if the first
+// was taken in the meantime.
+func StartDev(ctx context.Context, o Options) (*Server, error) {
+	dir, own := o.Dir, false
+	if dir == "" {
+		d, err := os.MkdirTemp("", "vaultproc-")
+		if err != nil {
+			return nil, err
+		}
+		dir, own = d, true
+	}
+	conf := filepath.Join(dir, "vault.hcl")
+	hcl := "disable_mlock = true\n" + o.ExtraConfig + "\n"
+	if o.PluginDir != "" {
+		hcl += fmt.Sprintf("plugin_directory = %q\n", o.PluginDir)
+	}
+	if err := os.WriteFile(conf, []byte(hcl), 0o600); err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		s := &Server{Addr: fmt.Sprintf("http://127.0.0.1:%d", port), Token: RootToken, Dir: dir,
+			LogPath: filepath.Join(dir, "vault.log"), done: make(chan struct{}), ownDir: own}
+		if err := s.start(o, conf, port); err != nil {
+			return nil, err
+		}
+		if lastErr = s.WaitHealthy(ctx, 60*time.Second); lastErr == nil {
+			cfg := api.DefaultConfig()
+			cfg.Address = s.Addr
+			c, err := api.NewClient(cfg)
+			if err != nil {
+				s.Stop()
+				return nil, err
+			}
+			c.SetToken(s.Token)
+			s.Client = c
+			return s, nil
+		}
+		s.stopKeepDir()
+	}
+	if own {
+		os.RemoveAll(dir)
+	}
+	return nil, fmt.Errorf("vault dev server did not start: %w", lastErr)
+}
+
+func (s *Server) start(o Options, conf string, port int) error {
+	log, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(o.VaultBin, "server", "-dev", "-dev-root-token-id="+RootToken,
+		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config="+conf)
+	env := []string{"HOME=" + s.Dir}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "VAULT_") && !strings.HasPrefix(kv, "HOME=") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env, o.Env...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return err
+	}
+	s.cmd = cmd
+	go func() {
+		s.waitErr = cmd.Wait()
+		log.Close()
+		close(s.done)
+	}()
+	return nil
+}
+
+// WaitHealthy polls sys/health until it answers 200 (active, unsealed).
+func (s *Server) WaitHealthy(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: 2 * time.Second}
+	last := errors.New("no answer")
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return fmt.Errorf("vault exited: %v; log:\n%s", s.waitErr, Tail(s.LogPath, 30))
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		resp, err := client.Get(s.Addr + "/v1/sys/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Errorf("health answered %d", resp.StatusCode)
+		} else {
+			last = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
+}
+
+// Stop ends Vault and every process of its group (its plugins): SIGTERM,
+// SIGKILL after 10 s. It removes the directory if StartDev created it.
+func (s *Server) Stop() {
+	s.stopKeepDir()
+	if s.ownDir {
+		os.RemoveAll(s.Dir)
+	}
+}
+
+func (s *Server) stopKeepDir() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	pgid := s.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-s.done
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL) // plugins that outlived Vault
+}
+
+// RegisterPlugin registers a secrets plugin binary (in the plugin
+// directory) by name and sha256.
+func (s *Server) RegisterPlugin(name, sha string) error {
+	return s.Client.Sys().RegisterPlugin(&api.RegisterPluginInput{
+		Name: name, Type: api.PluginTypeSecrets, Command: name, SHA256: sha,
+	})
+}
+
+// Mount enables a secrets engine of type typ at path.
+func (s *Server) Mount(path, typ string) error {
+	return s.Client.Sys().Mount(path, &api.MountInput{Type: typ})
+}
+
+// PluginPIDs lists the processes whose executable name is name, among
+// Vault's process group (the plugin processes it started).
+func (s *Server) PluginPIDs(name string) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err != nil {
+			continue
+		}
+		// comm is cut at 15 characters.
+		if c := strings.TrimSpace(string(comm)); c == name || (len(c) == 15 && strings.HasPrefix(name, c)) {
+			if pgid, err := syscall.Getpgid(pid); err == nil && pgid == s.cmd.Process.Pid {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids, nil
+}
+
+// VaultPID is the server's process ID.
+func (s *Server) VaultPID() int { return s.cmd.Process.Pid }
+
+// RSS is a process' resident set size in bytes (VmRSS of /proc/PID/status).
+func RSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) != 2 || f[1] != "kB" {
+				return 0, fmt.Errorf("VmRSS line %q", line)
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Tail is the last n lines of a file (for error messages).
+func Tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
