@@ -57,8 +57,8 @@ type options struct {
 func main() {
 	var o options
 	var conc, herd string
-	flag.IntVar(&o.n, "n", 2000, "requests per cell (target x concurrency)")
-	flag.IntVar(&o.rounds, "rounds", 8, "interleaved rounds each cell is split into")
+	flag.IntVar(&o.n, "n", 6000, "requests per cell (target x concurrency)")
+	flag.IntVar(&o.rounds, "rounds", 6, "interleaved rounds each cell is split into")
 	flag.StringVar(&conc, "clients", "1,8,64", "concurrent HTTP clients, comma-separated")
 	flag.IntVar(&o.cold, "cold", 40, "cold reads (and direct IdP calls)")
 	flag.StringVar(&herd, "herd", "1,10,100,1000", "herd sizes: concurrent cold reads")
@@ -291,21 +291,50 @@ func (e *env) hot() error {
 	if e.idp.TokenRequests() != before+1 {
 		return fmt.Errorf("warm-up made %d IdP requests, want 1", e.idp.TokenRequests()-before)
 	}
+	// CPU per request of the processes involved: Vault, this plugin, the floor.
+	procs := map[string]int{"vault": e.srv.VaultPID()}
+	for _, name := range []string{pluginName, floorName} {
+		pids, err := e.srv.PluginPIDs(name)
+		if err != nil || len(pids) != 1 {
+			return fmt.Errorf("want one %s process, found %v (%v)", name, pids, err)
+		}
+		procs[name] = pids[0]
+	}
+	cpu := func() map[string]time.Duration {
+		out := map[string]time.Duration{}
+		for name, pid := range procs {
+			out[name], _ = vaultproc.CPUTime(pid)
+		}
+		return out
+	}
 	for _, c := range e.o.conc {
 		got := make([]sample, len(targets))
+		cpuUsed := make([]map[string]time.Duration, len(targets))
+		rounds := make([][]stats, len(targets))
 		per := e.o.n / e.o.rounds
 		for r := range e.o.rounds {
 			for k := range targets {
 				i := (k + r) % len(targets)
+				c0 := cpu()
 				s := load(e.v, c, per, func(int) string { return targets[i].path })
+				c1 := cpu()
+				if cpuUsed[i] == nil {
+					cpuUsed[i] = map[string]time.Duration{}
+				}
+				for name := range c1 {
+					cpuUsed[i][name] += c1[name] - c0[name]
+				}
 				if s.err != nil {
 					return fmt.Errorf("%s: %d errors, first: %w", targets[i].name, s.errs, s.err)
 				}
 				got[i].add(s)
+				rounds[i] = append(rounds[i], s.stats())
 			}
 		}
 		for i, t := range targets {
-			e.rep.hot = append(e.rep.hot, hotRow{clients: c, target: t.name, st: got[i].stats()})
+			e.rep.hot = append(e.rep.hot, hotRow{clients: c, target: t.name, st: got[i].stats(), rounds: rounds[i],
+				vaultCPU: cpuUsed[i]["vault"] / time.Duration(len(got[i].lat)),
+				pluginCPU: (cpuUsed[i][pluginName] + cpuUsed[i][floorName]) / time.Duration(len(got[i].lat))})
 		}
 	}
 	if n := e.idp.TokenRequests() - before; n != 1 {
