@@ -1,0 +1,253 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+)
+
+// haNode is one Vault server of a raft cluster.
+type haNode struct {
+	*Vault
+	id string
+}
+
+// startRaftCluster starts n Vault servers with integrated storage on loopback
+// ports, initialises the first with one key share, unseals it, and lets the
+// others join it (retry_join) and unseals them. It returns the nodes, the
+// first being the active one.
+func startRaftCluster(t *testing.T, n int) []*haNode {
+	t.Helper()
+	requireSetup(t)
+	nodes := make([]*haNode, n)
+	var leaderAddr string
+	for i := range nodes {
+		dir := t.TempDir()
+		api, cluster := freePort(t), freePort(t)
+		v := &Vault{t: t, dir: dir, port: api, Addr: fmt.Sprintf("http://127.0.0.1:%d", api),
+			log: filepath.Join(dir, "vault.log"), conf: filepath.Join(dir, "vault.hcl")}
+		id := fmt.Sprintf("node%d", i+1)
+		join := ""
+		if i == 0 {
+			leaderAddr = v.Addr
+		} else {
+			join = fmt.Sprintf("  retry_join {\n    leader_api_addr = %q\n  }\n", leaderAddr)
+		}
+		writeFile(t, v.conf, fmt.Sprintf(`
+storage "raft" {
+  path                   = %q
+  node_id                = %q
+  performance_multiplier = 1
+%s}
+listener "tcp" {
+  address         = "127.0.0.1:%d"
+  cluster_address = "127.0.0.1:%d"
+  tls_disable     = true
+}
+api_addr         = %q
+cluster_addr     = "https://127.0.0.1:%d"
+plugin_directory = %q
+disable_mlock    = true
+`, filepath.Join(dir, "raft"), id, join, api, cluster, v.Addr, cluster, pluginDir))
+		if err := os.MkdirAll(filepath.Join(dir, "raft"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = &haNode{Vault: v, id: id}
+	}
+	for _, node := range nodes {
+		node.start()
+	}
+	first := nodes[0]
+	var init struct {
+		Keys      []string `json:"unseal_keys_b64"`
+		RootToken string   `json:"root_token"`
+	}
+	first.JSON(&init, "operator", "init", "-key-shares=1", "-key-threshold=1")
+	if len(init.Keys) != 1 || init.RootToken == "" {
+		t.Fatalf("operator init gave %+v", init)
+	}
+	for _, node := range nodes {
+		node.unsealKey, node.Token = init.Keys[0], init.RootToken
+	}
+	first.unseal()
+	// Joiners are non-voters until autopilot finds them stable (10 s by
+	// default); a 3-node cluster only survives losing its leader once the
+	// other two vote.
+	first.Run("operator", "raft", "autopilot", "set-config", "-server-stabilization-time=2s")
+	for _, node := range nodes[1:] {
+		// retry_join first has to find the initialised leader; until then
+		// the node says it is not initialised.
+		var r CLIResult
+		if !eventually(60*time.Second, 250*time.Millisecond, func() bool {
+			r = node.CLI("operator", "unseal", node.unsealKey)
+			return r.Err == nil
+		}) {
+			t.Fatalf("%s could not be unsealed: %v %s\n%s", node.id, r.Err, r.Stderr, tail(node.log, 40))
+		}
+		// 429: unsealed standby, which it only becomes once it joined.
+		if err := node.waitHealth(http.StatusTooManyRequests, 60*time.Second); err != nil {
+			t.Fatalf("%s did not become a standby: %v\n%s", node.id, err, tail(node.log, 40))
+		}
+	}
+	var peers struct {
+		Data struct {
+			Config struct {
+				Servers []struct {
+					NodeID string `json:"node_id"`
+					Voter  bool   `json:"voter"`
+				} `json:"servers"`
+			} `json:"config"`
+		} `json:"data"`
+	}
+	voters := func() bool {
+		r := first.CLI("operator", "raft", "list-peers", "-format=json")
+		if r.Err != nil || json.Unmarshal([]byte(r.Stdout), &peers) != nil || len(peers.Data.Config.Servers) != n {
+			return false
+		}
+		for _, s := range peers.Data.Config.Servers {
+			if !s.Voter {
+				return false
+			}
+		}
+		return true
+	}
+	if !eventually(60*time.Second, 250*time.Millisecond, voters) {
+		t.Fatalf("raft peers did not all become voters: %+v", peers)
+	}
+	return nodes
+}
+
+// leaderInfo is sys/leader's answer.
+type leaderInfo struct {
+	HAEnabled     bool   `json:"ha_enabled"`
+	IsSelf        bool   `json:"is_self"`
+	LeaderAddress string `json:"leader_address"`
+}
+
+func sysLeader(addr string) (leaderInfo, error) {
+	var li leaderInfo
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(addr + "/v1/sys/leader")
+	if err != nil {
+		return li, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return li, fmt.Errorf("sys/leader answered %d", resp.StatusCode)
+	}
+	return li, json.NewDecoder(resp.Body).Decode(&li)
+}
+
+// kill ends the node's process group at once, as a crash or power loss would.
+func (n *haNode) kill(t *testing.T) {
+	t.Helper()
+	_ = syscall.Kill(-n.proc.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-n.proc.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not die on SIGKILL", n.id)
+	}
+}
+
+// TestHAFailover: a three-node raft cluster with the plugin mounted once.
+// Reads through standbys are forwarded to the active node and get its cached
+// token; when the active node is killed, a standby takes over and reads
+// resume with the same token, loaded from replicated storage, without a new
+// request to the IdP.
+func TestHAFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("HA test skipped in -short mode")
+	}
+	began := time.Now()
+	nodes := startRaftCluster(t, 3)
+	active := nodes[0]
+	active.RegisterAndMount()
+	t.Logf("cluster of %d nodes up, plugin mounted, in %s", len(nodes), time.Since(began).Round(time.Millisecond))
+	for _, node := range nodes {
+		// The catalog is replicated; each node has the binary in its plugin_directory.
+		if out := node.Run("plugin", "list", "secret"); !strings.Contains(out, pluginName) {
+			t.Fatalf("%s's plugin catalog lacks %s:\n%s", node.id, pluginName, out)
+		}
+	}
+
+	idp := StartFakeIdP(t, fakeidp.Options{Style: fakeidp.StyleOAuth2, ClientID: "ha-client", ClientSecret: "ha-secret",
+		Scopes: []string{"read"}, TokenTTL: time.Hour})
+	active.Write("idp/config/ha", "token_url="+idp.TokenURL(), "client_id=ha-client", "client_secret=ha-secret", "scopes=read")
+	active.Write("idp/roles/ha", "config=ha")
+
+	// Through a standby (the CLI, as an operator would use it).
+	tok := nodes[1].ReadCreds("ha").String("access_token")
+	if got := nodes[2].ReadCreds("ha").String("access_token"); got != tok {
+		t.Fatal("the two standbys handed out different tokens")
+	}
+	if got := active.ReadCreds("ha").String("access_token"); got != tok {
+		t.Fatal("the active node handed out another token than the standbys")
+	}
+	if n := idp.TokenRequests(); n != 1 {
+		t.Fatalf("the IdP saw %d token requests for reads through three nodes, want 1", n)
+	}
+	li, err := sysLeader(nodes[1].Addr)
+	if err != nil || li.IsSelf || li.LeaderAddress != active.Addr {
+		t.Fatalf("sys/leader on a standby = %+v (%v), want the first node %s", li, err, active.Addr)
+	}
+
+	// Crash the active node.
+	killed := time.Now()
+	active.kill(t)
+	survivors := nodes[1:]
+	var leader, standby *haNode
+	if !eventually(60*time.Second, 100*time.Millisecond, func() bool {
+		for i, node := range survivors {
+			if li, err := sysLeader(node.Addr); err == nil && li.IsSelf {
+				leader, standby = node, survivors[1-i]
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no standby became leader within 60 s\n%s\n%s", tail(survivors[0].log, 30), tail(survivors[1].log, 30))
+	}
+	elected := time.Since(killed)
+
+	reader := newCredsReader(leader.Token, 4)
+	defer reader.close()
+	var got string
+	var lastErr error
+	if !eventually(60*time.Second, 100*time.Millisecond, func() bool {
+		got, lastErr = reader.read(standby.Addr, "ha")
+		return lastErr == nil
+	}) {
+		t.Fatalf("reads through the standby did not resume within 60 s of the election: %v\n%s", lastErr, tail(leader.log, 30))
+	}
+	resumed := time.Since(killed)
+	if got != tok {
+		t.Error("after the failover the token changed; want the cached one from replicated storage")
+	}
+	if got, err := reader.read(leader.Addr, "ha"); err != nil || got != tok {
+		t.Errorf("read through the new active node: err=%v, same token=%v", err, got == tok)
+	}
+	if got := leader.ReadCreds("ha").String("access_token"); got != tok {
+		t.Error("CLI read through the new active node gave another token")
+	}
+	if n := idp.TokenRequests(); n != 1 {
+		t.Errorf("the IdP saw %d token requests after the failover, want still 1", n)
+	}
+	if li, err := sysLeader(standby.Addr); err != nil || li.LeaderAddress != leader.Addr {
+		t.Errorf("sys/leader on the remaining standby = %+v (%v), want %s", li, err, leader.Addr)
+	}
+	t.Logf("failover: %s became leader %s after the SIGKILL of node1; reads through the standby resumed after %s; same token, IdP requests %d; test took %s",
+		leader.id, elected.Round(time.Millisecond), resumed.Round(time.Millisecond), idp.TokenRequests(), time.Since(began).Round(time.Millisecond))
+	if strings.Contains(readFile(t, leader.log), "ha-secret") {
+		t.Error("the new leader's log holds the client secret")
+	}
+}
