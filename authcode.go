@@ -290,6 +290,8 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, d *fr
 			msg += ": " + truncate(desc, 256)
 		}
 		b.Logger().Info("IdP refused a login", "role", st.Role, "error", truncate(code, 64))
+		// The config label comes from the stored state, never from the request.
+		b.metrics.AuthCodeLogin(st.Config, false)
 		return refused("%s", msg), nil
 	}
 	if params["code"] == "" {
@@ -320,6 +322,7 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, d *fr
 		if errors.As(err, &idpErr) {
 			// Its text is sanitized and redacted of the code and verifier.
 			b.Logger().Warn("code exchange failed", "role", st.Role, "error", idpErr.Error())
+			b.metrics.AuthCodeLogin(st.Config, false)
 			return refused("Vault could not exchange the code for a token for role %q: %s", st.Role, idpErr.Error()), nil
 		}
 		return nil, err
@@ -328,6 +331,7 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, d *fr
 	if err := b.tokens.Put(ctx, storageKV{s}, tokenKey(st.Role, role, cfg), fingerprint(role, cfg), tok); err != nil {
 		return nil, err
 	}
+	b.metrics.AuthCodeLogin(st.Config, true)
 	b.Logger().Info("login completed; token stored", "role", st.Role, "config", st.Config, "refresh_token", tok.RefreshToken != "")
 	return &callbackResult{
 		status: http.StatusOK, role: st.Role, tok: tok,

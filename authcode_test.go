@@ -302,6 +302,9 @@ func TestAuthCodeFlowMyID(t *testing.T) {
 	if again := a.creds("myid"); again.Data["access_token"] != tok || a.idp.TokenRequests() != 1 {
 		t.Fatalf("second read: same=%v IdP requests=%d", again.Data["access_token"] == tok, a.idp.TokenRequests())
 	}
+	if logins := a.metricsJSON().Configs["myid"].AuthCodeLogins; logins["success"] != 1 {
+		t.Fatalf("auth-code logins counted %v, want one success", logins)
+	}
 
 	// The CLI form: vault write idp/callback code=... state=...
 	q = a.login("myid")
@@ -521,7 +524,7 @@ func TestAuthCodeNoRefreshNeedsLogin(t *testing.T) {
 	a.callbackGET(a.login("myid"))
 	a.creds("myid")
 	a.moveClock(61 * time.Minute)
-	a.fails(logical.ReadOperation, "creds/myid", nil, "vault write idp/auth-url/myid")
+	a.fails(logical.ReadOperation, "creds/myid", nil, "vault write -f idp/auth-url/myid")
 	if a.idp.TokenRequests() != 1 {
 		t.Fatalf("%d token requests, want only the code exchange", a.idp.TokenRequests())
 	}
