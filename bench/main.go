@@ -333,7 +333,7 @@ func (e *env) hot() error {
 		}
 		for i, t := range targets {
 			e.rep.hot = append(e.rep.hot, hotRow{clients: c, target: t.name, st: got[i].stats(), rounds: rounds[i],
-				vaultCPU: cpuUsed[i]["vault"] / time.Duration(len(got[i].lat)),
+				vaultCPU:  cpuUsed[i]["vault"] / time.Duration(len(got[i].lat)),
 				pluginCPU: (cpuUsed[i][pluginName] + cpuUsed[i][floorName]) / time.Duration(len(got[i].lat))})
 		}
 	}
