@@ -99,6 +99,13 @@ disable_mlock    = true
 			t.Fatalf("%s did not become a standby: %v\n%s", node.id, err, tail(node.log, 40))
 		}
 	}
+	waitVoters(t, first, n)
+	return nodes
+}
+
+// waitVoters waits until the raft configuration seen by node has n voters.
+func waitVoters(t *testing.T, node *haNode, n int) {
+	t.Helper()
 	var peers struct {
 		Data struct {
 			Config struct {
@@ -110,21 +117,46 @@ disable_mlock    = true
 		} `json:"data"`
 	}
 	voters := func() bool {
-		r := first.CLI("operator", "raft", "list-peers", "-format=json")
-		if r.Err != nil || json.Unmarshal([]byte(r.Stdout), &peers) != nil || len(peers.Data.Config.Servers) != n {
+		r := node.CLI("operator", "raft", "list-peers", "-format=json")
+		if r.Err != nil || json.Unmarshal([]byte(r.Stdout), &peers) != nil {
 			return false
 		}
+		count := 0
 		for _, s := range peers.Data.Config.Servers {
-			if !s.Voter {
-				return false
+			if s.Voter {
+				count++
 			}
 		}
-		return true
+		return count == n
 	}
 	if !eventually(60*time.Second, 250*time.Millisecond, voters) {
-		t.Fatalf("raft peers did not all become voters: %+v", peers)
+		t.Fatalf("raft did not reach %d voters: %+v", n, peers)
 	}
-	return nodes
+}
+
+// waitLeader waits until one of nodes says it is the leader and returns it
+// and the others.
+func waitLeader(t *testing.T, nodes []*haNode) (*haNode, []*haNode) {
+	t.Helper()
+	var leader *haNode
+	if !eventually(60*time.Second, 100*time.Millisecond, func() bool {
+		for _, node := range nodes {
+			if li, err := sysLeader(node.Addr); err == nil && li.IsSelf {
+				leader = node
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no node became leader within 60 s\n%s", tail(nodes[0].log, 30))
+	}
+	var others []*haNode
+	for _, node := range nodes {
+		if node != leader {
+			others = append(others, node)
+		}
+	}
+	return leader, others
 }
 
 // leaderInfo is sys/leader's answer.
@@ -201,53 +233,86 @@ func TestHAFailover(t *testing.T) {
 		t.Fatalf("sys/leader on a standby = %+v (%v), want the first node %s", li, err, active.Addr)
 	}
 
-	// Crash the active node.
-	killed := time.Now()
-	active.kill(t)
-	survivors := nodes[1:]
-	var leader, standby *haNode
-	if !eventually(60*time.Second, 100*time.Millisecond, func() bool {
-		for i, node := range survivors {
-			if li, err := sysLeader(node.Addr); err == nil && li.IsSelf {
-				leader, standby = node, survivors[1-i]
-				return true
-			}
-		}
-		return false
-	}) {
-		t.Fatalf("no standby became leader within 60 s\n%s\n%s", tail(survivors[0].log, 30), tail(survivors[1].log, 30))
+	// Round 1: crash the active node.
+	survivors := failover(t, active, nodes[1:], "SIGKILL", tok, idp)
+
+	// Round 2: bring node1 back (it rejoins from its raft data as a
+	// standby), then stop the current leader gracefully.
+	restarted := time.Now()
+	active.start()
+	active.Run("operator", "unseal", active.unsealKey)
+	if err := active.waitHealth(http.StatusTooManyRequests, 60*time.Second); err != nil {
+		t.Fatalf("node1 did not come back as a standby: %v\n%s", err, tail(active.log, 30))
 	}
-	elected := time.Since(killed)
+	leader, _ := waitLeader(t, survivors)
+	waitVoters(t, leader, 3)
+	// A standby that just unsealed learns the active node's address shortly after.
+	var got string
+	var lastErr error
+	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
+		got, lastErr = newCredsReader(leader.Token, 1).read(active.Addr, "ha")
+		return lastErr == nil
+	}) || got != tok {
+		t.Fatalf("read through the restarted node1: err=%v, same token=%v", lastErr, got == tok)
+	}
+	t.Logf("node1 restarted, rejoined and served the same token in %s", time.Since(restarted).Round(time.Millisecond))
+	var rest []*haNode
+	for _, node := range nodes {
+		if node != leader {
+			rest = append(rest, node)
+		}
+	}
+	failover(t, leader, rest, "SIGTERM", tok, idp)
+	t.Logf("HA test took %s", time.Since(began).Round(time.Millisecond))
+}
+
+// failover stops the active node (SIGKILL: a crash; SIGTERM: a graceful
+// shutdown, which steps down), waits for one of the others to lead, and
+// checks that reads through the new standby and the new active node resume
+// with the same token and no IdP request. It returns the nodes left.
+func failover(t *testing.T, active *haNode, others []*haNode, signal, tok string, idp *FakeIdP) []*haNode {
+	t.Helper()
+	requests := idp.TokenRequests()
+	stopped := time.Now()
+	if signal == "SIGKILL" {
+		active.kill(t)
+	} else {
+		active.proc.stop(t)
+	}
+	leader, standbys := waitLeader(t, others)
+	elected := time.Since(stopped)
+	standby := standbys[0]
 
 	reader := newCredsReader(leader.Token, 4)
 	defer reader.close()
 	var got string
 	var lastErr error
-	if !eventually(60*time.Second, 100*time.Millisecond, func() bool {
+	if !eventually(60*time.Second, 50*time.Millisecond, func() bool {
 		got, lastErr = reader.read(standby.Addr, "ha")
 		return lastErr == nil
 	}) {
 		t.Fatalf("reads through the standby did not resume within 60 s of the election: %v\n%s", lastErr, tail(leader.log, 30))
 	}
-	resumed := time.Since(killed)
+	resumed := time.Since(stopped)
 	if got != tok {
-		t.Error("after the failover the token changed; want the cached one from replicated storage")
+		t.Errorf("%s: after the failover the token changed; want the cached one from replicated storage", signal)
 	}
 	if got, err := reader.read(leader.Addr, "ha"); err != nil || got != tok {
-		t.Errorf("read through the new active node: err=%v, same token=%v", err, got == tok)
+		t.Errorf("%s: read through the new active node: err=%v, same token=%v", signal, err, got == tok)
 	}
-	if got := leader.ReadCreds("ha").String("access_token"); got != tok {
-		t.Error("CLI read through the new active node gave another token")
+	if got := standby.ReadCreds("ha").String("access_token"); got != tok {
+		t.Errorf("%s: CLI read through the standby gave another token", signal)
 	}
-	if n := idp.TokenRequests(); n != 1 {
-		t.Errorf("the IdP saw %d token requests after the failover, want still 1", n)
+	if n := idp.TokenRequests(); n != requests {
+		t.Errorf("%s: the IdP saw %d token requests during the failover, want none", signal, n-requests)
 	}
 	if li, err := sysLeader(standby.Addr); err != nil || li.LeaderAddress != leader.Addr {
-		t.Errorf("sys/leader on the remaining standby = %+v (%v), want %s", li, err, leader.Addr)
+		t.Errorf("%s: sys/leader on the standby = %+v (%v), want %s", signal, li, err, leader.Addr)
 	}
-	t.Logf("failover: %s became leader %s after the SIGKILL of node1; reads through the standby resumed after %s; same token, IdP requests %d; test took %s",
-		leader.id, elected.Round(time.Millisecond), resumed.Round(time.Millisecond), idp.TokenRequests(), time.Since(began).Round(time.Millisecond))
 	if strings.Contains(readFile(t, leader.log), "ha-secret") {
-		t.Error("the new leader's log holds the client secret")
+		t.Errorf("%s: the new leader's log holds the client secret", signal)
 	}
+	t.Logf("failover (%s of %s): %s leader after %s; reads through the standby %s resumed after %s; same token; IdP requests %d",
+		signal, active.id, leader.id, elected.Round(time.Millisecond), standby.id, resumed.Round(time.Millisecond), idp.TokenRequests())
+	return others
 }
