@@ -100,6 +100,15 @@ disable_mlock    = true
 		}
 	}
 	waitVoters(t, first, n)
+	// Standbys forward requests only once they know the active node.
+	for _, node := range nodes[1:] {
+		if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
+			li, err := sysLeader(node.Addr)
+			return err == nil && li.LeaderAddress == first.Addr
+		}) {
+			t.Fatalf("%s does not know the active node", node.id)
+		}
+	}
 	return nodes
 }
 
@@ -217,8 +226,19 @@ func TestHAFailover(t *testing.T) {
 	active.Write("idp/config/ha", "token_url="+idp.TokenURL(), "client_id=ha-client", "client_secret=ha-secret", "scopes=read")
 	active.Write("idp/roles/ha", "config=ha")
 
-	// Through a standby (the CLI, as an operator would use it).
-	tok := nodes[1].ReadCreds("ha").String("access_token")
+	// Through a standby: over HTTP, retried while the standby's forwarding
+	// connection to the active node settles; then with the CLI.
+	var tok string
+	var lastErr error
+	if !eventually(30*time.Second, 200*time.Millisecond, func() bool {
+		tok, lastErr = newCredsReader(active.Token, 1).read(nodes[1].Addr, "ha")
+		return lastErr == nil
+	}) {
+		t.Fatalf("reading through the standby %s: %v", nodes[1].id, lastErr)
+	}
+	if got := nodes[1].ReadCreds("ha").String("access_token"); got != tok {
+		t.Fatal("a second read through the standby handed out another token")
+	}
 	if got := nodes[2].ReadCreds("ha").String("access_token"); got != tok {
 		t.Fatal("the two standbys handed out different tokens")
 	}
@@ -248,7 +268,6 @@ func TestHAFailover(t *testing.T) {
 	waitVoters(t, leader, 3)
 	// A standby that just unsealed learns the active node's address shortly after.
 	var got string
-	var lastErr error
 	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
 		got, lastErr = newCredsReader(leader.Token, 1).read(active.Addr, "ha")
 		return lastErr == nil
