@@ -272,17 +272,17 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, d *fr
 		params[f] = v
 	}
 	if params["state"] == "" {
-		return refused("The callback has no state: open the URL from 'vault write idp/auth-url/<role>' to log in."), nil
+		return refused("The callback has no state: open the URL from 'vault write -f idp/auth-url/<role>' to log in."), nil
 	}
 	st, err := b.takeState(ctx, s, params["state"])
 	if err != nil {
 		return nil, err
 	}
 	if st == nil {
-		return refused("This login is unknown or was already completed. Start again with 'vault write idp/auth-url/<role>'."), nil
+		return refused("This login is unknown or was already completed. Start again with 'vault write -f idp/auth-url/<role>'."), nil
 	}
 	if !b.now().Before(st.Expires) {
-		return refused("This login expired (it must complete within the config's auth_state_ttl). Start again with 'vault write idp/auth-url/%s'.", st.Role), nil
+		return refused("This login expired (it must complete within the config's auth_state_ttl). Start again with 'vault write -f idp/auth-url/%s'.", st.Role), nil
 	}
 	if code := params["error"]; code != "" {
 		msg := fmt.Sprintf("The IdP refused the login for role %q: %s", st.Role, truncate(code, 64))
@@ -310,7 +310,7 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, d *fr
 	}
 	if cfg == nil || role.grant() != backend.GrantAuthorizationCode || cfg.entry.Generation != st.Generation ||
 		fingerprint(role, cfg) != st.Fingerprint || !slices.Contains(cfg.entry.RedirectURIs, st.RedirectURI) {
-		return refused("Role %q or its config was changed or deleted after this login began. Start again with 'vault write idp/auth-url/%s'.", st.Role, st.Role), nil
+		return refused("Role %q or its config was changed or deleted after this login began. Start again with 'vault write -f idp/auth-url/%s'.", st.Role, st.Role), nil
 	}
 
 	tok, err := cfg.endpoint.RequestToken(ctx, backend.TokenRequest{

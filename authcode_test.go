@@ -514,7 +514,7 @@ func TestAuthCodeExchangeRefused(t *testing.T) {
 	if tok, _ := a.b.tokens.Peek(context.Background(), storageKV{a.storage}, "role/myid"); tok != nil {
 		t.Fatal("a token was stored")
 	}
-	a.fails(logical.ReadOperation, "creds/myid", nil, "needs a new login")
+	a.fails(logical.ReadOperation, "creds/myid", nil, "needs a login")
 }
 
 // MyID issues no refresh token: once the token expires, creds says how to

@@ -200,5 +200,5 @@ func TestPresetDefaults(t *testing.T) {
 	if g := e.ok(logical.ReadOperation, "roles/my", nil).Data["grant_type"]; g != "authorization_code" {
 		t.Fatalf("MyID role grant %v, want authorization_code", g)
 	}
-	e.fails(logical.ReadOperation, "creds/my", nil, "needs a new login")
+	e.fails(logical.ReadOperation, "creds/my", nil, "needs a login")
 }

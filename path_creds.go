@@ -133,7 +133,7 @@ func withScope(t *backend.Token, asked []string) *backend.Token {
 type needsLoginError struct{ role string }
 
 func (e *needsLoginError) Error() string {
-	return fmt.Sprintf("role %q needs a new login: its token expired and cannot be refreshed; get a login URL with 'vault write -f idp/auth-url/%s' and open it in a browser", e.role, e.role)
+	return fmt.Sprintf("role %q needs a login: it holds no token that is still valid or can be refreshed; get a login URL with 'vault write -f idp/auth-url/%s' and open it in a browser", e.role, e.role)
 }
 
 func (b *idpBackend) credsError(name string, err error) (*logical.Response, error) {

@@ -140,7 +140,7 @@ func TestAuthCodeMyID(t *testing.T) {
 		"client_id=myid-client", "client_secret=myid-secret", "redirect_uris="+v.callbackURL())
 	v.Write("idp/roles/myid", "config=myid")
 
-	if r := v.CLI("read", "idp/creds/myid"); r.Err == nil || !strings.Contains(r.Stderr, "vault write idp/auth-url/myid") {
+	if r := v.CLI("read", "idp/creds/myid"); r.Err == nil || !strings.Contains(r.Stderr, "vault write -f idp/auth-url/myid") {
 		t.Fatalf("creds before a login: err=%v stderr=%s", r.Err, r.Stderr)
 	}
 
@@ -206,7 +206,7 @@ func TestAuthCodeMyID(t *testing.T) {
 
 	// After expiry MyID (no refresh token) needs a new login.
 	time.Sleep(ttl)
-	if r := v.CLI("read", "idp/creds/myid"); r.Err == nil || !strings.Contains(r.Stderr, "needs a new login") {
+	if r := v.CLI("read", "idp/creds/myid"); r.Err == nil || !strings.Contains(r.Stderr, "needs a login") {
 		t.Fatalf("creds after expiry: err=%v stderr=%s", r.Err, r.Stderr)
 	}
 }
