@@ -31,6 +31,20 @@ type Endpoint struct {
 	Now               func() time.Time // for tests; time.Now when nil
 	// Observe, when set, is told of every HTTP exchange (for metrics).
 	Observe func(Exchange)
+
+	// Standards (clientauth.go, discovery.go, revoke.go): the RFC 7009
+	// revocation endpoint; the previous secret or signer of a rotation,
+	// tried once when the current one is refused with invalid_client
+	// (OnFallback is told); the private_key_jwt signer; whether HTTP
+	// presents a client certificate (tls_client_auth); and discovery, which
+	// fills TokenURL, RevocationURL and ClientAuth when they are empty.
+	RevocationURL        string
+	PreviousClientSecret string
+	Signer               *AssertionSigner
+	PreviousSigner       *AssertionSigner
+	TLSClientCert        bool
+	Discovery            *Discovery
+	OnFallback           func(FallbackEvent)
 }
 
 // Exchange describes one HTTP try at the token endpoint, without secrets.
@@ -74,8 +88,24 @@ func (e *Endpoint) now() time.Time {
 }
 
 // RequestToken performs the grant, retrying where safe, and returns the
-// parsed token. Errors never contain what was sent.
+// parsed token. Errors never contain what was sent. With discovery, the
+// token URL and method come from the server's metadata; a credential refused
+// with invalid_client is retried once with the previous one, if any.
 func (e *Endpoint) RequestToken(ctx context.Context, req TokenRequest) (*Token, error) {
+	r, err := e.resolve(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	var tok *Token
+	err = r.withFallback("token", func(ep *Endpoint) error {
+		var err error
+		tok, err = ep.requestToken(ctx, req)
+		return err
+	})
+	return tok, err
+}
+
+func (e *Endpoint) requestToken(ctx context.Context, req TokenRequest) (*Token, error) {
 	form := e.form(req)
 	policy := e.Retry
 	if policy.Attempts < 1 {
@@ -106,6 +136,11 @@ func (e *Endpoint) RequestToken(ctx context.Context, req TokenRequest) (*Token, 
 // try is one HTTP exchange. The second result is the IdP's Retry-After.
 func (e *Endpoint) try(ctx context.Context, req TokenRequest, form url.Values, attempt int) (*Token, time.Duration, error) {
 	started := e.now()
+	form, authHeader, sent, err := e.clientAuthentication(form)
+	if err != nil {
+		return nil, 0, &IdPError{Config: e.Config, Detail: sanitize(err.Error(), 200)}
+	}
+	req.Redact = append(req.Redact[:len(req.Redact):len(req.Redact)], sent...)
 	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, e.TokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, 0, &IdPError{Config: e.Config, Detail: "the token_url cannot be used"}
@@ -113,8 +148,8 @@ func (e *Endpoint) try(ctx context.Context, req TokenRequest, form url.Values, a
 	httpReq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	httpReq.Header.Set("Accept", "application/json")
 	httpReq.Header.Set("Cache-Control", "no-cache")
-	if e.ClientAuth == ClientAuthBasic {
-		httpReq.Header.Set("Authorization", "Basic "+e.basicCredentials())
+	if authHeader != "" {
+		httpReq.Header.Set("Authorization", authHeader)
 	}
 	resp, err := e.HTTP.Do(httpReq)
 	if err != nil {
@@ -203,7 +238,7 @@ func (e *Endpoint) basicCredentials() string {
 // redactor removes anything the engine sent in confidence from the IdP's
 // words: an IdP that echoes its request must not make Vault print a secret.
 func (e *Endpoint) redactor(req TokenRequest) func(string) string {
-	secrets := append([]string{e.ClientSecret, req.Password, req.Username, req.Code,
+	secrets := append([]string{e.ClientSecret, e.PreviousClientSecret, req.Password, req.Username, req.Code,
 		req.CodeVerifier, req.RefreshToken, e.basicCredentials()}, req.Redact...)
 	return func(text string) string {
 		for _, s := range secrets {

@@ -50,6 +50,7 @@ type configMetrics struct {
 	refreshes        atomic.Uint64
 	refreshFallbacks atomic.Uint64
 	authCodeLogins   [2]atomic.Uint64 // success, failure
+	secretFallbacks  [2]atomic.Uint64 // success, failure
 	latency          histogram
 }
 
@@ -133,6 +134,17 @@ func (m *Metrics) AuthCodeLogin(config string, success bool) {
 	m.config(config).authCodeLogins[i].Add(1)
 }
 
+// SecretFallback counts a client credential refused with invalid_client
+// after which the previous one (rotation) was tried: succeeded says whether
+// the IdP accepted the previous one.
+func (m *Metrics) SecretFallback(config string, succeeded bool) {
+	i := 1
+	if succeeded {
+		i = 0
+	}
+	m.config(config).secretFallbacks[i].Add(1)
+}
+
 // DropConfig forgets a config's series (the config was deleted).
 func (m *Metrics) DropConfig(config string) { m.configs.Delete(config) }
 
@@ -165,6 +177,7 @@ type ConfigSnapshot struct {
 	Refreshes        uint64                       `json:"refreshes"`
 	RefreshFallbacks uint64                       `json:"refresh_fallbacks"`
 	AuthCodeLogins   map[string]uint64            `json:"auth_code_logins"`
+	SecretFallbacks  map[string]uint64            `json:"secret_fallbacks"`
 	Latency          HistogramSnapshot            `json:"idp_latency_seconds"`
 }
 
@@ -202,6 +215,7 @@ func (c *configMetrics) snapshot() ConfigSnapshot {
 		Refreshes:        c.refreshes.Load(),
 		RefreshFallbacks: c.refreshFallbacks.Load(),
 		AuthCodeLogins:   map[string]uint64{"success": c.authCodeLogins[0].Load(), "failure": c.authCodeLogins[1].Load()},
+		SecretFallbacks:  map[string]uint64{"success": c.secretFallbacks[0].Load(), "failure": c.secretFallbacks[1].Load()},
 	}
 	for g := range c.requests {
 		for o := range c.requests[g] {
@@ -275,6 +289,13 @@ func (s Snapshot) WritePrometheus(w io.Writer) error {
 	for _, n := range names {
 		for _, o := range []string{"success", "failure"} {
 			fmt.Fprintf(&b, "%sauth_code_logins_total{config=\"%s\",outcome=\"%s\"} %d\n", MetricPrefix, escapeLabel(n), o, s.Configs[n].AuthCodeLogins[o])
+		}
+	}
+
+	family("secret_fallbacks_total", "counter", "Client credentials refused with invalid_client after which the previous one (rotation) was tried, by config and outcome of that try.")
+	for _, n := range names {
+		for _, o := range []string{"success", "failure"} {
+			fmt.Fprintf(&b, "%ssecret_fallbacks_total{config=\"%s\",outcome=\"%s\"} %d\n", MetricPrefix, escapeLabel(n), o, s.Configs[n].SecretFallbacks[o])
 		}
 	}
 

@@ -102,6 +102,7 @@ func TestMetricsPrometheusText(t *testing.T) {
 	m.AuthCodeLogin("a", true)
 	m.AuthCodeLogin("a", false)
 	m.AuthCodeLogin("a", false)
+	m.SecretFallback("a", true)
 
 	var buf bytes.Buffer
 	if err := m.Snapshot(7).WritePrometheus(&buf); err != nil {
@@ -126,6 +127,8 @@ func TestMetricsPrometheusText(t *testing.T) {
 		{p + "refreshes_total", map[string]string{"config": "a"}, 1},
 		{p + "refresh_fallbacks_total", map[string]string{"config": `we"ird\name`}, 1},
 		{p + "auth_code_logins_total", map[string]string{"config": "a", "outcome": "failure"}, 2},
+		{p + "secret_fallbacks_total", map[string]string{"config": "a", "outcome": "success"}, 1},
+		{p + "secret_fallbacks_total", map[string]string{"config": "a", "outcome": "failure"}, 0},
 		{p + "idp_request_duration_seconds_bucket", map[string]string{"config": "a", "le": "0.005"}, 1},
 		{p + "idp_request_duration_seconds_bucket", map[string]string{"config": "a", "le": "0.05"}, 2},
 		{p + "idp_request_duration_seconds_bucket", map[string]string{"config": "a", "le": "0.1"}, 3},
@@ -139,8 +142,8 @@ func TestMetricsPrometheusText(t *testing.T) {
 			t.Errorf("%s%v = %v (present %v), want %v", c.sample, c.labels, got, ok, c.want)
 		}
 	}
-	if len(fams) != 9 {
-		t.Errorf("%d families, want 9", len(fams))
+	if len(fams) != 10 {
+		t.Errorf("%d families, want 10", len(fams))
 	}
 
 	m.DropConfig(`we"ird\name`)
