@@ -36,14 +36,17 @@ type configEntry struct {
 	// first being the default, and how long a login may take.
 	RedirectURIs []string      `json:"redirect_uris,omitempty"`
 	AuthStateTTL time.Duration `json:"auth_state_ttl,omitempty"`
+	// Standards (standards.go): discovery, private_key_jwt, tls_client_auth
+	// and the previous credentials of a rotation.
+	standardsEntry
 	// Generation changes whenever the client or resource owner changes, so
 	// tokens minted for the former identity are never handed out again.
 	Generation string `json:"generation"`
 }
 
 // identity is what a token belongs to: a change means a new generation.
-func (c *configEntry) identity() [6]string {
-	return [6]string{c.Provider, c.TokenURL, c.ClientID, c.Username, c.AccessCode, c.SecurityKey}
+func (c *configEntry) identity() [7]string {
+	return [7]string{c.Provider, c.TokenURL, c.ClientID, c.Username, c.AccessCode, c.SecurityKey, c.Issuer}
 }
 
 // operator is the resource owner for the password grant.
@@ -59,6 +62,8 @@ type configState struct {
 	endpoint *backend.Endpoint
 	// fingerprints memoises roles' fingerprints (creds_fast.go).
 	fingerprints sync.Map
+	// discovery holds the issuer's metadata when the config names one.
+	discovery *backend.Discovery
 }
 
 func newConfigState(name string, e *configEntry, now func() time.Time, m *backend.Metrics) (*configState, error) {
@@ -70,7 +75,7 @@ func newConfigState(name string, e *configEntry, now func() time.Time, m *backen
 	if err != nil {
 		return nil, err
 	}
-	return &configState{
+	st := &configState{
 		name:     name,
 		entry:    e,
 		provider: p,
@@ -87,7 +92,11 @@ func newConfigState(name string, e *configEntry, now func() time.Time, m *backen
 			Now:               now,
 			Observe:           func(x backend.Exchange) { m.ObserveExchange(name, x) },
 		},
-	}, nil
+	}
+	if err := setupStandards(st, now); err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // config returns the named config, from memory when it can.

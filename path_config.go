@@ -47,7 +47,7 @@ func configFields() map[string]*framework.FieldSchema {
 	secret := func(desc string) *framework.FieldSchema {
 		return &framework.FieldSchema{Type: framework.TypeString, Description: desc + " Write-only.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}}
 	}
-	return map[string]*framework.FieldSchema{
+	fields := map[string]*framework.FieldSchema{
 		"name":                {Type: framework.TypeString, Description: "Name of the connection."},
 		"provider":            {Type: framework.TypeString, Description: "Preset: " + strings.Join(backend.ProviderNames(), ", ") + ". Default oauth2."},
 		"token_url":           {Type: framework.TypeString, Description: "Token endpoint. Defaults to the preset's where its document gives one (mwi, microtek)."},
@@ -69,6 +69,10 @@ func configFields() map[string]*framework.FieldSchema {
 		"redirect_uris":       {Type: framework.TypeCommaStringSlice, Description: "Redirect URIs auth-url may use (authorization_code); the first is the default. Normally https://<vault>/v1/<mount>/callback."},
 		"auth_state_ttl":      {Type: framework.TypeDurationSecond, Description: "How long a login begun with auth-url may take. Default 10m."},
 	}
+	for k, v := range standardsConfigFields(secret) {
+		fields[k] = v
+	}
+	return fields
 }
 
 // secretFields are write-only: reads show <field>_set instead.
@@ -113,6 +117,7 @@ func (b *idpBackend) pathConfigRead(ctx context.Context, req *logical.Request, d
 		"password_set":        e.Password != "",
 		"security_key_set":    e.SecurityKey != "",
 	}
+	addStandardsData(data, e)
 	return &logical.Response{Data: data}, nil
 }
 
@@ -156,6 +161,9 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if err != nil {
 		return fieldError("ca_cert", "%v", err), nil
 	}
+	if resp := b.discoverAtWrite(ctx, st); resp != nil {
+		return resp, nil
+	}
 	if err := b.storeConfig(ctx, req.Storage, st); err != nil {
 		return nil, err
 	}
@@ -175,6 +183,8 @@ func applyConfigFields(e *configEntry, d *framework.FieldData) *logical.Response
 		"revocation_url": &e.RevocationURL, "client_id": &e.ClientID, "client_secret": &e.ClientSecret,
 		"client_auth": &e.ClientAuth, "username": &e.Username, "password": &e.Password,
 		"access_code": &e.AccessCode, "security_key": &e.SecurityKey, "ca_cert": &e.CACert,
+		"issuer": &e.Issuer, "private_key": &e.PrivateKey, "private_key_id": &e.PrivateKeyID,
+		"signing_alg": &e.SigningAlg, "tls_client_cert": &e.TLSClientCert, "tls_client_key": &e.TLSClientKey,
 	}
 	for field, dst := range strs {
 		v, ok, resp := getString(d, field)
@@ -221,13 +231,16 @@ func requireSecretsOnURLChange(old, e *configEntry, d *framework.FieldData) *log
 		return nil
 	}
 	moved := old.TokenURL != e.TokenURL || old.AuthURL != e.AuthURL || old.RevocationURL != e.RevocationURL ||
-		(!old.AllowInsecureHTTP && e.AllowInsecureHTTP)
+		old.Issuer != e.Issuer || (!old.AllowInsecureHTTP && e.AllowInsecureHTTP)
 	if !moved {
 		return nil
 	}
-	held := map[string]string{"client_secret": old.ClientSecret, "password": old.Password, "security_key": old.SecurityKey}
+	// A previous credential (rotation) would be sent to the new server
+	// without having been written again: forget it.
+	clearPrevious(e)
+	held := heldSecrets(old)
 	var missing []string
-	for _, f := range secretFields {
+	for _, f := range append(slices.Clone(secretFields), credentialSecretFields...) {
 		if _, sent := d.Raw[f]; held[f] != "" && !sent {
 			missing = append(missing, f)
 		}
@@ -239,10 +252,12 @@ func requireSecretsOnURLChange(old, e *configEntry, d *framework.FieldData) *log
 }
 
 func applyPresetDefaults(e *configEntry, p *backend.Provider) {
-	if e.TokenURL == "" {
+	// With an issuer, discovery gives the token URL, and an unset
+	// client_auth is chosen from the server's metadata (standards.go).
+	if e.TokenURL == "" && e.Issuer == "" {
 		e.TokenURL = p.DefaultTokenURL
 	}
-	if e.ClientAuth == "" {
+	if e.ClientAuth == "" && e.Issuer == "" {
 		e.ClientAuth = string(p.ClientAuth)
 	}
 	if len(e.Scopes) == 0 {
@@ -267,8 +282,8 @@ func validateConfig(e *configEntry, p *backend.Provider) *logical.Response {
 	if resp := checkText("ca_cert", e.CACert, maxCACertLen); resp != nil {
 		return resp
 	}
-	if e.TokenURL == "" {
-		return fieldError("token_url", "required for provider %s", p.Name)
+	if e.TokenURL == "" && e.Issuer == "" {
+		return fieldError("token_url", "required for provider %s (or give issuer, for discovery)", p.Name)
 	}
 	urls := []struct{ field, value string }{{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL}}
 	for _, u := range urls {
@@ -282,11 +297,8 @@ func validateConfig(e *configEntry, p *backend.Provider) *logical.Response {
 	if e.ClientID == "" {
 		return fieldError("client_id", "required")
 	}
-	if e.ClientSecret == "" {
-		return fieldError("client_secret", "required")
-	}
-	if _, ok := backend.ParseClientAuth(e.ClientAuth); !ok {
-		return fieldError("client_auth", "must be basic or post, not %q", e.ClientAuth)
+	if resp := validateClientCredentials(e); resp != nil {
+		return resp
 	}
 	if p.DefaultGrant == backend.GrantPassword {
 		if _, err := p.ComposeUsername(e.operator()); err != nil {
@@ -309,12 +321,18 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 	name := d.Get("name").(string)
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
+	revoke, err := b.tokensOfConfigToRevoke(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
 	if err := b.dropTokensOfConfig(ctx, req.Storage, name); err != nil {
 		return nil, err
 	}
 	if err := req.Storage.Delete(ctx, configPrefix+name); err != nil {
 		return nil, err
 	}
+	// Best effort: a failure is logged and does not undo the delete.
+	b.revokeDropped(ctx, revoke)
 	b.dropConfigState(name)
 	b.metrics.DropConfig(name)
 	return nil, nil

@@ -230,6 +230,10 @@ func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
 	// A shared (one-live-token) token stays for the config's other roles.
+	revoke, err := b.roleTokenToRevoke(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
 	if err := b.tokens.Drop(ctx, storageKV{req.Storage}, "role/"+name); err != nil {
 		return nil, err
 	}
@@ -237,6 +241,8 @@ func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d
 		return nil, err
 	}
 	b.roles.Drop(name)
+	// Best effort: a failure is logged and does not undo the delete.
+	b.revokeDropped(ctx, revoke)
 	return nil, nil
 }
 

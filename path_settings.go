@@ -99,6 +99,7 @@ func (b *idpBackend) allowedHosts() ([]string, error) {
 func (b *idpBackend) guardHosts(st *configState) {
 	client := st.endpoint.HTTP
 	client.Transport = backend.GuardTransport(client.Transport, b.allowedHosts)
+	b.wireStandards(st)
 }
 
 // checkConfigHosts refuses a config whose endpoints lie outside allowed_hosts.
@@ -119,7 +120,7 @@ func hostOutside(e *configEntry, allowed []string) (field, host string) {
 		return "", ""
 	}
 	for _, u := range []struct{ field, value string }{
-		{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL},
+		{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL}, {"issuer", e.Issuer},
 	} {
 		if u.value == "" {
 			continue

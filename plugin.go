@@ -81,6 +81,7 @@ func newBackend() *idpBackend {
 			b.pathMetrics(),
 			b.pathAuthCode(),
 			b.pathSettings(),
+			b.pathStandards(), // config/<name>/rotate, creds/<role>/drop (standards.go)
 		),
 		PeriodicFunc:   b.sweepAuthStates,
 		Secrets:        []*framework.Secret{b.secretAccessToken()},

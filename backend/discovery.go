@@ -266,3 +266,17 @@ func (d *Discovery) check(md *Metadata) error {
 	}
 	return nil
 }
+
+// Seed copies another Discovery's cached metadata (of the same issuer),
+// so that a config rewritten without moving keeps it.
+func (d *Discovery) Seed(from *Discovery) {
+	if from == nil || from.Issuer != d.Issuer || from.AllowInsecureHTTP != d.AllowInsecureHTTP {
+		return
+	}
+	from.mu.Lock()
+	md, expires := from.md, from.expires
+	from.mu.Unlock()
+	d.mu.Lock()
+	d.md, d.expires = md, expires
+	d.mu.Unlock()
+}
