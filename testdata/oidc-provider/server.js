@@ -10,18 +10,22 @@
 //                            separated (default http://127.0.0.1:8250/callback)
 //   OIDC_RESOURCE            resource indicator / audience of issued access tokens
 //                            (default urn:idp-tokens:api)
+//   OIDC_JWT_CLIENT_JWKS     public JWK Set (JSON) of jwt-client; or OIDC_JWT_CLIENT_JWKS_FILE,
+//                            a file holding it. Without either, jwt-client does not exist.
 //
 // Clients:
 //   basic-client  client_secret_basic  client_credentials, refresh_token
 //   post-client   client_secret_post   client_credentials, refresh_token
 //   code-client   client_secret_basic  authorization_code, refresh_token (login with
 //                 any user name and password on the dev interaction form)
+//   jwt-client    private_key_jwt      client_credentials (keys from OIDC_JWT_CLIENT_JWKS)
 //
 // Once listening it prints exactly one line to stdout:
 //   issuer: http://127.0.0.1:<port>
 // Token endpoint: <issuer>/token; introspection: <issuer>/token/introspection.
 import http from 'node:http';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import Provider from 'oidc-provider';
 
 const host = process.env.OIDC_HOST || '127.0.0.1';
@@ -32,6 +36,8 @@ const redirectURIs = (process.env.OIDC_REDIRECT_URI || 'http://127.0.0.1:8250/ca
   .split(',').map((s) => s.trim()).filter(Boolean);
 const resource = process.env.OIDC_RESOURCE || 'urn:idp-tokens:api';
 const apiScopes = 'api:read api:write';
+const jwtClientJWKS = process.env.OIDC_JWT_CLIENT_JWKS
+  || (process.env.OIDC_JWT_CLIENT_JWKS_FILE && fs.readFileSync(process.env.OIDC_JWT_CLIENT_JWKS_FILE, 'utf8'));
 
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`invalid port ${port}`);
@@ -84,6 +90,15 @@ server.listen(port, host, () => {
         response_types: ['code'],
         redirect_uris: redirectURIs,
       },
+      ...(jwtClientJWKS ? [{
+        client_id: 'jwt-client',
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: JSON.parse(jwtClientJWKS),
+        scope: `openid ${apiScopes}`,
+        grant_types: ['client_credentials'],
+        redirect_uris: [],
+        response_types: [],
+      }] : []),
     ],
     jwks: { keys: [{ ...signingKey, use: 'sig', kid: 'test-key' }] },
     cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
