@@ -545,3 +545,17 @@ all the same.
 When the config keeps one live token per client (provider=microtek), the
 token is shared by every role of the config: dropping it affects them all.
 `
+
+// authorizationEndpoint is the config's auth_url, or, when it names an
+// issuer and no auth_url, the discovered authorization_endpoint. For
+// auth-url (authcode.go), which still reads entry.AuthURL only.
+func (c *configState) authorizationEndpoint(ctx context.Context) (string, error) {
+	if c.entry.AuthURL != "" || c.discovery == nil {
+		return c.entry.AuthURL, nil
+	}
+	md, err := c.discovery.Metadata(ctx)
+	if err != nil {
+		return "", err
+	}
+	return md.AuthorizationEndpoint, nil
+}

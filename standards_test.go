@@ -401,3 +401,16 @@ func TestConfigTLSClientAuthFields(t *testing.T) {
 	}
 	e.fails(logical.UpdateOperation, "config/m2", map[string]any{"token_url": "https://idp.example.com/token", "client_id": "c", "client_auth": "auto"}, "auto needs an issuer")
 }
+
+func TestAuthorizationEndpointDiscovered(t *testing.T) {
+	e := newTestEnv(t)
+	idp := startStdIdP(t, fakeidp.Options{ClientID: "c1", ClientSecret: stdSecret})
+	e.ok(logical.UpdateOperation, "config/std", map[string]any{"issuer": idp.srv.URL, "client_id": "c1", "client_secret": stdSecret})
+	cfg, err := e.b.config(testCtx(), e.storage, "std")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := cfg.authorizationEndpoint(testCtx()); err != nil || u != idp.srv.URL+"/connect/authorize" {
+		t.Fatalf("authorizationEndpoint = %q, %v", u, err)
+	}
+}
