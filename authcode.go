@@ -175,8 +175,12 @@ func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request,
 		return logical.ErrorResponse("role %q uses config %q, which does not exist", name, role.Config), nil
 	}
 	e := cfg.entry
-	if e.AuthURL == "" {
-		return logical.ErrorResponse("config %q has no auth_url: write idp/config/%s auth_url=<the IdP's authorization endpoint>", role.Config, role.Config), nil
+	authURL, err := cfg.authorizationEndpoint(ctx)
+	if err != nil {
+		return logical.ErrorResponse("config %q: %v", role.Config, err), nil
+	}
+	if authURL == "" {
+		return logical.ErrorResponse("config %q has no auth_url (and its issuer advertises no authorization_endpoint): write idp/config/%s auth_url=<the IdP's authorization endpoint>", role.Config, role.Config), nil
 	}
 	if len(e.RedirectURIs) == 0 {
 		return logical.ErrorResponse("config %q has no redirect_uris: write idp/config/%s redirect_uris=https://<vault>/v1/<mount>/callback", role.Config, role.Config), nil
@@ -206,7 +210,7 @@ func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request,
 	}
 	oc := oauth2.Config{
 		ClientID:    e.ClientID,
-		Endpoint:    oauth2.Endpoint{AuthURL: e.AuthURL, TokenURL: e.TokenURL},
+		Endpoint:    oauth2.Endpoint{AuthURL: authURL},
 		RedirectURL: redirect,
 		Scopes:      role.scopes(cfg),
 	}

@@ -547,8 +547,7 @@ token is shared by every role of the config: dropping it affects them all.
 `
 
 // authorizationEndpoint is the config's auth_url, or, when it names an
-// issuer and no auth_url, the discovered authorization_endpoint. For
-// auth-url (authcode.go), which still reads entry.AuthURL only.
+// issuer and no auth_url, the discovered authorization_endpoint.
 func (c *configState) authorizationEndpoint(ctx context.Context) (string, error) {
 	if c.entry.AuthURL != "" || c.discovery == nil {
 		return c.entry.AuthURL, nil

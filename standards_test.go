@@ -413,4 +413,11 @@ func TestAuthorizationEndpointDiscovered(t *testing.T) {
 	if u, err := cfg.authorizationEndpoint(testCtx()); err != nil || u != idp.srv.URL+"/connect/authorize" {
 		t.Fatalf("authorizationEndpoint = %q, %v", u, err)
 	}
+	// auth-url uses the discovered endpoint when the config names no auth_url.
+	e.ok(logical.UpdateOperation, "config/std", map[string]any{"redirect_uris": "https://vault.example.com/v1/idp/callback", "client_secret": stdSecret})
+	e.ok(logical.UpdateOperation, "roles/login", map[string]any{"config": "std", "grant_type": "authorization_code"})
+	got := e.ok(logical.UpdateOperation, "auth-url/login", nil).Data["url"].(string)
+	if !strings.HasPrefix(got, idp.srv.URL+"/connect/authorize?") {
+		t.Fatalf("auth-url %q does not use the discovered authorization_endpoint", got)
+	}
 }
