@@ -32,11 +32,11 @@ type configEntry struct {
 	DefaultTokenTTL   time.Duration `json:"default_token_ttl,omitempty"`
 	AllowedTokenTypes []string      `json:"allowed_token_types,omitempty"`
 	AllowInsecureHTTP bool          `json:"allow_insecure_http,omitempty"`
-	// Authorization code flow (authcode.go): allowed redirect URIs, the
+	// Authorization code flow (path_auth_code.go): allowed redirect URIs, the
 	// first being the default, and how long a login may take.
 	RedirectURIs []string      `json:"redirect_uris,omitempty"`
 	AuthStateTTL time.Duration `json:"auth_state_ttl,omitempty"`
-	// Standards (standards.go): discovery, private_key_jwt, tls_client_auth
+	// Any standard server (config_credentials.go): discovery, private_key_jwt, tls_client_auth
 	// and the previous credentials of a rotation.
 	standardsEntry
 	// Generation changes whenever the client or resource owner changes, so

@@ -253,7 +253,7 @@ func requireSecretsOnURLChange(old, e *configEntry, d *framework.FieldData) *log
 
 func applyPresetDefaults(e *configEntry, p *backend.Provider) {
 	// With an issuer, discovery gives the token URL, and an unset
-	// client_auth is chosen from the server's metadata (standards.go).
+	// client_auth is chosen from the server's metadata (config_credentials.go).
 	if e.TokenURL == "" && e.Issuer == "" {
 		e.TokenURL = p.DefaultTokenURL
 	}

@@ -36,7 +36,7 @@ type idpBackend struct {
 
 	// writeLock serialises config and role writes, which check each other.
 	writeLock sync.Mutex
-	// stateLock makes taking an authorization state single-use (authcode.go).
+	// stateLock makes taking an authorization state single-use (path_auth_code.go).
 	stateLock sync.Mutex
 
 	// settings are the mount-wide settings (path_settings.go).
@@ -81,7 +81,8 @@ func newBackend() *idpBackend {
 			b.pathMetrics(),
 			b.pathAuthCode(),
 			b.pathSettings(),
-			b.pathStandards(), // config/<name>/rotate, creds/<role>/drop (standards.go)
+			b.pathConfigRotatePaths(),
+			b.pathCredsDropPaths(),
 		),
 		PeriodicFunc:   b.sweepAuthStates,
 		Secrets:        []*framework.Secret{b.secretAccessToken()},

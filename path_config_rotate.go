@@ -1,0 +1,146 @@
+// idp/config/<name>/rotate: replace the client secret or key, keeping the
+// previous one as a fallback, without downtime.
+
+package idptokens
+
+import (
+	"context"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
+)
+
+func (b *idpBackend) pathConfigRotatePaths() []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern:      "config/" + framework.GenericNameRegex("name") + "/rotate",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationVerb: "rotate", OperationSuffix: "config"},
+			Fields: map[string]*framework.FieldSchema{
+				"name":           {Type: framework.TypeString, Description: "Name of the connection."},
+				"client_secret":  {Type: framework.TypeString, Description: "The new client secret; the current one becomes the previous one.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+				"private_key":    {Type: framework.TypeString, Description: "The new PEM private key for private_key_jwt; the current one becomes the previous one.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+				"private_key_id": {Type: framework.TypeString, Description: "kid of the new private_key."},
+				"signing_alg":    {Type: framework.TypeString, Description: "JWS algorithm of the new private_key (default from the key)."},
+				"clear_previous": {Type: framework.TypeBool, Description: "Forget the previous secret and key (once the IdP no longer accepts them)."},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathConfigRotate, Summary: "Rotate the client secret or key, keeping the previous one as a fallback."},
+			},
+			HelpSynopsis:    "Rotate a config's client secret or private key without downtime.",
+			HelpDescription: strings.TrimSpace(rotateHelp),
+		},
+	}
+}
+
+func (b *idpBackend) pathConfigRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if resp := rejectUnknownFields(d); resp != nil {
+		return resp, nil
+	}
+	name := d.Get("name").(string)
+	secret, hasSecret, resp := getString(d, "client_secret")
+	if resp != nil {
+		return resp, nil
+	}
+	key, hasKey, resp := getString(d, "private_key")
+	if resp != nil {
+		return resp, nil
+	}
+	kid, _, resp := getString(d, "private_key_id")
+	if resp != nil {
+		return resp, nil
+	}
+	alg, _, resp := getString(d, "signing_alg")
+	if resp != nil {
+		return resp, nil
+	}
+	clear, _, resp := getBool(d, "clear_previous")
+	if resp != nil {
+		return resp, nil
+	}
+	secret, key = strings.TrimSpace(secret), strings.TrimSpace(key)
+	if !hasSecret && !hasKey && !clear {
+		return logical.ErrorResponse("give client_secret or private_key to rotate, or clear_previous=true"), nil
+	}
+	if (kid != "" || alg != "") && !hasKey {
+		return fieldError("private_key_id", "private_key_id and signing_alg go with a new private_key"), nil
+	}
+
+	b.writeLock.Lock()
+	defer b.writeLock.Unlock()
+	old, err := loadConfigEntry(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if old == nil {
+		return logical.ErrorResponse("no config named %q", name), nil
+	}
+	e := *old
+	if hasSecret {
+		switch {
+		case secret == "":
+			return fieldError("client_secret", "must not be empty"), nil
+		case secret == e.ClientSecret:
+			return fieldError("client_secret", "is the current one already"), nil
+		}
+		e.PreviousClientSecret, e.ClientSecret = e.ClientSecret, secret
+	}
+	if hasKey {
+		switch {
+		case key == "":
+			return fieldError("private_key", "must not be empty"), nil
+		case key == e.PrivateKey:
+			return fieldError("private_key", "is the current one already"), nil
+		}
+		e.PreviousPrivateKey, e.PreviousPrivateKeyID, e.PreviousSigningAlg = e.PrivateKey, e.PrivateKeyID, e.SigningAlg
+		e.PrivateKey, e.PrivateKeyID, e.SigningAlg = key, kid, alg
+	}
+	if clear {
+		clearPrevious(&e)
+	}
+	provider, err := backend.LookupProvider(e.Provider)
+	if err != nil {
+		return fieldError("provider", "%v", err), nil
+	}
+	if resp := validateConfig(&e, provider); resp != nil {
+		return resp, nil
+	}
+	// The generation stays: tokens minted with the former secret are still
+	// the same client's, and stay valid.
+	st, err := newConfigState(name, &e, b.clock, &b.metrics)
+	if err != nil {
+		return logical.ErrorResponse("%v", err), nil
+	}
+	if prev, ok := b.configs.Get(name); ok && prev.discovery != nil && st.discovery != nil {
+		st.discovery.Seed(prev.discovery)
+	}
+	if err := b.storeConfig(ctx, req.Storage, st); err != nil {
+		return nil, err
+	}
+	b.Logger().Info("client credentials rotated", "config", name, "client_secret", hasSecret, "private_key", hasKey, "previous_cleared", clear)
+	return &logical.Response{Data: map[string]any{
+		"client_secret_set":          e.ClientSecret != "",
+		"previous_client_secret_set": e.PreviousClientSecret != "",
+		"private_key_set":            e.PrivateKey != "",
+		"private_key_id":             e.PrivateKeyID,
+		"previous_private_key_set":   e.PreviousPrivateKey != "",
+	}}, nil
+}
+
+const rotateHelp = `
+Rotates the client secret (or private_key_jwt key) without downtime:
+
+  vault write idp/config/<name>/rotate client_secret=<new>
+  vault write idp/config/<name>/rotate private_key=@new.pem private_key_id=<kid>
+
+The current value becomes the previous one. When the IdP refuses the current
+one with invalid_client, the previous one is tried once (logged and counted
+in secret_fallbacks_total), so the IdP may be updated before or after Vault.
+Once the IdP accepts only the new one:
+
+  vault write idp/config/<name>/rotate clear_previous=true
+
+Cached tokens stay valid: the config's generation does not change.
+`

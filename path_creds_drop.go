@@ -1,0 +1,89 @@
+// idp/creds/<role>/drop: forget a role's cached token (and revoke it).
+
+package idptokens
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func (b *idpBackend) pathCredsDropPaths() []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern:      "creds/" + framework.GenericNameRegex("role") + "/drop",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationVerb: "drop", OperationSuffix: "credentials"},
+			Fields: map[string]*framework.FieldSchema{
+				"role": {Type: framework.TypeString, Description: "Name of the role."},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathCredsDrop, Summary: "Drop the role's cached token (and revoke it at the IdP) so that the next read mints a new one."},
+			},
+			HelpSynopsis:    "Drop a role's cached token.",
+			HelpDescription: strings.TrimSpace(dropHelp),
+		},
+	}
+}
+
+func (b *idpBackend) pathCredsDrop(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if resp := rejectUnknownFields(d); resp != nil {
+		return resp, nil
+	}
+	name := d.Get("role").(string)
+	role, err := b.role(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if role == nil {
+		return logical.ErrorResponse("no role named %q", name), nil
+	}
+	cfg, err := b.config(ctx, req.Storage, role.Config)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		return logical.ErrorResponse("role %q uses config %q, which does not exist", name, role.Config), nil
+	}
+	key := tokenKey(name, role, cfg)
+	list, err := b.peekTokens(ctx, req.Storage, cfg, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.tokens.Drop(ctx, storageKV{req.Storage}, key); err != nil {
+		return nil, err
+	}
+	resp := &logical.Response{Data: map[string]any{"dropped": len(list) > 0, "token_key": key}}
+	if strings.HasPrefix(key, "config/") {
+		// One live token per client: every role of the config shares it.
+		roles, err := b.rolesOf(ctx, req.Storage, role.Config)
+		if err != nil {
+			return nil, err
+		}
+		names := make([]string, 0, len(roles))
+		for n := range roles {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		resp.Data["shared_by"] = names
+		resp.AddWarning("the token is shared by every role of config " + role.Config + " (" + strings.Join(names, ", ") + "): all of them get a new one")
+	}
+	b.Logger().Info("cached token dropped", "role", name, "config", role.Config, "token_key", key, "had_token", len(list) > 0)
+	for _, w := range b.revokeDropped(ctx, list) {
+		resp.AddWarning(w)
+	}
+	return resp, nil
+}
+
+const dropHelp = `
+Drops the role's cached token so that the next creds read mints a new one
+(for when the IdP revoked a token behind Vault's back). The dropped refresh
+and access tokens are revoked at the config's revocation endpoint (RFC 7009)
+when it has one; a failed revocation is a warning, and the token is dropped
+all the same.
+
+When the config keeps one live token per client (provider=microtek), the
+token is shared by every role of the config: dropping it affects them all.
+`
