@@ -157,22 +157,12 @@ func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request,
 	}
 	redirect = strings.TrimSpace(redirect)
 
-	role, err := b.role(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
-	}
-	if role == nil {
-		return logical.ErrorResponse("no role named %q", name), nil
+	role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
+	if resp != nil || err != nil {
+		return resp, err
 	}
 	if role.grant() != backend.GrantAuthorizationCode {
 		return logical.ErrorResponse("role %q uses grant_type %s; auth-url is only for authorization_code roles", name, role.GrantType), nil
-	}
-	cfg, err := b.config(ctx, req.Storage, role.Config)
-	if err != nil {
-		return nil, err
-	}
-	if cfg == nil {
-		return logical.ErrorResponse("role %q uses config %q, which does not exist", name, role.Config), nil
 	}
 	e := cfg.entry
 	authURL, err := cfg.authorizationEndpoint(ctx)

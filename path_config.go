@@ -22,7 +22,7 @@ func (b *idpBackend) pathConfig() []*framework.Path {
 			Pattern:      "config/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "configs"},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathConfigList, Summary: "List IdP connections."},
+				logical.ListOperation: &framework.PathOperation{Callback: listUnder(configPrefix), Summary: "List IdP connections."},
 			},
 			HelpSynopsis: "List IdP connections.",
 		},
@@ -81,14 +81,6 @@ var secretFields = []string{"client_secret", "password", "security_key"}
 func (b *idpBackend) configExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	e, err := loadConfigEntry(ctx, req.Storage, d.Get("name").(string))
 	return e != nil, err
-}
-
-func (b *idpBackend) pathConfigList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	names, err := req.Storage.List(ctx, configPrefix)
-	if err != nil {
-		return nil, err
-	}
-	return logical.ListResponse(names), nil
 }
 
 func (b *idpBackend) pathConfigRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -44,19 +44,9 @@ func (b *idpBackend) pathCredsRead(ctx context.Context, req *logical.Request, d 
 	if resp != nil {
 		return resp, nil
 	}
-	role, err := b.role(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
-	}
-	if role == nil {
-		return logical.ErrorResponse("no role named %q", name), nil
-	}
-	cfg, err := b.config(ctx, req.Storage, role.Config)
-	if err != nil {
-		return nil, err
-	}
-	if cfg == nil {
-		return logical.ErrorResponse("role %q uses config %q, which does not exist", name, role.Config), nil
+	role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
+	if resp != nil || err != nil {
+		return resp, err
 	}
 	need := max(role.MinTTL, minTTL, leaseSkew+minLease)
 	key := tokenKey(name, role, cfg)

@@ -33,19 +33,9 @@ func (b *idpBackend) pathCredsDrop(ctx context.Context, req *logical.Request, d 
 		return resp, nil
 	}
 	name := d.Get("role").(string)
-	role, err := b.role(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
-	}
-	if role == nil {
-		return logical.ErrorResponse("no role named %q", name), nil
-	}
-	cfg, err := b.config(ctx, req.Storage, role.Config)
-	if err != nil {
-		return nil, err
-	}
-	if cfg == nil {
-		return logical.ErrorResponse("role %q uses config %q, which does not exist", name, role.Config), nil
+	role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
+	if resp != nil || err != nil {
+		return resp, err
 	}
 	key := tokenKey(name, role, cfg)
 	list, err := b.peekTokens(ctx, req.Storage, cfg, key)
@@ -55,7 +45,7 @@ func (b *idpBackend) pathCredsDrop(ctx context.Context, req *logical.Request, d 
 	if err := b.tokens.Drop(ctx, storageKV{req.Storage}, key); err != nil {
 		return nil, err
 	}
-	resp := &logical.Response{Data: map[string]any{"dropped": len(list) > 0, "token_key": key}}
+	resp = &logical.Response{Data: map[string]any{"dropped": len(list) > 0, "token_key": key}}
 	if strings.HasPrefix(key, "config/") {
 		// One live token per client: every role of the config shares it.
 		roles, err := b.rolesOf(ctx, req.Storage, role.Config)

@@ -18,7 +18,7 @@ func (b *idpBackend) pathRoles() []*framework.Path {
 			Pattern:      "roles/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "roles"},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathRoleList, Summary: "List roles."},
+				logical.ListOperation: &framework.PathOperation{Callback: listUnder(rolePrefix), Summary: "List roles."},
 			},
 			HelpSynopsis: "List roles.",
 		},
@@ -51,14 +51,6 @@ func (b *idpBackend) pathRoles() []*framework.Path {
 func (b *idpBackend) roleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	r, err := loadRoleEntry(ctx, req.Storage, d.Get("name").(string))
 	return r != nil, err
-}
-
-func (b *idpBackend) pathRoleList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	names, err := req.Storage.List(ctx, rolePrefix)
-	if err != nil {
-		return nil, err
-	}
-	return logical.ListResponse(names), nil
 }
 
 func (b *idpBackend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -137,3 +137,23 @@ func (b *idpBackend) dropTokensOfConfig(ctx context.Context, s logical.Storage, 
 
 // grant is the role's grant as a backend type.
 func (r *roleEntry) grant() backend.GrantType { return backend.GrantType(r.GrantType) }
+
+// roleAndConfig loads a role and its config, from memory when it can. A
+// missing one is a user error (the response), not a failure.
+func (b *idpBackend) roleAndConfig(ctx context.Context, s logical.Storage, name string) (*roleEntry, *configState, *logical.Response, error) {
+	role, err := b.role(ctx, s, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if role == nil {
+		return nil, nil, logical.ErrorResponse("no role named %q", name), nil
+	}
+	cfg, err := b.config(ctx, s, role.Config)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if cfg == nil {
+		return nil, nil, logical.ErrorResponse("role %q uses config %q, which does not exist", name, role.Config), nil
+	}
+	return role, cfg, nil, nil
+}

@@ -3,6 +3,7 @@ package idptokens
 import (
 	"context"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -24,4 +25,15 @@ func (k storageKV) Put(ctx context.Context, key string, value []byte) error {
 
 func (k storageKV) Delete(ctx context.Context, key string) error {
 	return k.s.Delete(ctx, key)
+}
+
+// listUnder answers a LIST of the entries stored under prefix.
+func listUnder(prefix string) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+		names, err := req.Storage.List(ctx, prefix)
+		if err != nil {
+			return nil, err
+		}
+		return logical.ListResponse(names), nil
+	}
 }
