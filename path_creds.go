@@ -58,7 +58,7 @@ func (b *idpBackend) pathCredsRead(ctx context.Context, req *logical.Request, d 
 	if err != nil {
 		return b.credsError(name, err)
 	}
-	return b.credsResponse(name, key, role, cfg, tok), nil
+	return b.credsResponse(name, role, tok), nil
 }
 
 // fetchToken obtains a new token: by refresh when the stale one has a
@@ -143,7 +143,7 @@ func (b *idpBackend) credsError(name string, err error) (*logical.Response, erro
 
 // credsResponse is the leased secret: its TTL is the token's remaining life
 // less the skew, capped by the role and the mount.
-func (b *idpBackend) credsResponse(name, key string, role *roleEntry, cfg *configState, tok *backend.StoredToken) *logical.Response {
+func (b *idpBackend) credsResponse(name string, role *roleEntry, tok *backend.StoredToken) *logical.Response {
 	ttl := tok.Remaining(b.now()) - leaseSkew
 	for _, limit := range []time.Duration{role.TTL, role.MaxTTL, b.mountMaxTTL()} {
 		if limit > 0 && ttl > limit {
@@ -160,9 +160,9 @@ func (b *idpBackend) credsResponse(name, key string, role *roleEntry, cfg *confi
 	if tok.IDToken != "" {
 		data["id_token"] = tok.IDToken
 	}
-	resp := b.Secret(secretAccessTokenType).Response(data, map[string]any{
-		"role": name, "config": role.Config, "token_key": key,
-	})
+	// Vault stores the lease's data and internal data with every lease:
+	// keep the internal part to what revocation reads.
+	resp := b.Secret(secretAccessTokenType).Response(data, map[string]any{"role": name})
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
 	resp.Secret.Renewable = false
