@@ -83,9 +83,9 @@ template {
 	var first string
 	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
 		first = read()
-		return first != "" || agent.exited()
+		return first != "" || agent.Exited()
 	}) || first == "" {
-		t.Fatalf("Agent rendered no token within 30 s (exited: %v)", agent.exited())
+		t.Fatalf("Agent rendered no token within 30 s (exited: %v)", agent.Exited())
 	}
 	firstSeen := time.Now()
 	if got := bearerStatus(t, idp.ResourceURL(), first); got != http.StatusOK {
@@ -100,9 +100,9 @@ template {
 			oldStillValid = idp.Valid(first)
 			return true
 		}
-		return agent.exited()
+		return agent.Exited()
 	}) || second == "" || second == first {
-		t.Fatalf("Agent rendered no new token within 40 s (exited: %v, IdP token requests %d)", agent.exited(), idp.TokenRequests())
+		t.Fatalf("Agent rendered no new token within 40 s (exited: %v, IdP token requests %d)", agent.Exited(), idp.TokenRequests())
 	}
 	t.Logf("new token rendered %v after the first; IdP token requests: %d", time.Since(firstSeen).Round(100*time.Millisecond), idp.TokenRequests())
 	if !oldStillValid {

@@ -32,7 +32,7 @@ func TestAuditAndLogsHoldNoSecrets(t *testing.T) {
 		password     = "Audit-Pass word:7%"
 		wrongSecret  = "Wrong-Secret-Value-31337"
 	)
-	v := startDevVaultArgs(t, "-log-level=trace")
+	v := StartDevVault(t, "-log-level=trace")
 	dir := t.TempDir()
 	auditA, auditB := filepath.Join(dir, "audit.log"), filepath.Join(dir, "audit-raw-false.log")
 	v.Run("audit", "enable", "file", "file_path="+auditA)

@@ -219,7 +219,7 @@ func TestAuthCodeOIDCProvider(t *testing.T) {
 	t.Parallel()
 	v := StartDevVault(t)
 	const ttl = 10 * time.Second
-	op := StartOIDCProvider(t, ttl, v.callbackURL())
+	op := StartOIDCProvider(t, ttl, "OIDC_REDIRECT_URI="+v.callbackURL())
 	v.Write("idp/config/op-code", "provider=oauth2", "token_url="+op.Issuer+"/token", "auth_url="+op.Issuer+"/auth",
 		"client_id=code-client", "client_secret="+oidcClientSecret, "client_auth=basic",
 		"redirect_uris="+v.callbackURL())

@@ -34,7 +34,7 @@ func startRaftCluster(t *testing.T, n int) []*haNode {
 	for i := range nodes {
 		dir := t.TempDir()
 		api, cluster := freePort(t), freePort(t)
-		v := &Vault{t: t, dir: dir, port: api, Addr: fmt.Sprintf("http://127.0.0.1:%d", api),
+		v := &Vault{t: t, dir: dir, Addr: fmt.Sprintf("http://127.0.0.1:%d", api),
 			log: filepath.Join(dir, "vault.log"), conf: filepath.Join(dir, "vault.hcl")}
 		id := fmt.Sprintf("node%d", i+1)
 		join := ""
@@ -68,16 +68,9 @@ disable_mlock    = true
 		node.start()
 	}
 	first := nodes[0]
-	var init struct {
-		Keys      []string `json:"unseal_keys_b64"`
-		RootToken string   `json:"root_token"`
-	}
-	first.JSON(&init, "operator", "init", "-key-shares=1", "-key-threshold=1")
-	if len(init.Keys) != 1 || init.RootToken == "" {
-		t.Fatalf("operator init gave %+v", init)
-	}
+	unsealKey, rootToken := first.initOneShare()
 	for _, node := range nodes {
-		node.unsealKey, node.Token = init.Keys[0], init.RootToken
+		node.unsealKey, node.Token = unsealKey, rootToken
 	}
 	first.unseal()
 	// Joiners are non-voters until autopilot finds them stable (10 s by
@@ -192,9 +185,9 @@ func sysLeader(addr string) (leaderInfo, error) {
 // kill ends the node's process group at once, as a crash or power loss would.
 func (n *haNode) kill(t *testing.T) {
 	t.Helper()
-	_ = syscall.Kill(-n.proc.cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(-n.proc.Pid(), syscall.SIGKILL)
 	select {
-	case <-n.proc.done:
+	case <-n.proc.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s did not die on SIGKILL", n.id)
 	}

@@ -2,9 +2,8 @@
 
 package integration
 
-// Helpers of the hardening tests (audit, load, HA): a dev Vault with extra
-// server flags, a recorder of every token the fake IdP issues, and a plain
-// net/http reader of creds.
+// Helpers of the hardening tests (audit, load, HA): a recorder of every
+// token the fake IdP issues, and a plain net/http reader of creds.
 
 import (
 	"bytes"
@@ -14,41 +13,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
-
-// startDevVaultArgs is StartDevVault with extra `vault server` flags (for
-// example -log-level=trace).
-func startDevVaultArgs(t *testing.T, extra ...string) *Vault {
-	t.Helper()
-	requireSetup(t)
-	dir := t.TempDir()
-	v := &Vault{t: t, dir: dir, dev: true, Token: rootToken, log: filepath.Join(dir, "vault.log")}
-	v.conf = filepath.Join(dir, "vault.hcl")
-	writeFile(t, v.conf, fmt.Sprintf("plugin_directory = %q\ndisable_mlock = true\n", pluginDir))
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		v.port = freePort(t)
-		v.Addr = fmt.Sprintf("http://127.0.0.1:%d", v.port)
-		args := append([]string{"server", "-dev", "-dev-root-token-id=" + rootToken,
-			fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", v.port), "-config=" + v.conf}, extra...)
-		v.proc = startProc(t, "vault", v.log, v.cliEnv(""), vaultBin, args...)
-		if lastErr = v.waitHealth(200, 30*time.Second); lastErr == nil {
-			break
-		}
-		v.proc.stop(t)
-	}
-	if lastErr != nil {
-		t.Fatalf("vault dev server did not start: %v\n%s", lastErr, tail(v.log, 40))
-	}
-	v.RegisterAndMount()
-	return v
-}
 
 // recordingIdP is a fake IdP whose issued tokens (access, refresh, id) are
 // all recorded from its responses, so tests can look for them in logs.

@@ -12,28 +12,22 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/vaultproc"
 )
 
-const (
-	pluginName = "vault-plugin-idp-tokens"
-	rootToken  = "root"
-)
+const pluginName = "vault-plugin-idp-tokens"
 
 var (
 	repoRoot   string // absolute path of the repository
@@ -61,35 +55,15 @@ func setup(tmp string) error {
 		return err
 	}
 	repoRoot = filepath.Dir(wd)
-
-	cmd := exec.Command(filepath.Join(repoRoot, "scripts", "install-vault.sh"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return fmt.Errorf("scripts/install-vault.sh: %w", err)
+	if vaultBin, err = vaultproc.FindVault(repoRoot); err != nil {
+		return err
 	}
-	vaultBin = strings.TrimSpace(string(out))
-	if i := strings.LastIndexByte(vaultBin, '\n'); i >= 0 {
-		vaultBin = vaultBin[i+1:]
-	}
-
 	pluginDir = filepath.Join(tmp, "plugins")
 	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
 		return err
 	}
-	bin := filepath.Join(pluginDir, pluginName)
-	build := exec.Command("go", "build", "-o", bin, "./cmd/"+pluginName)
-	build.Dir = repoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the plugin: %v\n%s", err, out)
-	}
-	b, err := os.ReadFile(bin)
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256(b)
-	pluginSHA = hex.EncodeToString(sum[:])
-	return nil
+	pluginSHA, err = vaultproc.BuildPlugin(repoRoot, "./cmd/"+pluginName, pluginDir, pluginName)
+	return err
 }
 
 func requireSetup(t *testing.T) {
@@ -102,93 +76,49 @@ func requireSetup(t *testing.T) {
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := vaultproc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
-// proc is a child process in its own process group, so that ending it also ends
-// what it started (Vault's plugin processes).
+// proc is a child process (in its own process group) that the test stops in
+// t.Cleanup, logging the end of its log if the test failed.
 type proc struct {
+	*vaultproc.Proc
 	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
 }
 
-// startProc starts name with args, output to logPath, and kills it in t.Cleanup.
+// startProc starts name with args, output to logPath, and stops it in t.Cleanup.
 func startProc(t *testing.T, name, logPath string, env []string, bin string, args ...string) *proc {
 	t.Helper()
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	p, err := vaultproc.StartProc(bin, args, env, logPath)
 	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout = f
-	cmd.Stderr = f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
 		t.Fatalf("starting %s: %v", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() {
-			t.Logf("last lines of the %s log (%s):\n%s", name, logPath, tail(logPath, 40))
-		}
-	})
-	return p
+	return stopInCleanup(t, name, p)
 }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+func stopInCleanup(t *testing.T, name string, p *vaultproc.Proc) *proc {
+	pr := &proc{Proc: p, name: name}
+	t.Cleanup(func() {
+		pr.stop(t)
+		if t.Failed() {
+			t.Logf("last lines of the %s log (%s):\n%s", name, p.LogPath, tail(p.LogPath, 40))
+		}
+	})
+	return pr
 }
 
 // stop ends the process group: SIGTERM, then SIGKILL after 10 s.
 func (p *proc) stop(t *testing.T) {
-	if p.exited() {
-		return
+	if p.Stop() {
+		t.Logf("%s did not stop on SIGTERM; killed it", p.name)
 	}
-	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		t.Logf("%s did not stop on SIGTERM; killing it", p.name)
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.done
-	}
-	// Plugin processes that outlived Vault are in the same group.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 }
 
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func tail(path string, n int) string { return vaultproc.Tail(path, n) }
 
 // Vault is one running Vault server and the CLI environment that talks to it.
 type Vault struct {
@@ -196,7 +126,6 @@ type Vault struct {
 	Addr  string
 	Token string
 	dir   string
-	port  int
 	dev   bool
 	proc  *proc
 	log   string
@@ -208,44 +137,27 @@ type Vault struct {
 // cliEnv is the environment of every vault CLI and Agent process: no inherited
 // VAULT_* settings, a private HOME (token helper), and the server's address.
 func (v *Vault) cliEnv(token string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "VAULT_") || strings.HasPrefix(kv, "HOME=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "HOME="+v.dir, "VAULT_ADDR="+v.Addr, "VAULT_FORMAT=table")
+	env := append(vaultproc.Env(v.dir, v.Addr), "VAULT_FORMAT=table")
 	if token != "" {
 		env = append(env, "VAULT_TOKEN="+token)
 	}
 	return env
 }
 
-// StartDevVault starts `vault server -dev` with the plugin directory, registers the
+// StartDevVault starts `vault server -dev` with the plugin directory and
+// extraArgs (more `vault server` flags, e.g. -log-level=trace), registers the
 // plugin by its sha256 and mounts it at idp/.
-func StartDevVault(t *testing.T) *Vault {
+func StartDevVault(t *testing.T, extraArgs ...string) *Vault {
 	t.Helper()
 	requireSetup(t)
 	dir := t.TempDir()
-	v := &Vault{t: t, dir: dir, dev: true, Token: rootToken, log: filepath.Join(dir, "vault.log")}
-	v.conf = filepath.Join(dir, "vault.hcl")
-	writeFile(t, v.conf, fmt.Sprintf("plugin_directory = %q\ndisable_mlock = true\n", pluginDir))
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		v.port = freePort(t)
-		v.Addr = fmt.Sprintf("http://127.0.0.1:%d", v.port)
-		v.proc = startProc(t, "vault", v.log, v.cliEnv(""), vaultBin, "server", "-dev",
-			"-dev-root-token-id="+rootToken, fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", v.port),
-			"-config="+v.conf)
-		if lastErr = v.waitHealth(200, 30*time.Second); lastErr == nil {
-			break
-		}
-		v.proc.stop(t)
+	srv, err := vaultproc.StartDev(context.Background(), vaultproc.Options{VaultBin: vaultBin, PluginDir: pluginDir,
+		Dir: dir, Args: extraArgs, Env: []string{"VAULT_FORMAT=table"}, HealthTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, tail(filepath.Join(dir, "vault.log"), 40))
 	}
-	if lastErr != nil {
-		t.Fatalf("vault dev server did not start: %v\n%s", lastErr, tail(v.log, 40))
-	}
+	v := &Vault{t: t, dir: dir, dev: true, Addr: srv.Addr, Token: srv.Token, log: srv.LogPath,
+		proc: stopInCleanup(t, "vault", srv.Proc)}
 	v.RegisterAndMount()
 	return v
 }
@@ -256,9 +168,8 @@ func StartFileVault(t *testing.T) *Vault {
 	t.Helper()
 	requireSetup(t)
 	dir := t.TempDir()
-	v := &Vault{t: t, dir: dir, log: filepath.Join(dir, "vault.log")}
-	v.port = freePort(t)
-	v.Addr = fmt.Sprintf("http://127.0.0.1:%d", v.port)
+	port := freePort(t)
+	v := &Vault{t: t, dir: dir, Addr: fmt.Sprintf("http://127.0.0.1:%d", port), log: filepath.Join(dir, "vault.log")}
 	v.conf = filepath.Join(dir, "vault.hcl")
 	writeFile(t, v.conf, fmt.Sprintf(`
 storage "file" {
@@ -271,21 +182,27 @@ listener "tcp" {
 api_addr         = %q
 plugin_directory = %q
 disable_mlock    = true
-`, filepath.Join(dir, "data"), v.port, v.Addr, pluginDir))
+`, filepath.Join(dir, "data"), port, v.Addr, pluginDir))
 	v.start()
+	v.unsealKey, v.Token = v.initOneShare()
+	v.unseal()
+	v.RegisterAndMount()
+	return v
+}
 
+// initOneShare runs `vault operator init` with one key share and returns the
+// unseal key and the root token.
+func (v *Vault) initOneShare() (unsealKey, rootToken string) {
+	v.t.Helper()
 	var init struct {
 		Keys      []string `json:"unseal_keys_b64"`
 		RootToken string   `json:"root_token"`
 	}
 	v.JSON(&init, "operator", "init", "-key-shares=1", "-key-threshold=1")
 	if len(init.Keys) != 1 || init.RootToken == "" {
-		t.Fatalf("operator init gave %+v", init)
+		v.t.Fatalf("operator init gave %+v", init)
 	}
-	v.unsealKey, v.Token = init.Keys[0], init.RootToken
-	v.unseal()
-	v.RegisterAndMount()
-	return v
+	return init.Keys[0], init.RootToken
 }
 
 func (v *Vault) start() {
@@ -318,26 +235,7 @@ func (v *Vault) Restart() {
 
 // waitHealth polls /v1/sys/health until it answers status (0: any status).
 func (v *Vault) waitHealth(status int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: 2 * time.Second}
-	last := errors.New("no answer")
-	for time.Now().Before(deadline) {
-		if v.proc.exited() {
-			return fmt.Errorf("vault exited: %v", v.proc.err)
-		}
-		resp, err := client.Get(v.Addr + "/v1/sys/health")
-		if err == nil {
-			resp.Body.Close()
-			if status == 0 || resp.StatusCode == status {
-				return nil
-			}
-			last = fmt.Errorf("health answered %d", resp.StatusCode)
-		} else {
-			last = err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return last
+	return vaultproc.WaitHealth(context.Background(), v.Addr, status, timeout, v.proc.Proc)
 }
 
 // RegisterAndMount registers the plugin binary by sha256 and enables it at idp/.

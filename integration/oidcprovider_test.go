@@ -22,25 +22,22 @@ type OIDCProvider struct {
 	Issuer string
 }
 
-// StartOIDCProvider runs testdata/oidc-provider/server.js on a free loopback port.
-func StartOIDCProvider(t *testing.T, tokenTTL time.Duration, redirectURI string) *OIDCProvider {
+// StartOIDCProvider runs testdata/oidc-provider/server.js on a free loopback
+// port, with extraEnv for it (such as OIDC_REDIRECT_URI or OIDC_JWT_CLIENT_JWKS).
+func StartOIDCProvider(t *testing.T, tokenTTL time.Duration, extraEnv ...string) *OIDCProvider {
 	t.Helper()
 	requireSetup(t)
 	script := oidcProviderScript(t)
-	dir := t.TempDir()
-	logPath := filepath.Join(dir, "oidc-provider.log")
+	logPath := filepath.Join(t.TempDir(), "oidc-provider.log")
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "OIDC_") {
 			env = append(env, kv)
 		}
 	}
-	env = append(env, "OIDC_PORT=0",
-		fmt.Sprintf("OIDC_ACCESS_TOKEN_TTL=%d", int(tokenTTL.Seconds())),
+	env = append(env, "OIDC_PORT=0", fmt.Sprintf("OIDC_ACCESS_TOKEN_TTL=%d", int(tokenTTL.Seconds())),
 		"OIDC_CLIENT_SECRET="+oidcClientSecret)
-	if redirectURI != "" {
-		env = append(env, "OIDC_REDIRECT_URI="+redirectURI)
-	}
+	env = append(env, extraEnv...)
 	p := startProc(t, "oidc-provider", logPath, env, "node", script)
 	var issuer string
 	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
@@ -51,7 +48,7 @@ func StartOIDCProvider(t *testing.T, tokenTTL time.Duration, redirectURI string)
 				return true
 			}
 		}
-		return p.exited()
+		return p.Exited()
 	}) || issuer == "" {
 		t.Fatalf("oidc-provider did not start:\n%s", tail(logPath, 30))
 	}
@@ -88,7 +85,7 @@ func (o *OIDCProvider) Introspect(t *testing.T, clientID, token string) map[stri
 func TestOIDCProvider(t *testing.T) {
 	t.Parallel()
 	const ttl = 20 * time.Second
-	op := StartOIDCProvider(t, ttl, "")
+	op := StartOIDCProvider(t, ttl)
 	v := StartDevVault(t)
 
 	for _, c := range []struct{ auth, client string }{

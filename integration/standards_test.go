@@ -8,8 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,39 +15,6 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 )
-
-// startOIDCProviderWith is StartOIDCProvider with extra environment for
-// server.js (such as OIDC_JWT_CLIENT_JWKS).
-func startOIDCProviderWith(t *testing.T, tokenTTL time.Duration, extraEnv ...string) *OIDCProvider {
-	t.Helper()
-	requireSetup(t)
-	script := oidcProviderScript(t)
-	logPath := filepath.Join(t.TempDir(), "oidc-provider.log")
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "OIDC_") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "OIDC_PORT=0", fmt.Sprintf("OIDC_ACCESS_TOKEN_TTL=%d", int(tokenTTL.Seconds())),
-		"OIDC_CLIENT_SECRET="+oidcClientSecret)
-	env = append(env, extraEnv...)
-	p := startProc(t, "oidc-provider", logPath, env, "node", script)
-	var issuer string
-	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
-		b, _ := os.ReadFile(logPath)
-		for _, line := range strings.Split(string(b), "\n") {
-			if s, ok := strings.CutPrefix(line, "issuer: "); ok {
-				issuer = strings.TrimSpace(s)
-				return true
-			}
-		}
-		return p.exited()
-	}) || issuer == "" {
-		t.Fatalf("oidc-provider did not start:\n%s", tail(logPath, 30))
-	}
-	return &OIDCProvider{Issuer: issuer}
-}
 
 // TestStandardsOIDCProvider: discovery from oidc-provider's issuer (no
 // token_url), private_key_jwt with a key whose public JWK the provider
@@ -62,7 +27,7 @@ func TestStandardsOIDCProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "it-key-1", Algorithm: "RS256", Use: "sig"}}})
-	op := startOIDCProviderWith(t, 60*time.Second, "OIDC_JWT_CLIENT_JWKS="+string(jwks))
+	op := StartOIDCProvider(t, 60*time.Second, "OIDC_JWT_CLIENT_JWKS="+string(jwks))
 	v := StartDevVault(t)
 
 	der, _ := x509.MarshalPKCS8PrivateKey(key)

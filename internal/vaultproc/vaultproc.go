@@ -74,8 +74,13 @@ type Options struct {
 	Dir       string // working directory for config and log; a temp dir when empty
 	// ExtraConfig is appended to the HCL config (e.g. raw_storage_endpoint = true).
 	ExtraConfig string
+	// Args are extra `vault server` flags (e.g. -log-level=trace).
+	Args []string
 	// Env is added to the server's environment.
 	Env []string
+	// HealthTimeout is how long each start attempt may take to become
+	// healthy; 60 s when zero.
+	HealthTimeout time.Duration
 }
 
 // Server is a running Vault dev server.
@@ -85,9 +90,7 @@ type Server struct {
 	Client  *api.Client
 	Dir     string
 	LogPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
+	Proc    *Proc
 	ownDir  bool
 }
 
@@ -111,6 +114,10 @@ func StartDev(ctx context.Context, o Options) (*Server, error) {
 	if err := os.WriteFile(conf, []byte(hcl), 0o600); err != nil {
 		return nil, err
 	}
+	timeout := o.HealthTimeout
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port, err := FreePort()
@@ -118,11 +125,13 @@ func StartDev(ctx context.Context, o Options) (*Server, error) {
 			return nil, err
 		}
 		s := &Server{Addr: fmt.Sprintf("http://127.0.0.1:%d", port), Token: RootToken, Dir: dir,
-			LogPath: filepath.Join(dir, "vault.log"), done: make(chan struct{}), ownDir: own}
-		if err := s.start(o, conf, port); err != nil {
+			LogPath: filepath.Join(dir, "vault.log"), ownDir: own}
+		args := append([]string{"server", "-dev", "-dev-root-token-id=" + RootToken,
+			fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config=" + conf}, o.Args...)
+		if s.Proc, err = StartProc(o.VaultBin, args, append(Env(dir, s.Addr), o.Env...), s.LogPath); err != nil {
 			return nil, err
 		}
-		if lastErr = s.WaitHealthy(ctx, 60*time.Second); lastErr == nil {
+		if lastErr = s.WaitHealthy(ctx, timeout); lastErr == nil {
 			cfg := api.DefaultConfig()
 			cfg.Address = s.Addr
 			c, err := api.NewClient(cfg)
@@ -142,52 +151,111 @@ func StartDev(ctx context.Context, o Options) (*Server, error) {
 	return nil, fmt.Errorf("vault dev server did not start: %w", lastErr)
 }
 
-func (s *Server) start(o Options, conf string, port int) error {
-	log, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(o.VaultBin, "server", "-dev", "-dev-root-token-id="+RootToken,
-		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-config="+conf)
-	env := []string{"HOME=" + s.Dir}
+// Env is the environment of a Vault server or CLI: this process'
+// environment without its VAULT_* settings and HOME, a private HOME (the
+// CLI's token helper writes there) and VAULT_ADDR.
+func Env(home, addr string) []string {
+	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "VAULT_") && !strings.HasPrefix(kv, "HOME=") {
 			env = append(env, kv)
 		}
 	}
-	cmd.Env = append(env, o.Env...)
+	return append(env, "HOME="+home, "VAULT_ADDR="+addr)
+}
+
+// Proc is a child process in its own process group, so that ending it also
+// ends what it started (Vault's plugin processes).
+type Proc struct {
+	LogPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
+}
+
+// StartProc starts bin with args and the environment env, its output
+// appended to logPath.
+func StartProc(bin string, args, env []string, logPath string) (*Proc, error) {
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		log.Close()
-		return err
+		return nil, err
 	}
-	s.cmd = cmd
+	p := &Proc{LogPath: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
-		s.waitErr = cmd.Wait()
+		p.err = cmd.Wait()
 		log.Close()
-		close(s.done)
+		close(p.done)
 	}()
-	return nil
+	return p, nil
 }
 
-// WaitHealthy polls sys/health until it answers 200 (active, unsealed).
-func (s *Server) WaitHealthy(ctx context.Context, timeout time.Duration) error {
+// Pid is the process ID, also its process group ID.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed once the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Err is the process' exit error, once Done is closed.
+func (p *Proc) Err() error { return p.err }
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop ends the process group: SIGTERM, SIGKILL after 10 s, then SIGKILL
+// for processes of the group that outlived the leader (Vault's plugins). It
+// does nothing if the process has already exited, and reports whether
+// SIGTERM was not enough.
+func (p *Proc) Stop() (killed bool) {
+	if p.Exited() {
+		return false
+	}
+	pgid := p.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		killed = true
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-p.done
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL) // plugins that outlived Vault
+	return killed
+}
+
+// WaitHealth polls addr's sys/health until it answers status (0: any
+// status, e.g. 501 uninitialised or 503 sealed) or timeout passes. It gives
+// up early when ctx ends or when p, the Vault process, exits.
+func WaitHealth(ctx context.Context, addr string, status int, timeout time.Duration, p *Proc) error {
 	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: 2 * time.Second}
 	last := errors.New("no answer")
 	for time.Now().Before(deadline) {
 		select {
-		case <-s.done:
-			return fmt.Errorf("vault exited: %v; log:\n%s", s.waitErr, Tail(s.LogPath, 30))
+		case <-p.done:
+			return fmt.Errorf("vault exited: %v", p.err)
 		case <-ctx.Done():
 			return ctx.Err()
 		default:
 		}
-		resp, err := client.Get(s.Addr + "/v1/sys/health")
+		resp, err := client.Get(addr + "/v1/sys/health")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if status == 0 || resp.StatusCode == status {
 				return nil
 			}
 			last = fmt.Errorf("health answered %d", resp.StatusCode)
@@ -197,6 +265,15 @@ func (s *Server) WaitHealthy(ctx context.Context, timeout time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return last
+}
+
+// WaitHealthy polls sys/health until it answers 200 (active, unsealed).
+func (s *Server) WaitHealthy(ctx context.Context, timeout time.Duration) error {
+	err := WaitHealth(ctx, s.Addr, http.StatusOK, timeout, s.Proc)
+	if err != nil && s.Proc.Exited() {
+		return fmt.Errorf("%w; log:\n%s", err, Tail(s.LogPath, 30))
+	}
+	return err
 }
 
 // Stop ends Vault and every process of its group (its plugins): SIGTERM,
@@ -209,18 +286,9 @@ func (s *Server) Stop() {
 }
 
 func (s *Server) stopKeepDir() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
+	if s.Proc != nil {
+		s.Proc.Stop()
 	}
-	pgid := s.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-s.done
-	}
-	_ = syscall.Kill(-pgid, syscall.SIGKILL) // plugins that outlived Vault
 }
 
 // RegisterPlugin registers a secrets plugin binary (in the plugin
@@ -255,7 +323,7 @@ func (s *Server) PluginPIDs(name string) ([]int, error) {
 		}
 		// comm is cut at 15 characters.
 		if c := strings.TrimSpace(string(comm)); c == name || (len(c) == 15 && strings.HasPrefix(name, c)) {
-			if pgid, err := syscall.Getpgid(pid); err == nil && pgid == s.cmd.Process.Pid {
+			if pgid, err := syscall.Getpgid(pid); err == nil && pgid == s.Proc.Pid() {
 				pids = append(pids, pid)
 			}
 		}
@@ -264,7 +332,7 @@ func (s *Server) PluginPIDs(name string) ([]int, error) {
 }
 
 // VaultPID is the server's process ID.
-func (s *Server) VaultPID() int { return s.cmd.Process.Pid }
+func (s *Server) VaultPID() int { return s.Proc.Pid() }
 
 // RSS is a process' resident set size in bytes (VmRSS of /proc/PID/status).
 func RSS(pid int) (int64, error) {
