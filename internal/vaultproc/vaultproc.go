@@ -221,10 +221,13 @@ func (p *Proc) Exited() bool {
 // does nothing if the process has already exited, and reports whether
 // SIGTERM was not enough.
 func (p *Proc) Stop() (killed bool) {
+	pgid := p.cmd.Process.Pid
 	if p.Exited() {
+		// Vault is gone, but its plugin processes share its group and may
+		// have outlived it. The group id stays taken while any member lives.
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		return false
 	}
-	pgid := p.cmd.Process.Pid
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	select {
 	case <-p.done:
