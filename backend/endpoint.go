@@ -141,15 +141,9 @@ func (e *Endpoint) try(ctx context.Context, req TokenRequest, form url.Values, a
 		return nil, 0, &IdPError{Config: e.Config, Detail: sanitize(err.Error(), 200)}
 	}
 	req.Redact = append(req.Redact[:len(req.Redact):len(req.Redact)], sent...)
-	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, e.TokenURL, strings.NewReader(form.Encode()))
+	httpReq, err := formPost(ctx, e.TokenURL, form, authHeader)
 	if err != nil {
 		return nil, 0, &IdPError{Config: e.Config, Detail: "the token_url cannot be used"}
-	}
-	httpReq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	httpReq.Header.Set("Accept", "application/json")
-	httpReq.Header.Set("Cache-Control", "no-cache")
-	if authHeader != "" {
-		httpReq.Header.Set("Authorization", authHeader)
 	}
 	resp, err := e.HTTP.Do(httpReq)
 	if err != nil {
@@ -270,4 +264,20 @@ func networkDetail(err error) string {
 		return "timed out"
 	}
 	return sanitize(err.Error(), 200)
+}
+
+// formPost is an RFC 6749 form POST to an IdP endpoint (token or
+// revocation), with the client's Authorization header when it has one.
+func formPost(ctx context.Context, endpoint string, form url.Values, authHeader string) (*http.Request, error) {
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Accept", "application/json")
+	r.Header.Set("Cache-Control", "no-cache") // as MWI's document sends it
+	if authHeader != "" {
+		r.Header.Set("Authorization", authHeader)
+	}
+	return r, nil
 }

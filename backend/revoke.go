@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 )
 
 // Token type hints of RFC 7009 2.1.
@@ -46,14 +45,9 @@ func (e *Endpoint) revokeOnce(ctx context.Context, token, hint string) error {
 	if err != nil {
 		return &IdPError{Config: e.Config, Detail: sanitize(err.Error(), 200)}
 	}
-	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, e.RevocationURL, strings.NewReader(form.Encode()))
+	httpReq, err := formPost(ctx, e.RevocationURL, form, authHeader)
 	if err != nil {
 		return &IdPError{Config: e.Config, Detail: "the revocation_url cannot be used"}
-	}
-	httpReq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	httpReq.Header.Set("Accept", "application/json")
-	if authHeader != "" {
-		httpReq.Header.Set("Authorization", authHeader)
 	}
 	resp, err := e.HTTP.Do(httpReq)
 	if err != nil {
