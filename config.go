@@ -99,6 +99,18 @@ func newConfigState(name string, e *configEntry, now func() time.Time, m *backen
 	return st, nil
 }
 
+// newConfigState decodes a config for use: the IdP-side endpoint, held to
+// allowed_hosts at request time and wired to the backend's log and metrics.
+// Every config state is made here, so none can miss the guard.
+func (b *idpBackend) newConfigState(name string, e *configEntry) (*configState, error) {
+	st, err := newConfigState(name, e, b.clock, &b.metrics)
+	if err != nil {
+		return nil, err
+	}
+	b.guardHosts(st)
+	return st, nil
+}
+
 // config returns the named config, from memory when it can.
 func (b *idpBackend) config(ctx context.Context, s logical.Storage, name string) (*configState, error) {
 	if _, err := b.loadSettings(ctx, s); err != nil { // the guarded clients need them
@@ -109,10 +121,7 @@ func (b *idpBackend) config(ctx context.Context, s logical.Storage, name string)
 		if err != nil || e == nil {
 			return nil, false, err
 		}
-		st, err := newConfigState(name, e, b.clock, &b.metrics)
-		if err == nil {
-			b.guardHosts(st)
-		}
+		st, err := b.newConfigState(name, e)
 		return st, err == nil, err
 	})
 	return st, err
@@ -139,7 +148,6 @@ func (b *idpBackend) storeConfig(ctx context.Context, s logical.Storage, st *con
 		return err
 	}
 	b.dropConfigState(st.name)
-	b.guardHosts(st)
 	b.configs.Set(st.name, st)
 	return nil
 }

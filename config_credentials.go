@@ -152,7 +152,7 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 			return fieldError("tls_client_cert", "%v", err)
 		}
 	}
-	held := backend.HeldCredentials{Secret: e.ClientSecret != "", Key: e.PrivateKey != "", TLSCert: e.TLSClientCert != ""}
+	held := e.heldCredentials()
 	switch backend.ClientAuth(e.ClientAuth) {
 	case backend.ClientAuthBasic, backend.ClientAuthPost:
 		if !held.Secret {
@@ -172,6 +172,11 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 		}
 	}
 	return nil
+}
+
+// heldCredentials says which kinds of client credential the config holds.
+func (e *configEntry) heldCredentials() backend.HeldCredentials {
+	return backend.HeldCredentials{Secret: e.ClientSecret != "", Key: e.PrivateKey != "", TLSCert: e.TLSClientCert != ""}
 }
 
 // setupStandards gives a new config state's endpoint its revocation URL,
@@ -235,14 +240,12 @@ func (b *idpBackend) discoverAtWrite(ctx context.Context, st *configState) *logi
 	if st.discovery == nil {
 		return nil
 	}
-	st.discovery.AllowedHosts = b.allowedHosts
 	md, err := st.discovery.Fetch(ctx)
 	if err != nil {
 		return fieldError("issuer", "%v", err)
 	}
 	if st.entry.ClientAuth == "" {
-		held := backend.HeldCredentials{Secret: st.entry.ClientSecret != "", Key: st.entry.PrivateKey != "", TLSCert: st.entry.TLSClientCert != ""}
-		if _, err := backend.ChooseClientAuth(md.TokenEndpointAuthMethods, held); err != nil {
+		if _, err := backend.ChooseClientAuth(md.TokenEndpointAuthMethods, st.entry.heldCredentials()); err != nil {
 			return fieldError("client_auth", "%v", err)
 		}
 	}

@@ -149,7 +149,7 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if old == nil || old.identity() != e.identity() {
 		e.Generation = newGeneration()
 	}
-	st, err := newConfigState(name, e, b.clock, &b.metrics)
+	st, err := b.newConfigState(name, e)
 	if err != nil {
 		return fieldError("ca_cert", "%v", err), nil
 	}

@@ -109,7 +109,7 @@ func (b *idpBackend) pathConfigRotate(ctx context.Context, req *logical.Request,
 	}
 	// The generation stays: tokens minted with the former secret are still
 	// the same client's, and stay valid.
-	st, err := newConfigState(name, &e, b.clock, &b.metrics)
+	st, err := b.newConfigState(name, &e)
 	if err != nil {
 		return logical.ErrorResponse("%v", err), nil
 	}
