@@ -10,9 +10,15 @@ import (
 	"strings"
 )
 
-// Client authentication methods beyond the shared secret (grant.go has
-// basic and post).
+// ClientAuth is how the client authenticates at the token endpoint.
+type ClientAuth string
+
+// The client authentication methods.
 const (
+	// ClientAuthBasic sends an HTTP Basic header (client_secret_basic).
+	ClientAuthBasic ClientAuth = "basic"
+	// ClientAuthPost sends client_id and client_secret in the form body (client_secret_post).
+	ClientAuthPost ClientAuth = "post"
 	// ClientAuthPrivateKeyJWT signs a JWT client assertion with the config's
 	// private key (RFC 7523 2.2, OIDC Core 9 private_key_jwt).
 	ClientAuthPrivateKeyJWT ClientAuth = "private_key_jwt"

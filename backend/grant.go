@@ -23,22 +23,3 @@ func ParseGrant(s string) (GrantType, bool) {
 	}
 	return "", false
 }
-
-// ClientAuth is how the client authenticates at the token endpoint.
-type ClientAuth string
-
-const (
-	// ClientAuthBasic sends an HTTP Basic header (client_secret_basic).
-	ClientAuthBasic ClientAuth = "basic"
-	// ClientAuthPost sends client_id and client_secret in the form body (client_secret_post).
-	ClientAuthPost ClientAuth = "post"
-)
-
-// ParseClientAuth accepts basic or post.
-func ParseClientAuth(s string) (ClientAuth, bool) {
-	switch ClientAuth(s) {
-	case ClientAuthBasic, ClientAuthPost:
-		return ClientAuth(s), true
-	}
-	return "", false
-}
