@@ -178,7 +178,7 @@ func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request,
 	if redirect == "" {
 		redirect = e.RedirectURIs[0]
 	} else if !slices.Contains(e.RedirectURIs, redirect) {
-		return fieldError("redirect_uri", "%q is not one of config %q's redirect_uris", truncate(redirect, 200), role.Config), nil
+		return fieldError("redirect_uri", "%q is not one of config %q's redirect_uris", backend.Sanitize(redirect, 200), role.Config), nil
 	}
 
 	state, err := newState()
@@ -279,11 +279,11 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, d *fr
 		return refused("This login expired (it must complete within the config's auth_state_ttl). Start again with 'vault write -f idp/auth-url/%s'.", st.Role), nil
 	}
 	if code := params["error"]; code != "" {
-		msg := fmt.Sprintf("The IdP refused the login for role %q: %s", st.Role, truncate(code, 64))
+		msg := fmt.Sprintf("The IdP refused the login for role %q: %s", st.Role, backend.Sanitize(code, 64))
 		if desc := params["error_description"]; desc != "" {
-			msg += ": " + truncate(desc, 256)
+			msg += ": " + backend.Sanitize(desc, 256)
 		}
-		b.Logger().Info("IdP refused a login", "role", st.Role, "error", truncate(code, 64))
+		b.Logger().Info("IdP refused a login", "role", st.Role, "error", backend.Sanitize(code, 64))
 		// The config label comes from the stored state, never from the request.
 		b.metrics.AuthCodeLogin(st.Config, false)
 		return refused("%s", msg), nil
@@ -381,20 +381,6 @@ func (b *idpBackend) sweepAuthStates(ctx context.Context, req *logical.Request) 
 		}
 	}
 	return nil
-}
-
-// truncate keeps printable characters, at most max runes.
-func truncate(s string, max int) string {
-	var out []rune
-	for _, r := range s {
-		if len(out) == max {
-			return string(out) + "…"
-		}
-		if r >= ' ' && r != 0x7f {
-			out = append(out, r)
-		}
-	}
-	return string(out)
 }
 
 var callbackTemplate = template.Must(template.New("callback").Parse(`<!DOCTYPE html>

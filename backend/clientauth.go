@@ -106,7 +106,7 @@ func ChooseClientAuth(advertised []string, held HeldCredentials) (ClientAuth, er
 	}
 	shown := make([]string, 0, len(advertised))
 	for _, m := range advertised[:min(len(advertised), 12)] {
-		shown = append(shown, sanitize(m, 40))
+		shown = append(shown, Sanitize(m, 40))
 	}
 	return "", fmt.Errorf("the server's token_endpoint_auth_methods_supported (%s) includes no method the config has credentials for (it holds %s); set client_auth or write the credentials",
 		strings.Join(shown, ", "), strings.Join(have, ", "))
@@ -224,7 +224,7 @@ func (e *Endpoint) clientAuthentication(form url.Values) (url.Values, string, []
 		form.Set("client_id", e.ClientID)
 		return form, "", nil, nil
 	}
-	return nil, "", nil, fmt.Errorf("client_auth %q is not supported", sanitize(string(e.ClientAuth), 40))
+	return nil, "", nil, fmt.Errorf("client_auth %q is not supported", Sanitize(string(e.ClientAuth), 40))
 }
 
 // resolve returns the endpoint with what discovery provides filled in:
@@ -250,7 +250,7 @@ func (e *Endpoint) resolve(ctx context.Context, revocation bool) (*Endpoint, err
 	r := *e
 	if r.ClientAuth == "" {
 		if r.ClientAuth, err = ChooseClientAuth(md.TokenEndpointAuthMethods, e.held()); err != nil {
-			return nil, &IdPError{Config: e.Config, Status: 200, Detail: sanitize(err.Error(), 400)}
+			return nil, &IdPError{Config: e.Config, Status: 200, Detail: Sanitize(err.Error(), 400)}
 		}
 	}
 	mtls := r.ClientAuth == ClientAuthTLS
@@ -279,7 +279,7 @@ func discoveryIdPError(config string, err error) error {
 	if errors.As(err, &d) {
 		return &IdPError{Config: config, Status: d.Status, Detail: d.Error(), Temporary: d.Temporary}
 	}
-	return &IdPError{Config: config, Detail: sanitize(err.Error(), 400)}
+	return &IdPError{Config: config, Detail: Sanitize(err.Error(), 400)}
 }
 
 // Resolved returns the token URL, revocation URL and client_auth the

@@ -57,7 +57,7 @@ type DiscoveryError struct {
 }
 
 func (e *DiscoveryError) Error() string {
-	return fmt.Sprintf("discovery of issuer %q from %s failed: %s", sanitize(e.Issuer, 200), e.URL, e.Reason)
+	return fmt.Sprintf("discovery of issuer %q from %s failed: %s", Sanitize(e.Issuer, 200), e.URL, e.Reason)
 }
 
 // WellKnownURLs are where an issuer's metadata is read, in order: OpenID
@@ -67,7 +67,7 @@ func (e *DiscoveryError) Error() string {
 func WellKnownURLs(issuer string) ([]string, error) {
 	u, err := url.Parse(issuer)
 	if err != nil || u.Host == "" || u.Opaque != "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, fmt.Errorf("%q is not an absolute http(s) URL", sanitize(withoutUserInfo(issuer), 120))
+		return nil, fmt.Errorf("%q is not an absolute http(s) URL", Sanitize(withoutUserInfo(issuer), 120))
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
 		return nil, errors.New("an issuer has no query or fragment (RFC 8414 2)")
@@ -233,7 +233,7 @@ func (d *Discovery) check(md *Metadata) error {
 		return &DiscoveryError{Issuer: d.Issuer, URL: md.Source, Status: http.StatusOK, Reason: fmt.Sprintf(format, args...)}
 	}
 	if md.Issuer != d.Issuer {
-		return fail("the metadata names issuer %q, not the configured one (OpenID Connect Discovery 4.3, RFC 8414 3.3)", sanitize(md.Issuer, 200))
+		return fail("the metadata names issuer %q, not the configured one (OpenID Connect Discovery 4.3, RFC 8414 3.3)", Sanitize(md.Issuer, 200))
 	}
 	if md.TokenEndpoint == "" {
 		return fail("the metadata has no token_endpoint")
@@ -258,7 +258,7 @@ func (d *Discovery) check(md *Metadata) error {
 			return fail("%s: %v", ep.name, err)
 		}
 		if h := URLHost(ep.value); !HostAllowed(h, allowed) {
-			return fail("%s: host %q is not in the mount's allowed_hosts", ep.name, sanitize(h, 120))
+			return fail("%s: host %q is not in the mount's allowed_hosts", ep.name, Sanitize(h, 120))
 		}
 	}
 	if len(md.TokenEndpointAuthMethods) > 64 {

@@ -138,7 +138,7 @@ func (e *Endpoint) try(ctx context.Context, req TokenRequest, form url.Values, a
 	started := e.now()
 	form, authHeader, sent, err := e.clientAuthentication(form)
 	if err != nil {
-		return nil, 0, &IdPError{Config: e.Config, Detail: sanitize(err.Error(), 200)}
+		return nil, 0, &IdPError{Config: e.Config, Detail: Sanitize(err.Error(), 200)}
 	}
 	req.Redact = append(req.Redact[:len(req.Redact):len(req.Redact)], sent...)
 	httpReq, err := formPost(ctx, e.TokenURL, form, authHeader)
@@ -263,7 +263,7 @@ func networkDetail(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return "timed out"
 	}
-	return sanitize(err.Error(), 200)
+	return Sanitize(err.Error(), 200)
 }
 
 // formPost is an RFC 6749 form POST to an IdP endpoint (token or

@@ -72,16 +72,17 @@ func parseErrorBody(e *IdPError, body []byte, redact func(string) string) {
 		}
 		return
 	}
-	e.Code = redact(sanitize(redact(eb.Error), 64))
+	e.Code = redact(Sanitize(redact(eb.Error), 64))
 	desc := eb.ErrorDescription
 	if desc == "" {
 		desc = eb.CamelDescription
 	}
-	e.Description = redact(sanitize(redact(desc), 256))
+	e.Description = redact(Sanitize(redact(desc), 256))
 }
 
-// sanitize keeps printable characters, cut to max runes.
-func sanitize(s string, max int) string {
+// Sanitize keeps printable characters, cut to max runes: for quoting an
+// IdP's words into Vault responses and logs.
+func Sanitize(s string, max int) string {
 	var b strings.Builder
 	n := 0
 	for _, r := range s {

@@ -20,7 +20,7 @@ var ErrHostNotAllowed = errors.New("host not allowed")
 type HostNotAllowedError struct{ Host string }
 
 func (e *HostNotAllowedError) Error() string {
-	return fmt.Sprintf("refused to contact host %q: it is not in the mount's allowed_hosts", sanitize(e.Host, 120))
+	return fmt.Sprintf("refused to contact host %q: it is not in the mount's allowed_hosts", Sanitize(e.Host, 120))
 }
 
 // Is makes errors.Is(err, ErrHostNotAllowed) hold.
@@ -53,7 +53,7 @@ func NormalizeHostPatterns(in []string) ([]string, error) {
 
 func normalizeHostPattern(raw string) (string, error) {
 	p := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(raw)), ".")
-	bad := fmt.Errorf("%q is not a host name, an IP address or a *.suffix pattern (no scheme, port, path or other wildcard)", sanitize(raw, 80))
+	bad := fmt.Errorf("%q is not a host name, an IP address or a *.suffix pattern (no scheme, port, path or other wildcard)", Sanitize(raw, 80))
 	if suffix, ok := strings.CutPrefix(p, "*."); ok {
 		if !validHostName(suffix) {
 			return "", bad

@@ -118,7 +118,7 @@ func ParsePrivateKeyPEM(keyPEM string) (crypto.Signer, error) {
 	case "EC PRIVATE KEY":
 		key, err = x509.ParseECPrivateKey(block.Bytes)
 	default:
-		return nil, fmt.Errorf("PEM block %q is not a private key", sanitize(block.Type, 40))
+		return nil, fmt.Errorf("PEM block %q is not a private key", Sanitize(block.Type, 40))
 	}
 	if err != nil {
 		return nil, errors.New("the PEM private key cannot be parsed")
@@ -156,7 +156,7 @@ func signingAlgFor(key crypto.Signer, alg string) (jose.SignatureAlgorithm, erro
 			return "", fmt.Errorf("signing_alg ES256 needs an EC P-256 key, the key is RSA")
 		}
 	default:
-		return "", fmt.Errorf("signing_alg must be one of %s, not %q", strings.Join(SigningAlgs, ", "), sanitize(alg, 20))
+		return "", fmt.Errorf("signing_alg must be one of %s, not %q", strings.Join(SigningAlgs, ", "), Sanitize(alg, 20))
 	}
 	return jose.SignatureAlgorithm(alg), nil
 }

@@ -43,7 +43,7 @@ func (e *Endpoint) revokeOnce(ctx context.Context, token, hint string) error {
 	}
 	form, authHeader, sent, err := e.clientAuthentication(form)
 	if err != nil {
-		return &IdPError{Config: e.Config, Detail: sanitize(err.Error(), 200)}
+		return &IdPError{Config: e.Config, Detail: Sanitize(err.Error(), 200)}
 	}
 	httpReq, err := formPost(ctx, e.RevocationURL, form, authHeader)
 	if err != nil {

@@ -89,7 +89,7 @@ func checkTokenType(got string, allowed []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("the token_type %q is not allowed by the config (allowed_token_types: %s)",
-		sanitize(got, 32), strings.Join(allowed, ", "))
+		Sanitize(got, 32), strings.Join(allowed, ", "))
 }
 
 func parseExpiresIn(raw json.RawMessage, defaultTTL time.Duration) (time.Duration, error) {
@@ -110,7 +110,7 @@ func parseExpiresIn(raw json.RawMessage, defaultTTL time.Duration) (time.Duratio
 	}
 	// Negated so that NaN, which compares false to everything, is refused.
 	if !(secs >= 1 && secs <= MaxExpiresIn.Seconds()) {
-		return 0, fmt.Errorf("the token response's expires_in %s is out of range (1s to %s)", sanitize(text, 24), MaxExpiresIn)
+		return 0, fmt.Errorf("the token response's expires_in %s is out of range (1s to %s)", Sanitize(text, 24), MaxExpiresIn)
 	}
 	return time.Duration(secs * float64(time.Second)), nil
 }

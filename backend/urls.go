@@ -13,7 +13,7 @@ import (
 func CheckEndpointURL(raw string, allowHTTP bool) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Opaque != "" {
-		return fmt.Errorf("%q is not an absolute http(s) URL", sanitize(withoutUserInfo(raw), 120))
+		return fmt.Errorf("%q is not an absolute http(s) URL", Sanitize(withoutUserInfo(raw), 120))
 	}
 	// Before any error that quotes raw: user info may hold a password.
 	if u.User != nil {
@@ -26,7 +26,7 @@ func CheckEndpointURL(raw string, allowHTTP bool) error {
 			return fmt.Errorf("http:// is allowed only for loopback hosts; use https (or allow_insecure_http=true)")
 		}
 	default:
-		return fmt.Errorf("%q is not an http(s) URL", sanitize(raw, 120))
+		return fmt.Errorf("%q is not an http(s) URL", Sanitize(raw, 120))
 	}
 	if u.Fragment != "" {
 		return fmt.Errorf("the URL must not have a fragment")
