@@ -8,8 +8,8 @@ import "sync"
 type Cache[T any] struct {
 	mu    sync.RWMutex
 	items map[string]T
-	// epoch counts drops; a load that began before a drop does not cache
-	// its (possibly stale) result.
+	// epoch counts changes (sets and drops): a load that began before one
+	// does not cache its result, which may be older than the change.
 	epoch uint64
 }
 
@@ -54,6 +54,7 @@ func (c *Cache[T]) set(key string, v T) {
 		c.items = make(map[string]T)
 	}
 	c.items[key] = v
+	c.epoch++
 }
 
 // Drop forgets one key.

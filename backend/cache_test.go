@@ -69,3 +69,20 @@ func TestCacheLoadRacingDrop(t *testing.T) {
 		}
 	}
 }
+
+// A cold load that read the old value while a writer stored and Set a new
+// one must not overwrite the newer value in memory (after a restart, a read
+// would otherwise cache a role an admin had just narrowed).
+func TestCacheLoadRacingSet(t *testing.T) {
+	var c Cache[string]
+	v, ok, err := c.Load("k", func() (string, bool, error) {
+		c.Set("k", "new") // the writer lands while the load reads storage
+		return "old", true, nil
+	})
+	if err != nil || !ok || v != "old" {
+		t.Fatalf("Load = %q, %v, %v; want the value it read", v, ok, err)
+	}
+	if got, _ := c.Get("k"); got != "new" {
+		t.Fatalf("cached %q after a racing Set, want the writer's %q", got, "new")
+	}
+}
