@@ -10,9 +10,18 @@ import (
 	cleanhttp "github.com/hashicorp/go-cleanhttp"
 )
 
-// DefaultRequestTimeout bounds one HTTP exchange with an IdP when the config
-// sets no request_timeout.
-const DefaultRequestTimeout = 10 * time.Second
+// DefaultRequestTimeout bounds a token request (every try and wait
+// together, and so each exchange) when the config sets no request_timeout.
+const DefaultRequestTimeout = 20 * time.Second
+
+// RequestTimeout is the one bound of a token request: configured, or the
+// default.
+func RequestTimeout(configured time.Duration) time.Duration {
+	if configured <= 0 {
+		return DefaultRequestTimeout
+	}
+	return configured
+}
 
 // NewHTTPClient returns the client used for one config: pooled connections
 // (go-cleanhttp, so no global state is shared with other code in the
@@ -20,9 +29,7 @@ const DefaultRequestTimeout = 10 * time.Second
 // redirects: a token endpoint that redirects is misconfigured or hostile,
 // and following it would resend the client's credentials elsewhere.
 func NewHTTPClient(timeout time.Duration, caPEM string) (*http.Client, error) {
-	if timeout <= 0 {
-		timeout = DefaultRequestTimeout
-	}
+	timeout = RequestTimeout(timeout)
 	transport := cleanhttp.DefaultPooledTransport()
 	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if caPEM != "" {

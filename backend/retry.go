@@ -17,8 +17,16 @@ type RetryPolicy struct {
 	MaxElapsed time.Duration // cap of all tries and waits together
 }
 
-// DefaultRetry gives an IdP about five seconds to recover.
-var DefaultRetry = RetryPolicy{Attempts: 3, BaseDelay: 200 * time.Millisecond, MaxDelay: 2 * time.Second, MaxElapsed: 20 * time.Second}
+// DefaultRetry gives an IdP about five seconds to recover, within the
+// default request timeout.
+var DefaultRetry = RetryWithin(DefaultRequestTimeout)
+
+// RetryWithin is the retry policy of a config whose request_timeout is
+// timeout: that one bound covers every try and wait together, so that a
+// long request_timeout is not cut short by a separate retry bound.
+func RetryWithin(timeout time.Duration) RetryPolicy {
+	return RetryPolicy{Attempts: 3, BaseDelay: 200 * time.Millisecond, MaxDelay: 2 * time.Second, MaxElapsed: RequestTimeout(timeout)}
+}
 
 // delay is the wait before try n+1 (n from 1): exponential with full jitter
 // in its upper half, or the IdP's Retry-After when it sent one.

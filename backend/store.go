@@ -3,7 +3,9 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -20,16 +22,92 @@ type KV interface {
 // TokenPrefix is where tokens live in storage.
 const TokenPrefix = "tokens/"
 
+// Holding periods: how long a reader may rely on a token it was handed.
+const (
+	// HoldSkew is taken off a token's remaining life, so that a holder stops
+	// relying on it a little before it ends (network and clock drift).
+	HoldSkew = time.Second
+	// MinHold is the shortest holding period handed out.
+	MinHold = time.Second
+	// maxMintWait bounds how long a mint waits for the current token's
+	// holders: the horizon is never more than HoldSkew+MinHold away when
+	// a read may not be served any more.
+	maxMintWait = HoldSkew + MinHold + time.Second
+)
+
 // StoredToken is a token with the fingerprint of the request that minted it:
 // a token minted for another client, operator or scope set is not reused.
 type StoredToken struct {
 	Token
 	Fingerprint string `json:"fingerprint"`
+	// MintAfter (single-active tokens): no new token is minted before it,
+	// and no holder is told to rely on this one past MintAfter-HoldSkew, so
+	// every holding period has ended when the new token kills this one.
+	// Zero means the token's expiry.
+	MintAfter time.Time `json:"mint_after,omitzero"`
+	// Unusable is set, durably, before a request that will invalidate the
+	// token is sent: whatever becomes of the request, the token is never
+	// handed out again. Its refresh token may still serve.
+	Unusable bool `json:"unusable,omitempty"`
+}
+
+// mintAfter is MintAfter, or the expiry for tokens stored without one.
+func (t *StoredToken) mintAfter() time.Time {
+	if t.MintAfter.IsZero() {
+		return t.Expiry
+	}
+	return t.MintAfter
 }
 
 // Fetch obtains a new token; current is the stale one, if any (its refresh
 // token may serve).
 type Fetch func(ctx context.Context, current *StoredToken) (*Token, error)
+
+// Want is what a reader asks of the store.
+type Want struct {
+	Key         string
+	Fingerprint string
+	// MinRemaining is the life a token must have left to be handed out
+	// (capped at half its lifetime, so that no setting makes every read
+	// mint). Ignored for SingleActive tokens, whose Reserve rules instead.
+	MinRemaining time.Duration
+	// SingleActive: the IdP kills a client's current token when it issues a
+	// new one. Such a token is handed out only with a holding period that
+	// ends before the next mint may happen, and is marked Unusable before
+	// any request that would kill it.
+	SingleActive bool
+	// Reserve (SingleActive), asked only before a mint: the life a new
+	// token keeps when the next one may be minted (MintAfter = Expiry -
+	// min(reserve, lifetime/2)). Nil is none: the next mint at expiry.
+	Reserve func(ctx context.Context) (time.Duration, error)
+	// CanMint, when set, is asked before anything changes for a mint: a
+	// node whose storage is read-only answers an error.
+	CanMint func() error
+	Fetch   Fetch
+}
+
+// Served is a token handed out and how long its reader may rely on it.
+type Served struct {
+	*StoredToken
+	// Hold is the longest a lease on the token may run from now.
+	Hold time.Duration
+	// Fresh says the token was just fetched.
+	Fresh bool
+}
+
+// ErrRefreshDead is wrapped by a Fetch error when the IdP refused the
+// current refresh token for good: the store forgets it, so that no later
+// read sends it again.
+var ErrRefreshDead = errors.New("the refresh token was refused")
+
+// DroppedError: the token key was dropped (a drop, a role or config delete)
+// while a token was being fetched for it. The new token was removed from
+// storage again; Token is it, for the caller to revoke.
+type DroppedError struct{ Token *StoredToken }
+
+func (e *DroppedError) Error() string {
+	return "the token was dropped while a new one was being fetched"
+}
 
 // TokenStore hands out cached tokens while they are fresh enough and fetches
 // a new one at most once at a time per key, however many readers ask.
@@ -37,6 +115,11 @@ type TokenStore struct {
 	cache  Cache[*StoredToken]
 	flight singleflight.Group
 	Now    func() time.Time
+	// Sleep waits d or until ctx ends (tests move a fake clock instead).
+	Sleep func(ctx context.Context, d time.Duration) error
+
+	dropsMu sync.Mutex
+	drops   map[string]uint64 // per key, how many times it was dropped
 }
 
 func (s *TokenStore) now() time.Time {
@@ -46,60 +129,159 @@ func (s *TokenStore) now() time.Time {
 	return time.Now()
 }
 
-// Get returns a token for key that matches fingerprint and has at least
-// minRemaining left, capped at half of the token's lifetime so that no
-// min_ttl can make every read mint. fresh says the token was just fetched.
-func (s *TokenStore) Get(ctx context.Context, kv KV, key, fingerprint string, minRemaining time.Duration, fetch Fetch) (tok *StoredToken, fresh bool, err error) {
-	if t, ok := s.cache.Get(key); ok && s.usable(t, fingerprint, minRemaining) {
-		return t, false, nil
+func (s *TokenStore) sleep(ctx context.Context, d time.Duration) error {
+	if s.Sleep != nil {
+		return s.Sleep(ctx, d)
 	}
-	// Callers that join the flight share its result; the first caller's
-	// cancellation must not fail the others, and the IdP request carries its
-	// own time bounds.
+	return sleep(ctx, d)
+}
+
+// Get is Serve for a token that other tokens of the client do not kill.
+func (s *TokenStore) Get(ctx context.Context, kv KV, key, fingerprint string, minRemaining time.Duration, fetch Fetch) (*StoredToken, bool, error) {
+	got, err := s.Serve(ctx, kv, Want{Key: key, Fingerprint: fingerprint, MinRemaining: minRemaining, Fetch: fetch})
+	return got.StoredToken, got.Fresh, err
+}
+
+// maxJoins bounds how often a reader joins a flight whose result does not
+// fit it (another reader's fingerprint or need) before giving up.
+const maxJoins = 3
+
+// Serve returns a token for w.Key that matches w.Fingerprint and is fresh
+// enough, fetching one when there is none. One fetch at a time per key:
+// concurrent readers join it, and a reader the result does not fit asks
+// again, so that no two requests for one key ever overlap.
+func (s *TokenStore) Serve(ctx context.Context, kv KV, w Want) (Served, error) {
+	if t, ok := s.cache.Get(w.Key); ok {
+		if hold, ok := s.hold(t, w, s.now()); ok {
+			return Served{StoredToken: t, Hold: hold}, nil
+		}
+	}
+	// Readers that join a flight share its result; the first reader's
+	// cancellation must not fail the others, and the IdP request carries
+	// its own time bounds.
 	flightCtx := context.WithoutCancel(ctx)
-	// The flight is per fingerprint too: a reader must not join a fetch for
-	// another client, operator or scope set and get its token.
-	v, err, _ := s.flight.Do(key+"\x00"+fingerprint, func() (any, error) {
-		current, err := s.load(flightCtx, kv, key)
+	for range maxJoins {
+		v, err, _ := s.flight.Do(w.Key, func() (any, error) { return s.serveOrMint(flightCtx, kv, w) })
 		if err != nil {
-			return nil, err
+			return Served{}, err
 		}
-		if s.usable(current, fingerprint, minRemaining) {
-			return flightResult{tok: current}, nil
+		got := v.(Served)
+		if got.Fingerprint != w.Fingerprint {
+			continue
 		}
-		if current != nil && current.Fingerprint != fingerprint {
-			current = nil // a refresh token of another request must not serve
+		if got.Fresh {
+			return got, nil
 		}
-		t, err := fetch(flightCtx, current)
-		if err != nil {
-			return nil, err
+		if hold, ok := s.hold(got.StoredToken, w, s.now()); ok {
+			got.Hold = hold
+			return got, nil
 		}
-		stored := &StoredToken{Token: *t, Fingerprint: fingerprint}
-		if err := s.put(flightCtx, kv, key, stored); err != nil {
-			return nil, err
-		}
-		return flightResult{tok: stored, fetched: true}, nil
-	})
+	}
+	return Served{}, fmt.Errorf("token %q: other readers kept replacing it; try again", w.Key)
+}
+
+// serveOrMint runs inside the key's flight.
+func (s *TokenStore) serveOrMint(ctx context.Context, kv KV, w Want) (Served, error) {
+	current, err := s.load(ctx, kv, w.Key)
 	if err != nil {
-		return nil, false, err
+		return Served{}, err
 	}
-	r := v.(flightResult)
-	return r.tok, r.fetched, nil
+	if hold, ok := s.hold(current, w, s.now()); ok {
+		return Served{StoredToken: current, Hold: hold}, nil
+	}
+	if w.CanMint != nil {
+		if err := w.CanMint(); err != nil {
+			return Served{}, err
+		}
+	}
+	var reserve time.Duration
+	if w.Reserve != nil {
+		if reserve, err = w.Reserve(ctx); err != nil {
+			return Served{}, err
+		}
+	}
+	drops := s.dropCount(w.Key)
+	if w.SingleActive && current != nil && !current.Unusable {
+		if err := s.retire(ctx, kv, w, current); err != nil {
+			return Served{}, err
+		}
+	}
+	got, err := s.mint(ctx, kv, w, current, reserve)
+	if s.dropCount(w.Key) != drops {
+		// Dropped meanwhile: what was stored since belongs to nobody.
+		s.cache.Drop(w.Key)
+		if derr := kv.Delete(ctx, TokenPrefix+w.Key); derr != nil && err == nil {
+			err = derr
+		}
+		if err == nil {
+			return Served{}, &DroppedError{Token: got.StoredToken}
+		}
+	}
+	return got, err
 }
 
-// flightResult is shared by every reader that joined one flight.
-type flightResult struct {
-	tok     *StoredToken
-	fetched bool
+// retire waits until no holder relies on current any more, then marks it
+// Unusable in storage and memory, before the request that will kill it. A
+// token minted for another request (an operator changed the config or the
+// role) is retired at once: that change is the operator's to announce.
+func (s *TokenStore) retire(ctx context.Context, kv KV, w Want, current *StoredToken) error {
+	if wait := current.mintAfter().Sub(s.now()); wait > 0 && current.Fingerprint == w.Fingerprint {
+		if wait > maxMintWait {
+			return fmt.Errorf("token %q: a new token may not be minted for another %s", w.Key, wait.Round(time.Second))
+		}
+		if err := s.sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+	marked := *current
+	marked.Unusable = true
+	return s.put(ctx, kv, w.Key, &marked)
 }
 
-func (s *TokenStore) usable(t *StoredToken, fingerprint string, minRemaining time.Duration) bool {
-	if t == nil || t.Fingerprint != fingerprint {
-		return false
+// mint fetches and stores a new token for w.
+func (s *TokenStore) mint(ctx context.Context, kv KV, w Want, current *StoredToken, reserve time.Duration) (Served, error) {
+	forFetch := current
+	if current != nil && current.Fingerprint != w.Fingerprint {
+		forFetch = nil // a refresh token of another request must not serve
 	}
-	lifetime := t.Expiry.Sub(t.ObtainedAt)
-	need := min(minRemaining, lifetime/2)
-	return t.Remaining(s.now()) >= need && t.Remaining(s.now()) > 0
+	t, err := w.Fetch(ctx, forFetch)
+	if err != nil {
+		if errors.Is(err, ErrRefreshDead) && forFetch != nil && forFetch.RefreshToken != "" {
+			dead := *forFetch
+			dead.RefreshToken = ""
+			if perr := s.put(ctx, kv, w.Key, &dead); perr != nil {
+				return Served{}, errors.Join(err, perr)
+			}
+		}
+		return Served{}, err
+	}
+	stored := &StoredToken{Token: *t, Fingerprint: w.Fingerprint}
+	hold := stored.Remaining(s.now()) - HoldSkew
+	if w.SingleActive {
+		// The holding period of every lease on this token ends by
+		// MintAfter-HoldSkew: by the time a read may mint, none is live.
+		lifetime := stored.Expiry.Sub(stored.ObtainedAt)
+		stored.MintAfter = stored.Expiry.Add(-min(reserve, lifetime/2))
+		hold = stored.MintAfter.Sub(s.now()) - HoldSkew
+	}
+	if err := s.put(ctx, kv, w.Key, stored); err != nil {
+		return Served{}, err
+	}
+	return Served{StoredToken: stored, Hold: max(hold, MinHold), Fresh: true}, nil
+}
+
+// hold says whether t may be handed out for w at now, and for how long.
+func (s *TokenStore) hold(t *StoredToken, w Want, now time.Time) (time.Duration, bool) {
+	if t == nil || t.Unusable || t.Fingerprint != w.Fingerprint {
+		return 0, false
+	}
+	if w.SingleActive {
+		hold := t.mintAfter().Sub(now) - HoldSkew
+		return hold, hold >= MinHold
+	}
+	remaining := t.Remaining(now)
+	need := min(w.MinRemaining, t.Expiry.Sub(t.ObtainedAt)/2)
+	return max(remaining-HoldSkew, MinHold), remaining >= need && remaining > 0
 }
 
 // Peek returns the cached or stored token without fetching.
@@ -135,15 +317,28 @@ func (s *TokenStore) put(ctx context.Context, kv KV, key string, t *StoredToken)
 }
 
 // Put stores t under key for fingerprint, replacing whatever was there: a
-// token obtained outside Get (the authorization-code callback).
+// token obtained outside Serve (the authorization-code callback).
 func (s *TokenStore) Put(ctx context.Context, kv KV, key, fingerprint string, t *Token) error {
 	return s.put(ctx, kv, key, &StoredToken{Token: *t, Fingerprint: fingerprint})
 }
 
-// Drop deletes the token for key from storage and memory.
+// Drop deletes the token for key from storage and memory. A fetch in flight
+// for the key at the time removes its token again when it lands.
 func (s *TokenStore) Drop(ctx context.Context, kv KV, key string) error {
+	s.dropsMu.Lock()
+	if s.drops == nil {
+		s.drops = map[string]uint64{}
+	}
+	s.drops[key]++
+	s.dropsMu.Unlock()
 	s.cache.Drop(key)
 	return kv.Delete(ctx, TokenPrefix+key)
+}
+
+func (s *TokenStore) dropCount(key string) uint64 {
+	s.dropsMu.Lock()
+	defer s.dropsMu.Unlock()
+	return s.drops[key]
 }
 
 // Forget drops the in-memory copy only (another node changed storage).
@@ -154,3 +349,12 @@ func (s *TokenStore) ForgetAll() { s.cache.Clear() }
 
 // Cached is how many tokens are held in memory.
 func (s *TokenStore) Cached() int { return s.cache.Len() }
+
+// RefreshDead marks err as the end of the current refresh token: the store
+// forgets it (see ErrRefreshDead). The message is err's.
+func RefreshDead(err error) error { return refreshDeadError{err} }
+
+type refreshDeadError struct{ err error }
+
+func (e refreshDeadError) Error() string   { return e.err.Error() }
+func (e refreshDeadError) Unwrap() []error { return []error{e.err, ErrRefreshDead} }
