@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +34,10 @@ type configEntry struct {
 	DefaultTokenTTL   time.Duration `json:"default_token_ttl,omitempty"`
 	AllowedTokenTypes []string      `json:"allowed_token_types,omitempty"`
 	AllowInsecureHTTP bool          `json:"allow_insecure_http,omitempty"`
+	// SingleActiveToken: the IdP kills a client's older tokens when it
+	// issues a new one (nil: the preset's default, as for configs stored
+	// before the field existed).
+	SingleActiveToken *bool `json:"single_active_token,omitempty"`
 	// Authorization code flow (path_auth_code.go): allowed redirect URIs, the
 	// first being the default, and how long a login may take.
 	RedirectURIs []string      `json:"redirect_uris,omitempty"`
@@ -49,9 +55,41 @@ func (c *configEntry) identity() [7]string {
 	return [7]string{c.Provider, c.TokenURL, c.ClientID, c.Username, c.AccessCode, c.SecurityKey, c.Issuer}
 }
 
+// sameClient says whether two configs name one client of one IdP: the same
+// client_id at the same token endpoint (or issuer, when discovery finds it).
+func sameClient(a, b *configEntry) bool {
+	if a.ClientID != b.ClientID {
+		return false
+	}
+	if a.TokenURL != "" && b.TokenURL != "" {
+		return sameURL(a.TokenURL, b.TokenURL)
+	}
+	return a.Issuer != "" && sameURL(a.Issuer, b.Issuer)
+}
+
+// sameURL compares URLs as a server sees them: scheme and host case-blind,
+// a trailing slash of the path ignored.
+func sameURL(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host) &&
+		strings.TrimSuffix(ua.Path, "/") == strings.TrimSuffix(ub.Path, "/") && ua.RawQuery == ub.RawQuery
+}
+
 // operator is the resource owner for the password grant.
 func (c *configEntry) operator() backend.Operator {
 	return backend.Operator{Username: c.Username, Password: c.Password, AccessCode: c.AccessCode, SecurityKey: c.SecurityKey}
+}
+
+// singleActive says whether the IdP keeps one live token per client.
+func (c *configEntry) singleActive(p *backend.Provider) bool {
+	if c.SingleActiveToken != nil {
+		return *c.SingleActiveToken
+	}
+	return p.SingleActiveToken
 }
 
 // configState is a decoded config ready to use: preset and HTTP endpoint.
@@ -60,6 +98,9 @@ type configState struct {
 	entry    *configEntry
 	provider *backend.Provider
 	endpoint *backend.Endpoint
+	// singleActive: every role of the config shares one token, and a new
+	// one is minted only once every lease of the current one has ended.
+	singleActive bool
 	// fingerprints memoises roles' fingerprints (creds_fast.go).
 	fingerprints sync.Map
 	// discovery holds the issuer's metadata when the config names one.
@@ -76,9 +117,10 @@ func newConfigState(name string, e *configEntry, now func() time.Time, m *backen
 		return nil, err
 	}
 	st := &configState{
-		name:     name,
-		entry:    e,
-		provider: p,
+		name:         name,
+		entry:        e,
+		provider:     p,
+		singleActive: e.singleActive(p),
 		endpoint: &backend.Endpoint{
 			Config:            name,
 			TokenURL:          e.TokenURL,
@@ -89,6 +131,7 @@ func newConfigState(name string, e *configEntry, now func() time.Time, m *backen
 			DefaultTokenTTL:   e.DefaultTokenTTL,
 			AllowedTokenTypes: e.AllowedTokenTypes,
 			HTTP:              httpClient,
+			Retry:             backend.RetryWithin(e.RequestTimeout),
 			Now:               now,
 			Observe:           func(x backend.Exchange) { m.ObserveExchange(name, x) },
 		},

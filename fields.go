@@ -61,6 +61,21 @@ func getStrings(d *framework.FieldData, field string) ([]string, bool, *logical.
 	return out, true, nil
 }
 
+// getScopes returns a scope list when it was sent. Commas and white space
+// both separate scopes: a scope token cannot hold a space (RFC 6749 3.3), so
+// "openid email profile" as IdP documents write it means three scopes.
+func getScopes(d *framework.FieldData, field string) ([]string, bool, *logical.Response) {
+	list, ok, resp := getStrings(d, field)
+	if !ok || resp != nil {
+		return nil, ok, resp
+	}
+	var out []string
+	for _, s := range list {
+		out = append(out, strings.Fields(s)...)
+	}
+	return out, true, nil
+}
+
 // getDuration returns a duration field when it was sent; negative is refused.
 func getDuration(d *framework.FieldData, field string) (time.Duration, bool, *logical.Response) {
 	v, ok, err := d.GetOkErr(field)
@@ -126,7 +141,7 @@ func checkScopes(field string, scopes []string) *logical.Response {
 		for _, r := range s {
 			// RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 			if r <= ' ' || r == '"' || r == '\\' || r >= 0x7f {
-				return fieldError(field, "scope %q contains a character RFC 6749 does not allow (spaces separate scopes: give a list)", s)
+				return fieldError(field, "scope %q contains a character RFC 6749 does not allow", s)
 			}
 		}
 	}

@@ -335,7 +335,11 @@ func TestCACertPrivateIdP(t *testing.T) {
 
 	// A CA that did not sign the server's certificate is refused as well
 	// (httptest servers all share one certificate, so make another CA).
-	e.ok(logical.UpdateOperation, "config/untrusted", map[string]any{"ca_cert": otherCAPEM(t)})
+	// A new CA re-targets where the secret goes, as a new URL does: the
+	// secret must come with it.
+	other := otherCAPEM(t)
+	e.fails(logical.UpdateOperation, "config/untrusted", map[string]any{"ca_cert": other}, "client_secret")
+	e.ok(logical.UpdateOperation, "config/untrusted", map[string]any{"ca_cert": other, "client_secret": "tls-secret-42"})
 	e.fails(logical.ReadOperation, "creds/untrusted", nil, "x509")
 }
 

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/oauth2"
 
@@ -139,13 +138,9 @@ func (b *idpBackend) pathAuthCode() []*framework.Path {
 	}
 }
 
-func (b *idpBackend) perfStandby() bool {
-	return b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby)
-}
-
 func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	if b.perfStandby() {
-		return nil, logical.ErrReadOnly
+	if err := b.canMint(); err != nil {
+		return nil, err
 	}
 	if resp := rejectUnknownFields(d); resp != nil {
 		return resp, nil
@@ -170,10 +165,10 @@ func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request,
 		return logical.ErrorResponse("config %q: %v", role.Config, err), nil
 	}
 	if authURL == "" {
-		return logical.ErrorResponse("config %q has no auth_url (and its issuer advertises no authorization_endpoint): write idp/config/%s auth_url=<the IdP's authorization endpoint>", role.Config, role.Config), nil
+		return logical.ErrorResponse("config %q has no auth_url (and its issuer advertises no authorization_endpoint): write %sconfig/%s auth_url=<the IdP's authorization endpoint>", role.Config, mountPrefix(req.MountPoint), role.Config), nil
 	}
 	if len(e.RedirectURIs) == 0 {
-		return logical.ErrorResponse("config %q has no redirect_uris: write idp/config/%s redirect_uris=https://<vault>/v1/<mount>/callback", role.Config, role.Config), nil
+		return logical.ErrorResponse("config %q has no redirect_uris: write %sconfig/%s redirect_uris=https://<vault>/v1/%scallback", role.Config, mountPrefix(req.MountPoint), role.Config, mountPrefix(req.MountPoint)), nil
 	}
 	if redirect == "" {
 		redirect = e.RedirectURIs[0]
@@ -191,11 +186,7 @@ func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request,
 		RedirectURI: redirect, Verifier: oauth2.GenerateVerifier(),
 		Created: now, Expires: now.Add(e.authStateTTL()),
 	}
-	raw, err := logical.StorageEntryJSON(authStateKey(state), st)
-	if err != nil {
-		return nil, err
-	}
-	if err := req.Storage.Put(ctx, raw); err != nil {
+	if err := b.storePendingLogin(ctx, req.Storage, authStateKey(state), st); err != nil {
 		return nil, err
 	}
 	oc := oauth2.Config{
@@ -205,9 +196,8 @@ func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request,
 		Scopes:      role.scopes(cfg),
 	}
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(st.Verifier)}
-	if slices.Contains(oc.Scopes, "offline_access") {
-		// OIDC Core 11: offline_access is ignored unless prompt has consent.
-		opts = append(opts, oauth2.SetAuthURLParam("prompt", "consent"))
+	if prompt := role.loginPrompt(oc.Scopes); prompt != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
 	}
 	b.Logger().Debug("login begun", "role", name, "config", role.Config)
 	return &logical.Response{Data: map[string]any{
@@ -232,11 +222,11 @@ func refused(format string, args ...any) *callbackResult {
 }
 
 func (b *idpBackend) pathCallback(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	if b.perfStandby() {
+	if err := b.canMint(); err != nil {
 		// Before anything is consumed: Vault forwards to the active node.
-		return nil, logical.ErrReadOnly
+		return nil, err
 	}
-	res, err := b.completeLogin(ctx, req.Storage, d)
+	res, err := b.completeLogin(ctx, req.Storage, req.MountPoint, d)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +246,8 @@ func (b *idpBackend) pathCallback(ctx context.Context, req *logical.Request, d *
 // completeLogin takes the state (once), checks it still fits its role and
 // config, exchanges the code and stores the token. A refused state never
 // reaches the IdP.
-func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, d *framework.FieldData) (*callbackResult, error) {
+func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, mount string, d *framework.FieldData) (*callbackResult, error) {
+	authURL := "vault write -f " + mountPrefix(mount) + "auth-url/"
 	params := map[string]string{}
 	for _, f := range []string{"state", "code", "error", "error_description"} {
 		v, _, resp := getString(d, f)
@@ -266,17 +257,17 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, d *fr
 		params[f] = v
 	}
 	if params["state"] == "" {
-		return refused("The callback has no state: open the URL from 'vault write -f idp/auth-url/<role>' to log in."), nil
+		return refused("The callback has no state: open the URL from '%s<role>' to log in.", authURL), nil
 	}
 	st, err := b.takeState(ctx, s, params["state"])
 	if err != nil {
 		return nil, err
 	}
 	if st == nil {
-		return refused("This login is unknown or was already completed. Start again with 'vault write -f idp/auth-url/<role>'."), nil
+		return refused("This login is unknown or was already completed, or its role was changed or deleted after it began, or a newer login of the role replaced it. Start again with '%s<role>'.", authURL), nil
 	}
 	if !b.now().Before(st.Expires) {
-		return refused("This login expired (it must complete within the config's auth_state_ttl). Start again with 'vault write -f idp/auth-url/%s'.", st.Role), nil
+		return refused("This login expired (it must complete within the config's auth_state_ttl). Start again with '%s%s'.", authURL, st.Role), nil
 	}
 	if code := params["error"]; code != "" {
 		msg := fmt.Sprintf("The IdP refused the login for role %q: %s", st.Role, backend.Sanitize(code, 64))
@@ -304,7 +295,7 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, d *fr
 	}
 	if cfg == nil || role.grant() != backend.GrantAuthorizationCode || cfg.entry.Generation != st.Generation ||
 		fingerprint(role, cfg) != st.Fingerprint || !slices.Contains(cfg.entry.RedirectURIs, st.RedirectURI) {
-		return refused("Role %q or its config was changed or deleted after this login began. Start again with 'vault write -f idp/auth-url/%s'.", st.Role, st.Role), nil
+		return refused("Role %q or its config was changed or deleted after this login began. Start again with '%s%s'.", st.Role, authURL, st.Role), nil
 	}
 
 	tok, err := cfg.endpoint.RequestToken(ctx, backend.TokenRequest{
@@ -322,7 +313,7 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, d *fr
 		return nil, err
 	}
 	tok = withScope(tok, role.scopes(cfg))
-	if err := b.tokens.Put(ctx, storageKV{s}, tokenKey(st.Role, role, cfg), fingerprint(role, cfg), tok); err != nil {
+	if err := b.tokens.Put(ctx, storageKV{s}, tokenKeyOf(st.Role, role, cfg).String(), fingerprint(role, cfg), tok); err != nil {
 		return nil, err
 	}
 	b.metrics.AuthCodeLogin(st.Config, true)
@@ -355,9 +346,11 @@ func (b *idpBackend) takeState(ctx context.Context, s logical.Storage, state str
 	return &st, nil
 }
 
-// sweepAuthStates deletes expired logins (Vault calls it about every minute).
+// sweepAuthStates deletes expired logins (Vault calls it about every
+// minute). It takes no lock: an expired state is refused by the callback
+// whoever deletes it first, so the sweep never holds up a login.
 func (b *idpBackend) sweepAuthStates(ctx context.Context, req *logical.Request) error {
-	if b.perfStandby() || b.System().ReplicationState().HasState(consts.ReplicationDRSecondary) {
+	if b.storageReadOnly() {
 		return nil
 	}
 	keys, err := req.Storage.List(ctx, authStatePrefix)
@@ -369,15 +362,15 @@ func (b *idpBackend) sweepAuthStates(ctx context.Context, req *logical.Request) 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		b.stateLock.Lock()
 		raw, err := req.Storage.Get(ctx, authStatePrefix+k)
-		var st authState
-		if err == nil && raw != nil && (raw.DecodeJSON(&st) != nil || !now.Before(st.Expires)) {
-			err = req.Storage.Delete(ctx, authStatePrefix+k)
-		}
-		b.stateLock.Unlock()
 		if err != nil {
 			return err
+		}
+		var st authState
+		if raw != nil && (raw.DecodeJSON(&st) != nil || !now.Before(st.Expires)) {
+			if err := req.Storage.Delete(ctx, authStatePrefix+k); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package idptokens
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -12,9 +13,13 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 )
 
-// maxRequestTimeout bounds request_timeout: a Vault request should not hang
-// for longer than Vault's own default request timeout.
-const maxRequestTimeout = 90 * time.Second
+// request_timeout bounds a whole token request, every try and wait
+// included (backend.RetryWithin); at most Vault's own default request
+// timeout, so that a Vault request does not hang longer than that.
+const (
+	minRequestTimeout = time.Second
+	maxRequestTimeout = 90 * time.Second
+)
 
 func (b *idpBackend) pathConfig() []*framework.Path {
 	return []*framework.Path{
@@ -60,8 +65,9 @@ func configFields() map[string]*framework.FieldSchema {
 		"password":            secret("Resource owner's password, for the password grant."),
 		"access_code":         {Type: framework.TypeString, Description: "MWI LBS operator's access code."},
 		"security_key":        secret("MWI LBS operator's security key."),
-		"scopes":              {Type: framework.TypeCommaStringSlice, Description: "Default scopes of roles that name none (MWI: the api_id)."},
-		"request_timeout":     {Type: framework.TypeDurationSecond, Description: "Bound of one HTTP exchange with the IdP. Default 10s."},
+		"scopes":              {Type: framework.TypeCommaStringSlice, Description: "Default scopes of roles that name none (MWI: the api_id), separated by commas or spaces."},
+		"request_timeout":     {Type: framework.TypeDurationSecond, Description: "Bound of a whole token request to the IdP, every try and retry wait included (1s to 90s). Default 20s."},
+		"single_active_token": {Type: framework.TypeBool, Description: "The IdP keeps one live token per client: a new token invalidates the old one (MicroTek). All roles then share one token, minted only once every lease of the current one has ended. Default from the preset (true for microtek)."},
 		"ca_cert":             {Type: framework.TypeString, Description: "PEM CA bundle to trust for the IdP, for private CAs."},
 		"default_token_ttl":   {Type: framework.TypeDurationSecond, Description: "Lifetime assumed when the IdP omits expires_in. Without it, a response without expires_in is an error."},
 		"allowed_token_types": {Type: framework.TypeCommaStringSlice, Description: "token_type values accepted from the IdP. Default Bearer."},
@@ -103,6 +109,7 @@ func (b *idpBackend) pathConfigRead(ctx context.Context, req *logical.Request, d
 		"default_token_ttl":   int64(e.DefaultTokenTTL.Seconds()),
 		"allowed_token_types": nonNil(e.AllowedTokenTypes),
 		"allow_insecure_http": e.AllowInsecureHTTP,
+		"single_active_token": e.singleActive(providerOrDefault(e.Provider)),
 		"redirect_uris":       nonNil(e.RedirectURIs),
 		"auth_state_ttl":      int64(e.AuthStateTTL.Seconds()),
 		"client_secret_set":   e.ClientSecret != "",
@@ -132,6 +139,11 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if resp := applyConfigFields(e, d); resp != nil {
 		return resp, nil
 	}
+	// Each value is checked, naming its field, before the rules that
+	// compare it with the stored config.
+	if resp := checkEndpointFields(e); resp != nil {
+		return resp, nil
+	}
 	if resp := requireSecretsOnURLChange(old, e, d); resp != nil {
 		return resp, nil
 	}
@@ -153,19 +165,71 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if err != nil {
 		return fieldError("ca_cert", "%v", err), nil
 	}
+	if resp, err := b.checkSingleActiveClient(ctx, req.Storage, st); resp != nil || err != nil {
+		return resp, err
+	}
 	if resp := b.discoverAtWrite(ctx, st); resp != nil {
 		return resp, nil
 	}
 	if err := b.storeConfig(ctx, req.Storage, st); err != nil {
 		return nil, err
 	}
-	if old != nil && old.Generation != e.Generation {
-		// Tokens of the former client or operator must not be served again.
-		if err := b.dropTokensOfConfig(ctx, req.Storage, name); err != nil {
+	return b.afterConfigChange(ctx, req.Storage, old, st)
+}
+
+// checkSingleActiveClient refuses a write after which one client's token
+// could be minted for two different requests, each mint killing the other's
+// token: two roles of a single-active config asking differently (as when
+// the config's scopes change under a role that inherits them), or a second
+// config for a client that keeps one live token.
+func (b *idpBackend) checkSingleActiveClient(ctx context.Context, s logical.Storage, st *configState) (*logical.Response, error) {
+	if st.singleActive {
+		roles, err := b.rolesOf(ctx, s, st.name)
+		if err != nil {
 			return nil, err
+		}
+		if resp := sharedTokenConflict(st, roles); resp != nil {
+			return resp, nil
+		}
+	}
+	names, err := s.List(ctx, configPrefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, other := range names {
+		if other == st.name {
+			continue
+		}
+		o, err := b.config(ctx, s, other)
+		if err != nil {
+			return nil, err
+		}
+		if o != nil && (st.singleActive || o.singleActive) && sameClient(st.entry, o.entry) {
+			return fieldError("client_id", "config %q already holds client %q of this IdP, which keeps one live token per client (single_active_token): "+
+				"a second config would mint tokens that kill the first's; add roles to config %q instead", other, st.entry.ClientID, other), nil
 		}
 	}
 	return nil, nil
+}
+
+// afterConfigChange drops the tokens of a former client or operator, which
+// must not be served again, and says so: for a single-active config the
+// next read then mints, and the IdP invalidates tokens under live leases.
+func (b *idpBackend) afterConfigChange(ctx context.Context, s logical.Storage, old *configEntry, st *configState) (*logical.Response, error) {
+	if old == nil {
+		return nil, nil
+	}
+	oldSingle := old.singleActive(providerOrDefault(old.Provider))
+	if old.Generation == st.entry.Generation && oldSingle == st.singleActive {
+		return nil, nil
+	}
+	if err := b.dropTokensOfConfig(ctx, s, st.name); err != nil {
+		return nil, err
+	}
+	resp := &logical.Response{}
+	resp.AddWarning(fmt.Sprintf("the cached tokens of config %q were dropped (its client, operator, endpoint or single_active_token changed): "+
+		"the next read mints new ones, and an IdP that keeps one live token per client then invalidates the tokens of leases handed out before this write", st.name))
+	return resp, nil
 }
 
 // applyConfigFields copies the fields sent into e.
@@ -187,7 +251,12 @@ func applyConfigFields(e *configEntry, d *framework.FieldData) *logical.Response
 			*dst = strings.TrimSpace(v)
 		}
 	}
-	lists := map[string]*[]string{"scopes": &e.Scopes, "allowed_token_types": &e.AllowedTokenTypes, "redirect_uris": &e.RedirectURIs}
+	if v, ok, resp := getScopes(d, "scopes"); resp != nil {
+		return resp
+	} else if ok {
+		e.Scopes = v
+	}
+	lists := map[string]*[]string{"allowed_token_types": &e.AllowedTokenTypes, "redirect_uris": &e.RedirectURIs}
 	for field, dst := range lists {
 		v, ok, resp := getStrings(d, field)
 		if resp != nil {
@@ -212,6 +281,11 @@ func applyConfigFields(e *configEntry, d *framework.FieldData) *logical.Response
 	} else if ok {
 		e.AllowInsecureHTTP = v
 	}
+	if v, ok, resp := getBool(d, "single_active_token"); resp != nil {
+		return resp
+	} else if ok {
+		e.SingleActiveToken = &v
+	}
 	return nil
 }
 
@@ -222,8 +296,11 @@ func requireSecretsOnURLChange(old, e *configEntry, d *framework.FieldData) *log
 	if old == nil {
 		return nil
 	}
+	// A new CA bundle or client certificate re-targets the secrets just as
+	// a new URL does: another server can then pass for the IdP.
 	moved := old.TokenURL != e.TokenURL || old.AuthURL != e.AuthURL || old.RevocationURL != e.RevocationURL ||
-		old.Issuer != e.Issuer || (!old.AllowInsecureHTTP && e.AllowInsecureHTTP)
+		old.Issuer != e.Issuer || (!old.AllowInsecureHTTP && e.AllowInsecureHTTP) ||
+		old.CACert != e.CACert || old.TLSClientCert != e.TLSClientCert
 	if !moved {
 		return nil
 	}
@@ -238,7 +315,7 @@ func requireSecretsOnURLChange(old, e *configEntry, d *framework.FieldData) *log
 		}
 	}
 	if len(missing) > 0 {
-		return logical.ErrorResponse("changing an endpoint URL requires %s to be written again in the same request", strings.Join(missing, ", "))
+		return logical.ErrorResponse("changing an endpoint URL, ca_cert or tls_client_cert requires %s to be written again in the same request", strings.Join(missing, ", "))
 	}
 	return nil
 }
@@ -277,14 +354,8 @@ func validateConfig(e *configEntry, p *backend.Provider) *logical.Response {
 	if e.TokenURL == "" && e.Issuer == "" {
 		return fieldError("token_url", "required for provider %s (or give issuer, for discovery)", p.Name)
 	}
-	urls := []struct{ field, value string }{{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL}}
-	for _, u := range urls {
-		if u.value == "" {
-			continue
-		}
-		if err := backend.CheckEndpointURL(u.value, e.AllowInsecureHTTP); err != nil {
-			return fieldError(u.field, "%v", err)
-		}
+	if resp := checkEndpointFields(e); resp != nil {
+		return resp
 	}
 	if e.ClientID == "" {
 		return fieldError("client_id", "required")
@@ -300,13 +371,30 @@ func validateConfig(e *configEntry, p *backend.Provider) *logical.Response {
 	if resp := checkScopes("scopes", e.Scopes); resp != nil {
 		return resp
 	}
-	if e.RequestTimeout > maxRequestTimeout {
-		return fieldError("request_timeout", "must be at most %s", maxRequestTimeout)
+	if e.RequestTimeout != 0 && (e.RequestTimeout < minRequestTimeout || e.RequestTimeout > maxRequestTimeout) {
+		return fieldError("request_timeout", "must be between %s and %s (it bounds a whole token request, retries included)", minRequestTimeout, maxRequestTimeout)
 	}
 	if e.DefaultTokenTTL > backend.MaxExpiresIn {
 		return fieldError("default_token_ttl", "must be at most %s", backend.MaxExpiresIn)
 	}
 	return validateAuthCodeConfig(e)
+}
+
+// checkEndpointFields checks each endpoint URL, naming its field.
+func checkEndpointFields(e *configEntry) *logical.Response {
+	urls := []struct{ field, value string }{{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL}, {"issuer", e.Issuer}}
+	for _, u := range urls {
+		if u.value == "" {
+			continue
+		}
+		if resp := checkText(u.field, u.value, maxFieldLen); resp != nil {
+			return resp
+		}
+		if err := backend.CheckEndpointURL(u.value, e.AllowInsecureHTTP); err != nil {
+			return fieldError(u.field, "%v", err)
+		}
+	}
+	return nil
 }
 
 func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -328,6 +416,16 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 	b.dropConfigState(name)
 	b.metrics.DropConfig(name)
 	return nil, nil
+}
+
+// providerOrDefault is the named preset, or oauth2's for a name no longer
+// known (a read must still work).
+func providerOrDefault(name string) *backend.Provider {
+	if p, err := backend.LookupProvider(name); err == nil {
+		return p
+	}
+	p, _ := backend.LookupProvider(backend.ProviderOAuth2)
+	return p
 }
 
 func nonNil(s []string) []string {

@@ -140,7 +140,7 @@ func TestBadInput(t *testing.T) {
 		{"negative default_token_ttl", with("default_token_ttl", "-5s"), "default_token_ttl"},
 		{"request_timeout not a duration", with("request_timeout", "soon"), "request_timeout"},
 		{"bad ca_cert", with("ca_cert", "not pem"), "ca_cert"},
-		{"scope with a space", with("scopes", "read write"), "scopes"},
+		{"scope with a backslash", with("scopes", `read\write`), "scopes"},
 		{"unknown field", with("client_secert", "x"), "client_secert"},
 		{"mwi without operator", with("provider", "mwi", "username", "u"), "access_code"},
 		{"mwi without password", with("provider", "mwi", "access_code", "1", "username", "u", "security_key", "k"), "password"},

@@ -14,13 +14,9 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 )
 
-// leaseSkew is taken off a token's remaining life, so that a lease ends a
-// little before the token does (network and clock drift), never after.
-const leaseSkew = time.Second
-
 // minLease is the shortest lease handed out: Vault turns a TTL of 0 into the
 // mount's default (768 h), which would tell Agent the token lives a month.
-const minLease = time.Second
+const minLease = backend.MinHold
 
 func (b *idpBackend) pathCreds() []*framework.Path {
 	return []*framework.Path{{
@@ -44,32 +40,106 @@ func (b *idpBackend) pathCredsRead(ctx context.Context, req *logical.Request, d 
 	if resp != nil {
 		return resp, nil
 	}
-	role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
+	got, role, resp, err := b.serveToken(ctx, req, name, minTTL)
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	need := max(role.MinTTL, minTTL, leaseSkew+minLease)
-	key := tokenKey(name, role, cfg)
-	tok, fetched, err := b.tokens.Get(ctx, storageKV{req.Storage}, key, cachedFingerprint(name, role, cfg), need,
-		func(ctx context.Context, current *backend.StoredToken) (*backend.Token, error) {
-			return b.fetchToken(ctx, name, role, cfg, current)
-		})
-	b.countCacheRead(role.Config, fetched, err)
-	if err != nil {
-		return b.credsError(name, err)
+	return b.credsResponse(name, role, got), nil
+}
+
+// serveToken hands out the role's token: the cached one while it is fresh
+// enough, else one fetched once however many readers ask. A token dropped
+// (drop, delete) while it was being fetched is revoked, and the read made
+// again against what the role is now.
+func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name string, readerMinTTL time.Duration) (backend.Served, *roleEntry, *logical.Response, error) {
+	for attempt := 1; ; attempt++ {
+		role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
+		if resp != nil || err != nil {
+			return backend.Served{}, nil, resp, err
+		}
+		if cfg.singleActive && readerMinTTL > role.MinTTL {
+			return backend.Served{}, nil, fieldError("min_ttl", "config %q keeps one live token per client (single_active_token), "+
+				"so a min_ttl above the role's (%s) would mint a new token while other holders' leases of the current one still run; raise the role's min_ttl instead",
+				role.Config, role.MinTTL), nil
+		}
+		key := tokenKeyOf(name, role, cfg)
+		got, err := b.tokens.Serve(ctx, storageKV{req.Storage}, b.want(req, name, role, cfg, key, readerMinTTL))
+		b.countCacheRead(role.Config, got.Fresh, err)
+		var dropped *backend.DroppedError
+		if errors.As(err, &dropped) && attempt == 1 {
+			b.Logger().Info("token dropped while it was being fetched; revoking it and reading again", "role", name, "token_key", key.String())
+			b.revokeDropped(ctx, []toRevoke{{key: key, cfg: cfg, tok: dropped.Token}})
+			continue
+		}
+		if err != nil {
+			resp, err := b.credsError(name, err)
+			return backend.Served{}, nil, resp, err
+		}
+		return got, role, nil, nil
 	}
-	return b.credsResponse(name, role, tok), nil
+}
+
+// want is what a read of the role asks of the token store.
+func (b *idpBackend) want(req *logical.Request, name string, role *roleEntry, cfg *configState, key tokenKey, readerMinTTL time.Duration) backend.Want {
+	w := backend.Want{
+		Key:          key.String(),
+		Fingerprint:  cachedFingerprint(name, role, cfg),
+		MinRemaining: max(role.MinTTL, readerMinTTL, backend.HoldSkew+minLease),
+		SingleActive: cfg.singleActive,
+		CanMint:      b.canMint,
+		Fetch: func(ctx context.Context, current *backend.StoredToken) (*backend.Token, error) {
+			return b.fetchToken(ctx, req.MountPoint, name, role, cfg, current)
+		},
+	}
+	if cfg.singleActive {
+		w.Reserve = func(ctx context.Context) (time.Duration, error) {
+			return b.sharedReserve(ctx, req.Storage, role.Config)
+		}
+	}
+	return w
+}
+
+// sharedReserve is the life a config's shared token keeps when the next one
+// may be minted: the largest min_ttl of the config's roles. Asked only when
+// a token is minted.
+func (b *idpBackend) sharedReserve(ctx context.Context, s logical.Storage, config string) (time.Duration, error) {
+	roles, err := b.rolesOf(ctx, s, config)
+	if err != nil {
+		return 0, err
+	}
+	var reserve time.Duration
+	for _, r := range roles {
+		reserve = max(reserve, r.MinTTL)
+	}
+	return reserve, nil
+}
+
+// canMint: only a node whose storage is writable talks to the IdP, so that a
+// token is minted and stored once; Vault forwards a request that answers
+// ErrReadOnly to the node that can write.
+func (b *idpBackend) canMint() error {
+	if b.storageReadOnly() {
+		return logical.ErrReadOnly
+	}
+	return nil
+}
+
+// storageReadOnly: a performance standby, a DR secondary, or a performance
+// secondary for a replicated (not local) mount.
+func (b *idpBackend) storageReadOnly() bool {
+	sys := b.System()
+	state := sys.ReplicationState()
+	if state.HasState(consts.ReplicationPerformanceStandby | consts.ReplicationDRSecondary) {
+		return true
+	}
+	return state.HasState(consts.ReplicationPerformanceSecondary) && !sys.LocalMount()
 }
 
 // fetchToken obtains a new token: by refresh when the stale one has a
 // refresh token, by the role's grant otherwise or when refresh is refused.
-func (b *idpBackend) fetchToken(ctx context.Context, name string, role *roleEntry, cfg *configState, current *backend.StoredToken) (*backend.Token, error) {
-	if b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby) {
-		// Only the active node mints, so that tokens are stored once;
-		// Vault forwards the request on this error.
-		return nil, logical.ErrReadOnly
-	}
+func (b *idpBackend) fetchToken(ctx context.Context, mount, name string, role *roleEntry, cfg *configState, current *backend.StoredToken) (*backend.Token, error) {
 	scopes := role.scopes(cfg)
+	refreshRefused := false
 	if current != nil && current.RefreshToken != "" {
 		tok, err := cfg.endpoint.RequestToken(ctx, backend.TokenRequest{
 			Grant: backend.GrantRefreshToken, RefreshToken: current.RefreshToken, Scopes: scopes, Extra: role.ExtraParams,
@@ -86,9 +156,20 @@ func (b *idpBackend) fetchToken(ctx context.Context, name string, role *roleEntr
 		if !backend.IsRefusal(err) {
 			return nil, err
 		}
+		refreshRefused = true
 		b.metrics.RefreshFallback(role.Config)
 		b.Logger().Info("refresh refused, falling back to the role's grant", "role", name, "config", role.Config, "error", err)
 	}
+	tok, err := b.requestGrant(ctx, mount, name, role, cfg, scopes)
+	if err != nil && refreshRefused {
+		// The refused refresh token is never sent again.
+		return nil, backend.RefreshDead(err)
+	}
+	return tok, err
+}
+
+// requestGrant performs the role's own grant.
+func (b *idpBackend) requestGrant(ctx context.Context, mount, name string, role *roleEntry, cfg *configState, scopes []string) (*backend.Token, error) {
 	req := backend.TokenRequest{Grant: role.grant(), Scopes: scopes, Extra: role.ExtraParams}
 	switch role.grant() {
 	case backend.GrantPassword:
@@ -99,7 +180,7 @@ func (b *idpBackend) fetchToken(ctx context.Context, name string, role *roleEntr
 		req.Username, req.Password = username, cfg.entry.Password
 		req.Redact = []string{cfg.entry.SecurityKey}
 	case backend.GrantAuthorizationCode:
-		return nil, &needsLoginError{role: name}
+		return nil, &needsLoginError{mount: mount, role: name}
 	}
 	tok, err := cfg.endpoint.RequestToken(ctx, req)
 	if err != nil {
@@ -120,10 +201,10 @@ func withScope(t *backend.Token, asked []string) *backend.Token {
 
 // needsLoginError: an authorization_code role without a usable token can
 // only be fixed by a person logging in.
-type needsLoginError struct{ role string }
+type needsLoginError struct{ mount, role string }
 
 func (e *needsLoginError) Error() string {
-	return fmt.Sprintf("role %q needs a login: it holds no token that is still valid or can be refreshed; get a login URL with 'vault write -f idp/auth-url/%s' and open it in a browser", e.role, e.role)
+	return fmt.Sprintf("role %q needs a login: it holds no token that is still valid or can be refreshed; get a login URL with 'vault write -f %sauth-url/%s' and open it in a browser", e.role, mountPrefix(e.mount), e.role)
 }
 
 func (b *idpBackend) credsError(name string, err error) (*logical.Response, error) {
@@ -141,16 +222,18 @@ func (b *idpBackend) credsError(name string, err error) (*logical.Response, erro
 	return nil, err
 }
 
-// credsResponse is the leased secret: its TTL is the token's remaining life
-// less the skew, capped by the role and the mount.
-func (b *idpBackend) credsResponse(name string, role *roleEntry, tok *backend.StoredToken) *logical.Response {
-	ttl := tok.Remaining(b.now()) - leaseSkew
+// credsResponse is the leased secret: its TTL is how long the token may be
+// relied on (its remaining life less the skew; for a single-active config,
+// until the next token may be minted), capped by the role and the mount.
+func (b *idpBackend) credsResponse(name string, role *roleEntry, got backend.Served) *logical.Response {
+	ttl := got.Hold
 	for _, limit := range []time.Duration{role.TTL, role.MaxTTL, b.mountMaxTTL()} {
 		if limit > 0 && ttl > limit {
 			ttl = limit
 		}
 	}
 	ttl = max(ttl.Truncate(time.Second), minLease)
+	tok := got.StoredToken
 	data := map[string]any{
 		"access_token": tok.AccessToken,
 		"token_type":   tok.TokenType,

@@ -37,16 +37,16 @@ func (b *idpBackend) pathCredsDrop(ctx context.Context, req *logical.Request, d 
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	key := tokenKey(name, role, cfg)
+	key := tokenKeyOf(name, role, cfg)
 	list, err := b.peekTokens(ctx, req.Storage, cfg, key)
 	if err != nil {
 		return nil, err
 	}
-	if err := b.tokens.Drop(ctx, storageKV{req.Storage}, key); err != nil {
+	if err := b.tokens.Drop(ctx, storageKV{req.Storage}, key.String()); err != nil {
 		return nil, err
 	}
-	resp = &logical.Response{Data: map[string]any{"dropped": len(list) > 0, "token_key": key}}
-	if strings.HasPrefix(key, "config/") {
+	resp = &logical.Response{Data: map[string]any{"dropped": len(list) > 0, "token_key": key.String()}}
+	if key.shared {
 		// One live token per client: every role of the config shares it.
 		roles, err := b.rolesOf(ctx, req.Storage, role.Config)
 		if err != nil {
@@ -60,7 +60,7 @@ func (b *idpBackend) pathCredsDrop(ctx context.Context, req *logical.Request, d 
 		resp.Data["shared_by"] = names
 		resp.AddWarning("the token is shared by every role of config " + role.Config + " (" + strings.Join(names, ", ") + "): all of them get a new one")
 	}
-	b.Logger().Info("cached token dropped", "role", name, "config", role.Config, "token_key", key, "had_token", len(list) > 0)
+	b.Logger().Info("cached token dropped", "role", name, "config", role.Config, "token_key", key.String(), "had_token", len(list) > 0)
 	for _, w := range b.revokeDropped(ctx, list) {
 		resp.AddWarning(w)
 	}

@@ -2,6 +2,8 @@ package idptokens
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -29,11 +31,12 @@ func (b *idpBackend) pathRoles() []*framework.Path {
 				"name":         {Type: framework.TypeString, Description: "Name of the role."},
 				"config":       {Type: framework.TypeString, Description: "Config (IdP connection) the role uses. Required."},
 				"grant_type":   {Type: framework.TypeString, Description: "client_credentials, password or authorization_code. Default from the config's preset."},
-				"scopes":       {Type: framework.TypeCommaStringSlice, Description: "Scopes to ask for (MWI: the api_id). Default the config's."},
+				"scopes":       {Type: framework.TypeCommaStringSlice, Description: "Scopes to ask for (MWI: the api_id), separated by commas or spaces. Default the config's."},
 				"extra_params": {Type: framework.TypeKVPairs, Description: "Extra form fields for the token request, such as audience or resource."},
 				"ttl":          {Type: framework.TypeDurationSecond, Description: "Cap on the lease of a creds read. Default: the token's remaining life."},
 				"max_ttl":      {Type: framework.TypeDurationSecond, Description: "Cap on the lease and its max TTL. Default: the mount's max."},
-				"min_ttl":      {Type: framework.TypeDurationSecond, Description: "A cached token is handed out only while it has at least this long left (capped at half its lifetime)."},
+				"min_ttl":      {Type: framework.TypeDurationSecond, Description: "A cached token is handed out only while it has at least this long left (capped at half its lifetime). With single_active_token, the shared token is replaced when it has the largest min_ttl of the config's roles left, and leases end before that."},
+				"prompt":       {Type: framework.TypeCommaStringSlice, Description: "authorization_code: OIDC prompt values of the login URL: login (the IdP always asks the person to log in, even with an SSO session), consent, select_account."},
 			},
 			ExistenceCheck: b.roleExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -70,6 +73,7 @@ func (b *idpBackend) pathRoleRead(ctx context.Context, req *logical.Request, d *
 		"ttl":          int64(r.TTL.Seconds()),
 		"max_ttl":      int64(r.MaxTTL.Seconds()),
 		"min_ttl":      int64(r.MinTTL.Seconds()),
+		"prompt":       nonNil(r.Prompt),
 	}}, nil
 }
 
@@ -100,7 +104,7 @@ func (b *idpBackend) pathRoleWrite(ctx context.Context, req *logical.Request, d 
 		return nil, err
 	}
 	if cfg == nil {
-		return fieldError("config", "no config named %q (write idp/config/%s first)", r.Config, r.Config), nil
+		return fieldError("config", "no config named %q (write %sconfig/%s first)", r.Config, mountPrefix(req.MountPoint), r.Config), nil
 	}
 	if r.GrantType == "" {
 		r.GrantType = string(cfg.provider.DefaultGrant)
@@ -115,18 +119,31 @@ func (b *idpBackend) pathRoleWrite(ctx context.Context, req *logical.Request, d 
 	if err := b.storeRole(ctx, req.Storage, name, r); err != nil {
 		return nil, err
 	}
-	if old != nil && !cfg.provider.SingleActiveToken {
-		oldCfg, err := b.config(ctx, req.Storage, old.Config)
-		if err != nil {
-			return nil, err
-		}
-		if oldCfg == nil || fingerprint(old, oldCfg) != fingerprint(r, cfg) {
-			if err := b.tokens.Drop(ctx, storageKV{req.Storage}, tokenKey(name, r, cfg)); err != nil {
-				return nil, err
-			}
-		}
+	return b.afterRoleChange(ctx, req.Storage, name, old, r, cfg)
+}
+
+// afterRoleChange drops a role's own token that no longer answers what the
+// role asks. A single-active config's shared token is not dropped (other
+// roles may hold it), but when it no longer fits, the answer says that the
+// next read mints a new one, killing the current one under its leases.
+func (b *idpBackend) afterRoleChange(ctx context.Context, s logical.Storage, name string, old, r *roleEntry, cfg *configState) (*logical.Response, error) {
+	if old == nil {
+		return nil, nil
 	}
-	return nil, nil
+	oldCfg, err := b.config(ctx, s, old.Config)
+	if err != nil {
+		return nil, err
+	}
+	if oldCfg != nil && fingerprint(old, oldCfg) == fingerprint(r, cfg) {
+		return nil, nil
+	}
+	if !cfg.singleActive {
+		return nil, b.tokens.Drop(ctx, storageKV{s}, tokenKeyOf(name, r, cfg).String())
+	}
+	resp := &logical.Response{}
+	resp.AddWarning(fmt.Sprintf("role %q now asks for something else than config %q's shared token answers: the next read mints a new token, "+
+		"and the IdP then invalidates the current one, also under leases handed out before this write", name, r.Config))
+	return resp, nil
 }
 
 func applyRoleFields(r *roleEntry, d *framework.FieldData) *logical.Response {
@@ -139,10 +156,15 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData) *logical.Response {
 			*dst = strings.TrimSpace(v)
 		}
 	}
-	if v, ok, resp := getStrings(d, "scopes"); resp != nil {
+	if v, ok, resp := getScopes(d, "scopes"); resp != nil {
 		return resp
 	} else if ok {
 		r.Scopes = v
+	}
+	if v, ok, resp := getStrings(d, "prompt"); resp != nil {
+		return resp
+	} else if ok {
+		r.Prompt = v
 	}
 	if v, ok, err := d.GetOkErr("extra_params"); err != nil {
 		return fieldError("extra_params", "%v", err)
@@ -194,27 +216,41 @@ func validateRole(r *roleEntry, cfg *configState) *logical.Response {
 	if r.MaxTTL > 0 && r.TTL > r.MaxTTL {
 		return fieldError("ttl", "must not exceed max_ttl")
 	}
-	return nil
+	return checkPrompt(r)
 }
 
-// checkSharedToken: roles of a one-live-token config share one token, so they
+// checkSharedToken: roles of a single-active config share one token, so they
 // must ask for the same thing, or each read would invalidate the other's.
 func (b *idpBackend) checkSharedToken(ctx context.Context, s logical.Storage, name string, r *roleEntry, cfg *configState) (*logical.Response, error) {
-	if !cfg.provider.SingleActiveToken {
+	if !cfg.singleActive {
 		return nil, nil
 	}
 	others, err := b.rolesOf(ctx, s, r.Config)
 	if err != nil {
 		return nil, err
 	}
-	mine := fingerprint(r, cfg)
-	for other, o := range others {
-		if other != name && fingerprint(o, cfg) != mine {
-			return logical.ErrorResponse("provider %s keeps one live token per client, so every role of config %q must ask for the same grant, scopes and extra_params; role %q asks differently",
-				cfg.provider.Name, r.Config, other), nil
-		}
+	others[name] = r
+	return sharedTokenConflict(cfg, others), nil
+}
+
+// sharedTokenConflict is the 400 for roles of a single-active config that
+// would ask for different things (grant, scopes, extra_params), naming them.
+func sharedTokenConflict(cfg *configState, roles map[string]*roleEntry) *logical.Response {
+	byFingerprint := map[string][]string{}
+	for _, n := range slices.Sorted(maps.Keys(roles)) {
+		fp := fingerprint(roles[n], cfg)
+		byFingerprint[fp] = append(byFingerprint[fp], n)
 	}
-	return nil, nil
+	if len(byFingerprint) < 2 {
+		return nil
+	}
+	groups := make([]string, 0, len(byFingerprint))
+	for _, names := range byFingerprint {
+		groups = append(groups, strings.Join(names, ", "))
+	}
+	slices.Sort(groups)
+	return logical.ErrorResponse("config %q keeps one live token per client (single_active_token), so every role of it must ask for the same grant, scopes and extra_params; "+
+		"roles would ask differently: [%s]", cfg.name, strings.Join(groups, "] vs ["))
 }
 
 func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -226,13 +262,16 @@ func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d
 	if err != nil {
 		return nil, err
 	}
-	if err := b.tokens.Drop(ctx, storageKV{req.Storage}, "role/"+name); err != nil {
+	if err := b.tokens.Drop(ctx, storageKV{req.Storage}, roleTokenKey(name).String()); err != nil {
 		return nil, err
 	}
 	if err := req.Storage.Delete(ctx, rolePrefix+name); err != nil {
 		return nil, err
 	}
 	b.roles.Drop(name)
+	if err := b.dropPendingLogins(ctx, req.Storage, name); err != nil {
+		return nil, err
+	}
 	// Best effort: a failure is logged and does not undo the delete.
 	b.revokeDropped(ctx, revoke)
 	return nil, nil

@@ -67,8 +67,10 @@ func newBackend() *idpBackend {
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			// Configs hold client secrets and operator passwords.
-			SealWrapStorage: []string{configPrefix, authStatePrefix},
+			// Configs hold client secrets and operator passwords, tokens
+			// long-lived refresh tokens, login states PKCE verifiers
+			// (seal wrapping takes effect on Vault Enterprise).
+			SealWrapStorage: []string{configPrefix, authStatePrefix, backend.TokenPrefix},
 			// The IdP sends the browser back here; the state is the credential.
 			Unauthenticated: []string{"callback"},
 		},

@@ -6,7 +6,6 @@ package idptokens
 import (
 	"context"
 	"errors"
-	"sort"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -15,7 +14,7 @@ import (
 
 // toRevoke is a dropped token to revoke at its config's IdP.
 type toRevoke struct {
-	key string
+	key tokenKey
 	cfg *configState
 	tok *backend.StoredToken
 }
@@ -31,7 +30,7 @@ func (b *idpBackend) roleTokenToRevoke(ctx context.Context, s logical.Storage, n
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	return b.peekTokens(ctx, s, cfg, "role/"+name)
+	return b.peekTokens(ctx, s, cfg, roleTokenKey(name))
 }
 
 // tokensOfConfigToRevoke is every cached token of a config, before they are
@@ -45,18 +44,13 @@ func (b *idpBackend) tokensOfConfigToRevoke(ctx context.Context, s logical.Stora
 	if err != nil {
 		return nil, err
 	}
-	keys := []string{"config/" + config}
-	for name := range roles {
-		keys = append(keys, "role/"+name)
-	}
-	sort.Strings(keys)
-	return b.peekTokens(ctx, s, cfg, keys...)
+	return b.peekTokens(ctx, s, cfg, tokenKeysOfConfig(config, roles)...)
 }
 
-func (b *idpBackend) peekTokens(ctx context.Context, s logical.Storage, cfg *configState, keys ...string) ([]toRevoke, error) {
+func (b *idpBackend) peekTokens(ctx context.Context, s logical.Storage, cfg *configState, keys ...tokenKey) ([]toRevoke, error) {
 	var out []toRevoke
 	for _, k := range keys {
-		tok, err := b.tokens.Peek(ctx, storageKV{s}, k)
+		tok, err := b.tokens.Peek(ctx, storageKV{s}, k.String())
 		if err != nil {
 			return nil, err
 		}
@@ -91,10 +85,10 @@ func (b *idpBackend) revokeDropped(ctx context.Context, list []toRevoke) (warnin
 				b.Logger().Debug("dropped token not revoked: the config has no revocation endpoint", "config", r.cfg.name, "token_key", r.key)
 				return append(warnings, "the token was not revoked at the IdP: config "+r.cfg.name+" has no revocation_url (nor an issuer whose metadata names one)")
 			case err != nil:
-				b.Logger().Warn("revocation of a dropped token failed", "config", r.cfg.name, "token_key", r.key, "token_type_hint", t.hint, "error", err)
+				b.Logger().Warn("revocation of a dropped token failed", "config", r.cfg.name, "token_key", r.key.String(), "token_type_hint", t.hint, "error", err)
 				warnings = append(warnings, "revoking the "+t.hint+" failed: "+err.Error())
 			default:
-				b.Logger().Debug("dropped token revoked", "config", r.cfg.name, "token_key", r.key, "token_type_hint", t.hint)
+				b.Logger().Debug("dropped token revoked", "config", r.cfg.name, "token_key", r.key.String(), "token_type_hint", t.hint)
 			}
 		}
 	}

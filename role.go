@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -23,6 +24,10 @@ type roleEntry struct {
 	TTL         time.Duration     `json:"ttl,omitempty"`
 	MaxTTL      time.Duration     `json:"max_ttl,omitempty"`
 	MinTTL      time.Duration     `json:"min_ttl,omitempty"`
+	// Prompt is the OIDC prompt of the role's login URL (authorization
+	// code): prompt=login makes the IdP ask the person to log in even when
+	// their browser holds an SSO session.
+	Prompt []string `json:"prompt,omitempty"`
 }
 
 // scopes is what the role asks for: its own, else the config's (which
@@ -34,14 +39,41 @@ func (r *roleEntry) scopes(cfg *configState) []string {
 	return cfg.entry.Scopes
 }
 
-// tokenKey is where the role's token is cached. A preset whose IdP keeps one
-// live token per client shares one token among all roles of the config, as
-// a second token would invalidate the first.
-func tokenKey(roleName string, r *roleEntry, cfg *configState) string {
-	if cfg.provider.SingleActiveToken {
-		return "config/" + r.Config
+// tokenKey names where a token is cached: a role's own token, or the one
+// token every role of a single-active config shares.
+type tokenKey struct {
+	shared bool   // the config's shared token
+	name   string // the role's name, or the config's when shared
+}
+
+func roleTokenKey(role string) tokenKey  { return tokenKey{name: role} }
+func configTokenKey(cfg string) tokenKey { return tokenKey{shared: true, name: cfg} }
+
+// String is the key below backend.TokenPrefix.
+func (k tokenKey) String() string {
+	if k.shared {
+		return "config/" + k.name
 	}
-	return "role/" + roleName
+	return "role/" + k.name
+}
+
+// tokenKeyOf is where the role's token is cached. A config whose IdP keeps
+// one live token per client shares one token among all its roles, as a
+// second token would invalidate the first.
+func tokenKeyOf(roleName string, r *roleEntry, cfg *configState) tokenKey {
+	if cfg.singleActive {
+		return configTokenKey(r.Config)
+	}
+	return roleTokenKey(roleName)
+}
+
+// tokenKeysOfConfig is every key a config's tokens may be cached under.
+func tokenKeysOfConfig(config string, roles map[string]*roleEntry) []tokenKey {
+	keys := []tokenKey{configTokenKey(config)}
+	for _, name := range slices.Sorted(maps.Keys(roles)) {
+		keys = append(keys, roleTokenKey(name))
+	}
+	return keys
 }
 
 // requestShape is what makes two token requests interchangeable.
@@ -123,12 +155,8 @@ func (b *idpBackend) dropTokensOfConfig(ctx context.Context, s logical.Storage, 
 	if err != nil {
 		return err
 	}
-	keys := []string{"config/" + config}
-	for name := range roles {
-		keys = append(keys, "role/"+name)
-	}
-	for _, k := range keys {
-		if err := b.tokens.Drop(ctx, storageKV{s}, k); err != nil {
+	for _, k := range tokenKeysOfConfig(config, roles) {
+		if err := b.tokens.Drop(ctx, storageKV{s}, k.String()); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package idptokens
 
 import (
 	"context"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -36,4 +37,13 @@ func listUnder(prefix string) framework.OperationFunc {
 		}
 		return logical.ListResponse(names), nil
 	}
+}
+
+// mountPrefix is the mount path as it goes in front of a path in a message
+// ("idp/", "team-a/tokens/"): hints name the mount the request came in on.
+func mountPrefix(mount string) string {
+	if mount == "" {
+		return "idp/"
+	}
+	return strings.TrimSuffix(mount, "/") + "/"
 }

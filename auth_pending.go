@@ -1,0 +1,127 @@
+// Pending logins of the authorization code flow, bounded per role: whoever
+// may call auth-url cannot fill storage with states.
+
+package idptokens
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	// pendingPrefix holds, per role, the storage keys of its pending logins.
+	pendingPrefix = "authpending/"
+	// maxPendingLogins per role: a newer login replaces the oldest.
+	maxPendingLogins = 3
+)
+
+// pendingLogin is one entry of a role's index.
+type pendingLogin struct {
+	Key     string    `json:"key"` // authStatePrefix + sha256(state)
+	Expires time.Time `json:"expires"`
+}
+
+// storePendingLogin stores the state of a login just begun and enters it in
+// its role's index, evicting the oldest pending logins beyond the bound and
+// forgetting ones that expired or completed.
+func (b *idpBackend) storePendingLogin(ctx context.Context, s logical.Storage, key string, st *authState) error {
+	raw, err := logical.StorageEntryJSON(key, st)
+	if err != nil {
+		return err
+	}
+	b.stateLock.Lock()
+	defer b.stateLock.Unlock()
+	list, err := b.pendingLogins(ctx, s, st.Role)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, raw); err != nil {
+		return err
+	}
+	list = append(list, pendingLogin{Key: key, Expires: st.Expires})
+	for len(list) > maxPendingLogins {
+		if err := s.Delete(ctx, list[0].Key); err != nil {
+			return err
+		}
+		list = list[1:]
+	}
+	index, err := logical.StorageEntryJSON(pendingPrefix+st.Role, list)
+	if err != nil {
+		return err
+	}
+	return s.Put(ctx, index)
+}
+
+// pendingLogins is the role's index, less logins expired or completed.
+func (b *idpBackend) pendingLogins(ctx context.Context, s logical.Storage, role string) ([]pendingLogin, error) {
+	raw, err := s.Get(ctx, pendingPrefix+role)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	var list []pendingLogin
+	if err := raw.DecodeJSON(&list); err != nil {
+		b.Logger().Warn("dropped an unreadable index of pending logins", "role", role)
+		return nil, nil
+	}
+	now := b.now()
+	var live []pendingLogin
+	for _, p := range list {
+		if !now.Before(p.Expires) {
+			continue
+		}
+		if e, err := s.Get(ctx, p.Key); err != nil {
+			return nil, err
+		} else if e != nil {
+			live = append(live, p)
+		}
+	}
+	return live, nil
+}
+
+// dropPendingLogins forgets every pending login of a deleted role.
+func (b *idpBackend) dropPendingLogins(ctx context.Context, s logical.Storage, role string) error {
+	b.stateLock.Lock()
+	defer b.stateLock.Unlock()
+	list, err := b.pendingLogins(ctx, s, role)
+	if err != nil {
+		return err
+	}
+	for _, p := range list {
+		if err := s.Delete(ctx, p.Key); err != nil {
+			return err
+		}
+	}
+	return s.Delete(ctx, pendingPrefix+role)
+}
+
+// loginPrompts are the OIDC prompt values a role may ask for.
+var loginPrompts = []string{"login", "consent", "select_account"}
+
+// loginPrompt is the prompt parameter of the role's login URL: the role's
+// own, plus consent when offline_access is asked (OIDC Core 11: it is
+// ignored otherwise).
+func (r *roleEntry) loginPrompt(scopes []string) string {
+	prompts := slices.Clone(r.Prompt)
+	if slices.Contains(scopes, "offline_access") && !slices.Contains(prompts, "consent") {
+		prompts = append(prompts, "consent")
+	}
+	return strings.Join(prompts, " ")
+}
+
+// checkPrompt refuses prompt values other than loginPrompts, and a prompt
+// on a role whose grant has no login.
+func checkPrompt(r *roleEntry) *logical.Response {
+	if len(r.Prompt) > 0 && r.grant() != "authorization_code" {
+		return fieldError("prompt", "is for authorization_code roles; this role uses %s", r.GrantType)
+	}
+	for _, p := range r.Prompt {
+		if !slices.Contains(loginPrompts, p) {
+			return fieldError("prompt", "%q is not one of %s", p, strings.Join(loginPrompts, ", "))
+		}
+	}
+	return nil
+}
