@@ -2,16 +2,23 @@ GO        ?= go
 PLUGIN    := vault-plugin-idp-tokens
 BIN_DIR   := bin
 
-.PHONY: build test lint test-unit fuzz-short fuzz test-integration fmt vet dev dev-stop bench bench-go
+.PHONY: build test lint test-unit test-property fuzz-short fuzz test-integration fmt vet dev dev-stop bench bench-go
 
 build:
 	$(GO) build -trimpath -o $(BIN_DIR)/$(PLUGIN) ./cmd/$(PLUGIN)
 
 # The README's test command: everything CI proves (unit tests, then a real Vault).
-test: lint test-unit fuzz-short test-integration
+test: lint test-unit test-property fuzz-short test-integration
 
 test-unit:
 	$(GO) test -race -count=1 ./...
+
+# The lease promise as a property (path_creds_property_test.go) over many more
+# random sequences than the -race run's 100; rapid prints the seed of a failure
+# (replay with RAPID_SEED=<seed>) and shrinks it to a minimal sequence.
+PROPERTY_CHECKS ?= 5000
+test-property:
+	RAPID_CHECKS=$(PROPERTY_CHECKS) RAPID_STEPS=50 $(GO) test -count=1 -v -run 'Invariants$$' .
 
 # Formatting and vet, failing on any finding.
 lint:

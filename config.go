@@ -150,6 +150,7 @@ func (b *idpBackend) newConfigState(name string, e *configEntry) (*configState, 
 	if err != nil {
 		return nil, err
 	}
+	st.endpoint.Sleep = b.sleepFor
 	b.guardHosts(st)
 	return st, nil
 }

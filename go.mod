@@ -11,6 +11,8 @@ require (
 	golang.org/x/sync v0.24.0
 )
 
+require pgregory.net/rapid v1.3.0 // indirect
+
 require (
 	cloud.google.com/go/auth v0.14.1 // indirect
 	cloud.google.com/go/auth/oauth2adapt v0.2.7 // indirect

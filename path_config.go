@@ -221,7 +221,7 @@ func (b *idpBackend) afterConfigChange(ctx context.Context, s logical.Storage, o
 	}
 	oldSingle := old.singleActive(providerOrDefault(old.Provider))
 	if old.Generation == st.entry.Generation && oldSingle == st.singleActive {
-		return nil, nil
+		return b.warnSharedScopesChange(ctx, s, old, st)
 	}
 	if err := b.dropTokensOfConfig(ctx, s, st.name); err != nil {
 		return nil, err
@@ -378,6 +378,28 @@ func validateConfig(e *configEntry, p *backend.Provider) *logical.Response {
 		return fieldError("default_token_ttl", "must be at most %s", backend.MaxExpiresIn)
 	}
 	return validateAuthCodeConfig(e)
+}
+
+// warnSharedScopesChange: new default scopes change what the roles that
+// inherit them ask, so a single-active config's next read mints a new token
+// and the IdP kills the current one: the answer says so.
+func (b *idpBackend) warnSharedScopesChange(ctx context.Context, s logical.Storage, old *configEntry, st *configState) (*logical.Response, error) {
+	if !st.singleActive || slices.Equal(old.Scopes, st.entry.Scopes) {
+		return nil, nil
+	}
+	roles, err := b.rolesOf(ctx, s, st.name)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range roles {
+		if len(r.Scopes) == 0 {
+			resp := &logical.Response{}
+			resp.AddWarning(fmt.Sprintf("config %q's roles now ask for other scopes: the next read mints a new shared token, "+
+				"and the IdP then invalidates the current one, also under leases handed out before this write", st.name))
+			return resp, nil
+		}
+	}
+	return nil, nil
 }
 
 // checkEndpointFields checks each endpoint URL, naming its field.

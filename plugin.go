@@ -47,8 +47,10 @@ type idpBackend struct {
 	// hot caches what a cache-hit read would otherwise ask Vault (creds_fast.go).
 	hot hotPath
 
-	// now is the clock of leases and token freshness (tests move it).
-	now func() time.Time
+	// now is the clock of leases and token freshness, and sleep waits on
+	// it (tests move a fake clock).
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Factory creates the backend; Vault calls it once per mount.
@@ -61,8 +63,8 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func newBackend() *idpBackend {
-	b := &idpBackend{now: time.Now}
-	b.tokens.Now = b.clock
+	b := &idpBackend{now: time.Now, sleep: sleepReal}
+	b.tokens.Now, b.tokens.Sleep = b.clock, b.sleepFor
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -97,6 +99,21 @@ func newBackend() *idpBackend {
 
 // clock reads b.now late, so that tests may move it after setup.
 func (b *idpBackend) clock() time.Time { return b.now() }
+
+// sleepFor reads b.sleep late, likewise.
+func (b *idpBackend) sleepFor(ctx context.Context, d time.Duration) error { return b.sleep(ctx, d) }
+
+// sleepReal waits d or until ctx ends.
+func sleepReal(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
 
 // invalidate drops in-memory copies of entries another node wrote.
 func (b *idpBackend) invalidate(_ context.Context, key string) {

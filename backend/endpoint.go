@@ -29,6 +29,8 @@ type Endpoint struct {
 	HTTP              *http.Client
 	Retry             RetryPolicy
 	Now               func() time.Time // for tests; time.Now when nil
+	// Sleep waits between tries (tests move a fake clock); nil waits.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Observe, when set, is told of every HTTP exchange (for metrics).
 	Observe func(Exchange)
 
@@ -127,7 +129,11 @@ func (e *Endpoint) requestToken(ctx context.Context, req TokenRequest) (*Token, 
 		if !errors.As(err, &idpErr) || !idpErr.Temporary || attempt >= policy.Attempts {
 			return nil, err
 		}
-		if sleep(ctx, policy.delay(attempt, retryAfter)) != nil {
+		wait := sleep
+		if e.Sleep != nil {
+			wait = e.Sleep
+		}
+		if wait(ctx, policy.delay(attempt, retryAfter)) != nil {
 			return nil, lastErr
 		}
 	}

@@ -347,6 +347,10 @@ func (s *TokenStore) Forget(key string) { s.cache.Drop(key) }
 // ForgetAll drops every in-memory copy.
 func (s *TokenStore) ForgetAll() { s.cache.Clear() }
 
+// InMemory is the copy of key's token held in memory, if any: what a read
+// would serve without asking storage.
+func (s *TokenStore) InMemory(key string) (*StoredToken, bool) { return s.cache.Get(key) }
+
 // Cached is how many tokens are held in memory.
 func (s *TokenStore) Cached() int { return s.cache.Len() }
 

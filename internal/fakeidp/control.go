@@ -83,6 +83,96 @@ func (s *Server) SetTokenTTL(d time.Duration) {
 	s.ttl = d
 }
 
+// SetClock makes the server read time from now (tests with a fake clock):
+// expiry, kill times and recorded request times follow it.
+func (s *Server) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+// Loss is how an answer the server computed fails to reach the client.
+type Loss int
+
+const (
+	// LossGateway answers 502 as a gateway in front of the IdP would.
+	LossGateway Loss = iota + 1
+	// LossHangUp closes the connection without an answer (a timeout after
+	// the IdP acted, from the client's side).
+	LossHangUp
+)
+
+// LoseNextAnswers makes the next n successful grants happen (tokens are
+// minted, and on MicroTek the older ones die) while the client never sees
+// the answer.
+func (s *Server) LoseNextAnswers(n int, how Loss) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loseNext, s.loseHow = n, how
+}
+
+// KilledAt says when accessToken was revoked or superseded, if it was.
+func (s *Server) KilledAt(accessToken string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.access[accessToken]
+	if !ok || !t.revoked {
+		return time.Time{}, false
+	}
+	return t.killedAt, true
+}
+
+// ExpiresAt is when accessToken expires; false for a token not issued here.
+func (s *Server) ExpiresAt(accessToken string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.access[accessToken]
+	if !ok {
+		return time.Time{}, false
+	}
+	return t.expires, true
+}
+
+// MaxConcurrentTokenRequests is the most token requests the server was
+// handling at one time: more than 1 means two grants overlapped.
+func (s *Server) MaxConcurrentTokenRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxInFlight
+}
+
+// PendingFaults is how many injected failures and losses are still to come.
+func (s *Server) PendingFaults() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failNext + s.loseNext
+}
+
+// takeLoss says whether the answer just computed is to be lost, and how.
+func (s *Server) takeLoss() Loss {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loseNext == 0 {
+		return 0
+	}
+	s.loseNext--
+	return s.loseHow
+}
+
+// enter and leave count token requests in progress.
+func (s *Server) enter() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight++
+	s.maxInFlight = max(s.maxInFlight, s.inFlight)
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight--
+}
+
 // record stores the request and decides, under the same lock, whether it is
 // one of the injected failures, so concurrent requests count exactly.
 func (s *Server) record(r *http.Request, form url.Values) (delay time.Duration, fail *oauthError) {

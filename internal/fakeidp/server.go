@@ -91,6 +91,10 @@ type Server struct {
 	failEvery       int
 	failEveryStatus int
 	failEverySeen   int // token requests since SetFailEvery, for its phase
+	loseNext        int // successful answers still to lose (LoseNextAnswers)
+	loseHow         Loss
+	inFlight        int // token requests being handled now
+	maxInFlight     int
 	requests        []Recorded
 	byGrant         map[string]int
 	store

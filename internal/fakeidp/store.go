@@ -13,6 +13,14 @@ type accessToken struct {
 	clientID string
 	expires  time.Time
 	revoked  bool
+	killedAt time.Time // when it was revoked or superseded
+}
+
+// kill revokes the token at now, keeping the first kill time.
+func (t *accessToken) kill(now time.Time) {
+	if !t.revoked {
+		t.revoked, t.killedAt = true, now
+	}
 }
 
 type refreshToken struct {
@@ -95,7 +103,7 @@ func (s *Server) RevokeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, t := range s.access {
-		t.revoked = true
+		t.kill(s.now())
 	}
 	for _, t := range s.refresh {
 		t.spent = true
@@ -114,7 +122,7 @@ func (s *Server) issueLocked(clientID, subject, scope string) issued {
 	if s.opts.Style == StyleMicroTek {
 		for _, t := range s.access {
 			if t.clientID == clientID {
-				t.revoked = true
+				t.kill(s.now())
 			}
 		}
 		for _, t := range s.refresh {
@@ -136,7 +144,7 @@ func (s *Server) issueLocked(clientID, subject, scope string) issued {
 // not an error.
 func (s *Server) revokeLocked(clientID, tok string) {
 	if t, ok := s.access[tok]; ok && t.clientID == clientID {
-		t.revoked = true
+		t.kill(s.now())
 	}
 	if t, ok := s.refresh[tok]; ok && t.clientID == clientID {
 		t.spent = true

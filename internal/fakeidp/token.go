@@ -10,6 +10,13 @@ import (
 // handleToken is the token endpoint: record, wait, maybe fail on purpose,
 // then validate strictly and grant.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	s.enter()
+	left := false
+	defer func() {
+		if !left {
+			s.leave()
+		}
+	}()
 	form, parseErr := readForm(r)
 	delay, fail := s.record(r, form)
 	if delay > 0 {
@@ -29,10 +36,23 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		body, fail = s.grant(r, form)
 	}
 	status := http.StatusOK
-	if fail != nil {
+	loss := Loss(0)
+	if fail == nil {
+		loss = s.takeLoss()
+	}
+	switch {
+	case fail != nil:
 		status = fail.status
 		s.writeError(w, fail)
-	} else {
+	case loss == LossGateway:
+		status = http.StatusBadGateway
+		http.Error(w, "bad gateway", status)
+	case loss == LossHangUp:
+		// Done before the client can see the hang-up and try again.
+		status, left = 0, true
+		s.leave()
+		hangUp(w)
+	default:
 		writeJSON(w, status, body)
 	}
 	if cb := s.opts.OnTokenRequest; cb != nil {
@@ -42,6 +62,17 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		}
 		cb(grant, status, code)
 	}
+}
+
+// hangUp closes the connection without an answer.
+func hangUp(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // grant authenticates the client and runs the requested grant.
