@@ -11,7 +11,7 @@ require (
 	golang.org/x/sync v0.24.0
 )
 
-require pgregory.net/rapid v1.3.0 // indirect
+require pgregory.net/rapid v1.3.0
 
 require (
 	cloud.google.com/go/auth v0.14.1 // indirect
