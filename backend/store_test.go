@@ -560,3 +560,183 @@ func TestTokenStoreJoinWithOtherFingerprint(t *testing.T) {
 		t.Errorf("reader with fingerprint %q got a token minted for %q", "new", tok.Fingerprint)
 	}
 }
+
+// singleActiveFixture is a store whose waits move the fake clock.
+func singleActiveFixture(ttl time.Duration) (*TokenStore, *memKV, *fakeClock, *fetcher) {
+	s, kv, clock, f := newStoreFixture()
+	f.ttl = ttl
+	s.Sleep = func(ctx context.Context, d time.Duration) error { clock.Set(clock.Now().Add(d)); return ctx.Err() }
+	return s, kv, clock, f
+}
+
+func singleActiveWant(f *fetcher, reserve time.Duration) Want {
+	return Want{Key: "config/mt", Fingerprint: "fp", SingleActive: true, Fetch: f.fetch,
+		Reserve: func(context.Context) (time.Duration, error) { return reserve, nil }}
+}
+
+// A single-active token is handed out with holding periods that all end
+// before the next mint, whatever min_ttl asks: the mint waits for them.
+func TestStoreSingleActiveHoldEndsBeforeMint(t *testing.T) {
+	s, kv, clock, f := singleActiveFixture(20 * time.Second)
+	w := singleActiveWant(f, 8*time.Second)
+	var holdsEnd []time.Time
+	for _, at := range []time.Duration{0, 5 * time.Second, 10500 * time.Millisecond, 11500 * time.Millisecond} {
+		clock.Set(storeT0.Add(at))
+		got, err := s.Serve(context.Background(), kv, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.count() > 1 {
+			// The mint: every earlier holding period must have ended.
+			for _, end := range holdsEnd {
+				if mintAt := got.ObtainedAt; mintAt.Before(end) {
+					t.Fatalf("minted at +%s while a holder may rely on the old token until +%s", mintAt.Sub(storeT0), end.Sub(storeT0))
+				}
+			}
+			return
+		}
+		holdsEnd = append(holdsEnd, clock.Now().Add(got.Hold))
+		if want := storeT0.Add(20*time.Second - 8*time.Second - HoldSkew); clock.Now().Add(got.Hold).After(want) {
+			t.Fatalf("at +%s the hold ends +%s, after the horizon +%s", at, clock.Now().Add(got.Hold).Sub(storeT0), want.Sub(storeT0))
+		}
+	}
+	t.Fatalf("no new token was minted near the horizon (fetches: %d)", f.count())
+}
+
+// Before a request that kills the current token is sent, the token is
+// marked unusable in storage: when the answer is lost, no node serves it
+// again, not even one whose clock reads a few seconds earlier.
+func TestStoreRetiredTokenNeverServedAgain(t *testing.T) {
+	s, kv, clock, f := singleActiveFixture(time.Minute)
+	w := singleActiveWant(f, 0)
+	first, err := s.Serve(context.Background(), kv, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(storeT0.Add(59 * time.Second))
+	lost := errors.New("502 from a gateway after the IdP minted")
+	f.err = lost
+	if _, err := s.Serve(context.Background(), kv, w); !errors.Is(err, lost) {
+		t.Fatalf("Serve = %v, want the lost answer's error", err)
+	}
+	if st := kv.stored(t, "config/mt"); st == nil || !st.Unusable || st.AccessToken != first.AccessToken {
+		t.Fatalf("stored %+v, want the old token marked unusable", st)
+	}
+	// Another node (a restart, a failover) whose clock is 4 s behind.
+	other := &TokenStore{Now: func() time.Time { return storeT0.Add(55 * time.Second) }}
+	f.err = nil
+	got, err := other.Serve(context.Background(), kv, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AccessToken == first.AccessToken || !got.Fresh {
+		t.Fatalf("served %s (fresh=%v): the retired token was handed out again", got.AccessToken, got.Fresh)
+	}
+}
+
+// blockingKV blocks every Get until release is closed.
+type blockingKV struct {
+	*memKV
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (k *blockingKV) Get(ctx context.Context, key string) ([]byte, error) {
+	select {
+	case k.entered <- struct{}{}:
+	default:
+	}
+	<-k.release
+	return k.memKV.Get(ctx, key)
+}
+
+// A reader that joins another reader's flight gets a token that meets its
+// own min_ttl, not only the other's.
+func TestStoreJoinerGetsItsOwnMinRemaining(t *testing.T) {
+	s, kv, clock, f := newStoreFixture()
+	if _, _, err := s.Get(context.Background(), kv, "k", "fp", 0, f.fetch); err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(storeT0.Add(55 * time.Minute)) // 5 minutes left
+	restarted := &TokenStore{Now: clock.Now}
+	slow := &blockingKV{memKV: kv, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	lenient := make(chan *StoredToken, 1)
+	go func() {
+		tok, _, _ := restarted.Get(context.Background(), slow, "k", "fp", time.Minute, f.fetch)
+		lenient <- tok
+	}()
+	<-slow.entered
+	strict := make(chan *StoredToken, 1)
+	go func() {
+		tok, _, err := restarted.Get(context.Background(), slow, "k", "fp", 10*time.Minute, f.fetch)
+		if err != nil {
+			t.Error(err)
+		}
+		strict <- tok
+	}()
+	time.Sleep(50 * time.Millisecond) // let the second reader join the flight
+	close(slow.release)
+	if tok := <-lenient; tok == nil || tok.AccessToken != "AT-1" {
+		t.Errorf("the lenient reader got %+v, want the cached AT-1", tok)
+	}
+	if tok := <-strict; tok == nil || tok.Remaining(clock.Now()) < 10*time.Minute {
+		t.Fatalf("the reader asking 10m got %+v with %s left", tok, tok.Remaining(clock.Now()))
+	}
+}
+
+// A drop that lands while a fetch is in flight removes the fetched token
+// again, and hands it to the caller for revocation.
+func TestStoreDropDuringFetch(t *testing.T) {
+	s, kv, _, f := newStoreFixture()
+	started, release := make(chan struct{}), make(chan struct{})
+	slow := func(ctx context.Context, cur *StoredToken) (*Token, error) {
+		close(started)
+		<-release
+		return f.fetch(ctx, cur)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := s.Get(context.Background(), kv, "role/a", "fp", 0, slow)
+		done <- err
+	}()
+	<-started
+	if err := s.Drop(context.Background(), kv, "role/a"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	err := <-done
+	var dropped *DroppedError
+	if !errors.As(err, &dropped) || dropped.Token == nil || dropped.Token.AccessToken != "AT-1" {
+		t.Fatalf("Get = %v, want a DroppedError carrying AT-1", err)
+	}
+	if st := kv.stored(t, "role/a"); st != nil {
+		t.Fatalf("storage still holds %+v after the drop", st)
+	}
+	if _, ok := s.InMemory("role/a"); ok {
+		t.Fatal("memory still holds the dropped key's token")
+	}
+}
+
+// A refresh token the IdP refused for good is forgotten: the next fetch is
+// not given it again.
+func TestStoreForgetsRefusedRefreshToken(t *testing.T) {
+	s, kv, clock, f := newStoreFixture()
+	if _, _, err := s.Get(context.Background(), kv, "k", "fp", 0, f.fetch); err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(storeT0.Add(2 * time.Hour))
+	refused := errors.New("invalid_grant")
+	dead := func(ctx context.Context, cur *StoredToken) (*Token, error) { return nil, RefreshDead(refused) }
+	if _, _, err := s.Get(context.Background(), kv, "k", "fp", 0, dead); !errors.Is(err, refused) || !errors.Is(err, ErrRefreshDead) {
+		t.Fatalf("Get = %v", err)
+	}
+	if st := kv.stored(t, "k"); st == nil || st.RefreshToken != "" {
+		t.Fatalf("stored %+v, want the refresh token forgotten", st)
+	}
+	if _, _, err := s.Get(context.Background(), kv, "k", "fp", 0, f.fetch); err != nil {
+		t.Fatal(err)
+	}
+	if cur := f.lastCurrent(); cur == nil || cur.RefreshToken != "" {
+		t.Fatalf("the next fetch was given %+v, want no refresh token", cur)
+	}
+}
