@@ -566,3 +566,56 @@ func TestAuthCodeCallbackOnPerfStandby(t *testing.T) {
 		t.Fatal("the login did not survive the standby's refusal")
 	}
 }
+
+// Pending logins are bounded per role: the newest maxPendingLogins stay,
+// older ones are refused, and storage holds no more than the bound.
+func TestAuthCodePendingLoginsBoundedPerRole(t *testing.T) {
+	a := setupMyID(t, fakeidp.Options{}, nil)
+	var queries []url.Values
+	for range maxPendingLogins + 2 {
+		queries = append(queries, a.login("myid"))
+	}
+	if n := len(a.storedStates()); n != maxPendingLogins {
+		t.Fatalf("%d pending states stored, want the bound %d", n, maxPendingLogins)
+	}
+	if status, page := a.callbackGET(queries[0]); status != http.StatusBadRequest || !strings.Contains(page, "newer login") {
+		t.Fatalf("the oldest login: %d %s", status, page)
+	}
+	if status, _ := a.callbackGET(queries[len(queries)-1]); status != http.StatusOK {
+		t.Fatalf("the newest login failed: %d", status)
+	}
+	// Another role's logins do not count against this one's.
+	a.ok(logical.UpdateOperation, "roles/other", map[string]any{"config": "myid"})
+	a.login("other")
+	if n := len(a.storedStates()); n != maxPendingLogins {
+		t.Fatalf("%d states after one login of another role, want %d", n, maxPendingLogins)
+	}
+	// A deleted role's pending logins go with it.
+	a.ok(logical.DeleteOperation, "roles/myid", nil)
+	if n := len(a.storedStates()); n != 1 {
+		t.Fatalf("%d states after the role's delete, want only the other role's", n)
+	}
+}
+
+// prompt=login makes the IdP ask the person to log in even with an SSO
+// session, so that whoever may call auth-url cannot fill the role silently
+// with another user's session.
+func TestAuthURLPrompt(t *testing.T) {
+	a := setupMyID(t, fakeidp.Options{}, nil)
+	a.ok(logical.UpdateOperation, "roles/myid", map[string]any{"prompt": "login"})
+	u, _ := a.begin("myid", nil)
+	if got := u.Query().Get("prompt"); got != "login" {
+		t.Fatalf("prompt=%q, want login", got)
+	}
+	if got := a.ok(logical.ReadOperation, "roles/myid", nil).Data["prompt"]; !slices.Equal(got.([]string), []string{"login"}) {
+		t.Fatalf("role read shows prompt %v", got)
+	}
+	a.ok(logical.UpdateOperation, "roles/myid", map[string]any{"scopes": "myid.rest.basic,offline_access"})
+	u, _ = a.begin("myid", nil)
+	if got := u.Query().Get("prompt"); got != "login consent" {
+		t.Fatalf("prompt=%q, want login consent (offline_access needs consent)", got)
+	}
+	a.fails(logical.UpdateOperation, "roles/myid", map[string]any{"prompt": "none"}, "prompt")
+	mt := setupMicroTek(t, time.Hour)
+	mt.fails(logical.UpdateOperation, "roles/x", map[string]any{"config": "mt", "prompt": "login"}, "prompt")
+}

@@ -2,6 +2,7 @@ package idptokens
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -201,4 +202,55 @@ func TestPresetDefaults(t *testing.T) {
 		t.Fatalf("MyID role grant %v, want authorization_code", g)
 	}
 	e.fails(logical.ReadOperation, "creds/my", nil, "needs a login")
+}
+
+// An update with an invalid token_url is refused for the URL, naming the
+// field, before the rule that moving an endpoint needs the secrets again.
+func TestConfigUpdateNamesTheBadURL(t *testing.T) {
+	e := newTestEnv(t)
+	_, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleOAuth2, ClientID: "app", ClientSecret: "s"})
+	e.ok(logical.UpdateOperation, "config/c", map[string]any{"token_url": url, "client_id": "app", "client_secret": "s"})
+	for _, bad := range []string{"not a url", "ftp://idp.example/token", "http://idp.example/token"} {
+		msg := e.fails(logical.UpdateOperation, "config/c", map[string]any{"token_url": bad}, "token_url")
+		if strings.Contains(msg, "client_secret") {
+			t.Errorf("token_url %q: error %q is about the secrets, not the URL", bad, msg)
+		}
+	}
+}
+
+// A new client certificate re-targets where the secrets go, as a new URL
+// does: the key must be written again with it.
+func TestConfigClientCertChangeNeedsSecrets(t *testing.T) {
+	e := newTestEnv(t)
+	cert, key := selfSignedClientCert(t)
+	e.ok(logical.UpdateOperation, "config/c", map[string]any{"token_url": "https://127.0.0.1:1/token", "client_id": "app",
+		"client_auth": "tls_client_auth", "tls_client_cert": cert, "tls_client_key": key})
+	cert2, key2 := selfSignedClientCert(t)
+	e.fails(logical.UpdateOperation, "config/c", map[string]any{"tls_client_cert": cert2}, "tls_client_key")
+	e.ok(logical.UpdateOperation, "config/c", map[string]any{"tls_client_cert": cert2, "tls_client_key": key2})
+}
+
+// Scopes are taken separated by spaces or commas, as Screening Eagle's
+// document writes them, on configs and roles alike.
+func TestScopesSeparatedBySpacesOrCommas(t *testing.T) {
+	e := newTestEnv(t)
+	idp, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleScreeningEagle, ClientID: "se", ClientSecret: "se+/:%é", IDTokens: true})
+	e.ok(logical.UpdateOperation, "config/se", map[string]any{"provider": "screening-eagle", "token_url": url, "client_id": "se", "client_secret": "se+/:%é",
+		"scopes": "openid email, profile"})
+	want := []string{"openid", "email", "profile"}
+	if got := e.ok(logical.ReadOperation, "config/se", nil).Data["scopes"]; !slices.Equal(got.([]string), want) {
+		t.Fatalf("config scopes %v, want %v", got, want)
+	}
+	e.ok(logical.UpdateOperation, "roles/inspect", map[string]any{"config": "se", "scopes": "openid email profile inspect"})
+	want = []string{"openid", "email", "profile", "inspect"}
+	if got := e.ok(logical.ReadOperation, "roles/inspect", nil).Data["scopes"]; !slices.Equal(got.([]string), want) {
+		t.Fatalf("role scopes %v, want %v", got, want)
+	}
+	if scope := e.creds("inspect").Data["scope"]; scope != "openid email profile inspect" {
+		t.Fatalf("granted scope %v", scope)
+	}
+	if sent := idp.LastRequest().Form.Get("scope"); sent != "openid email profile inspect" {
+		t.Fatalf("sent scope %q", sent)
+	}
+	e.fails(logical.UpdateOperation, "roles/inspect", map[string]any{"scopes": `openid "email"`}, "scopes")
 }

@@ -88,10 +88,11 @@ func (c *promiseClock) Sleep(ctx context.Context, d time.Duration) error {
 	return ctx.Err()
 }
 
-// faultyStorage fails the next failPuts writes.
+// faultyStorage lets skipPuts writes through, then fails the next failPuts.
 type faultyStorage struct {
 	logical.Storage
 	mu       sync.Mutex
+	skipPuts int
 	failPuts int
 }
 
@@ -99,9 +100,13 @@ var errInjectedStorage = errors.New("storage unavailable (injected)")
 
 func (s *faultyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	s.mu.Lock()
-	fail := s.failPuts > 0
-	if fail {
+	fail := false
+	switch {
+	case s.skipPuts > 0:
+		s.skipPuts--
+	case s.failPuts > 0:
 		s.failPuts--
+		fail = true
 	}
 	s.mu.Unlock()
 	if fail {

@@ -122,6 +122,17 @@ func (s *Server) KilledAt(accessToken string) (time.Time, bool) {
 	return t.killedAt, true
 }
 
+// IssuedAccessTokens lists every access token the server minted.
+func (s *Server) IssuedAccessTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.access))
+	for tok := range s.access {
+		out = append(out, tok)
+	}
+	return out
+}
+
 // ExpiresAt is when accessToken expires; false for a token not issued here.
 func (s *Server) ExpiresAt(accessToken string) (time.Time, bool) {
 	s.mu.Lock()
