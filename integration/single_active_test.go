@@ -1,0 +1,144 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+)
+
+// TestSingleActiveLeasePromise runs a real Vault, a Vault Agent rendering a MicroTek
+// token (one live token per client: a new one kills the old at once) for a role with
+// min_ttl, and an app reading idp/creds directly, over three token lifetimes. No
+// lease handed out may outlive its token, and Agent's file may hold a dead token only
+// for the moment between the mint and its re-render.
+func TestSingleActiveLeasePromise(t *testing.T) {
+	t.Parallel()
+	const ttl = 20 * time.Second
+	v := StartDevVault(t)
+	idp := StartFakeIdP(t, fakeidp.Options{
+		Style: fakeidp.StyleMicroTek, ClientID: "00000000-0000-0000-0000-0000000000aa", ClientSecret: "mt+/:%secret", TokenTTL: ttl,
+	})
+	v.Write("idp/config/mt", "provider=microtek", "token_url="+idp.TokenURL(),
+		"client_id=00000000-0000-0000-0000-0000000000aa", "client_secret=mt+/:%secret")
+	// The issue's reproduction: a 20 s token and min_ttl=8s.
+	v.Write("idp/roles/mt", "config=mt", "min_ttl=8s")
+
+	// A reader asking more than the role's min_ttl would kill every holder's token.
+	if r := v.CLI("read", "idp/creds/mt", "min_ttl=9s"); r.Err == nil || !strings.Contains(r.Stderr, "min_ttl") {
+		t.Fatalf("a reader's min_ttl above the role's: err=%v stderr=%s, want a 400 naming min_ttl", r.Err, r.Stderr)
+	}
+
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "vault-token")
+	writeFile(t, tokenFile, v.Token)
+	rendered := filepath.Join(dir, "access_token")
+	conf := filepath.Join(dir, "agent.hcl")
+	writeFile(t, conf, fmt.Sprintf(`
+pid_file = %q
+vault {
+  address = %q
+}
+auto_auth {
+  method "token_file" {
+    config = {
+      token_file_path = %q
+    }
+  }
+}
+template_config {
+  exit_on_retry_failure = true
+}
+template {
+  contents    = "{{ with secret \"idp/creds/mt\" }}{{ .Data.access_token }}{{ end }}"
+  destination = %q
+  perms       = "0600"
+}
+`, filepath.Join(dir, "agent.pid"), v.Addr, tokenFile, rendered))
+	agent := startProc(t, "vault agent", filepath.Join(dir, "agent.log"), v.cliEnv(""), vaultBin, "agent", "-config="+conf)
+
+	// The app: reads creds every 700 ms and records each lease.
+	type lease struct {
+		token string
+		end   time.Time // a lower bound: the lease began after the read was sent
+	}
+	var mu sync.Mutex
+	var leases []lease
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(700 * time.Millisecond):
+			}
+			sent := time.Now()
+			r := v.CLI("read", "-format=json", "idp/creds/mt")
+			if r.Err != nil {
+				t.Errorf("app read: %v %s", r.Err, r.Stderr)
+				return
+			}
+			s := decodeSecret(t, r.Stdout)
+			mu.Lock()
+			leases = append(leases, lease{token: s.String("access_token"), end: sent.Add(time.Duration(s.LeaseDuration) * time.Second)})
+			mu.Unlock()
+		}
+	}()
+
+	// Agent's file, sampled every 50 ms: a dead token there for longer than the
+	// re-render takes means Agent was left holding it under a live lease.
+	const renderSlack = time.Second
+	deadline := time.Now().Add(3 * ttl)
+	rendersSeen := map[string]bool{}
+	for time.Now().Before(deadline) && !agent.Exited() {
+		b, _ := os.ReadFile(rendered)
+		tok := strings.TrimSpace(string(b))
+		if tok != "" {
+			rendersSeen[tok] = true
+			if killed, dead := idp.KilledAt(tok); dead && time.Since(killed) > renderSlack {
+				t.Fatalf("Agent's file has held a token killed %s ago", time.Since(killed).Round(time.Millisecond))
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if agent.Exited() {
+		t.Fatal("Agent exited")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, l := range leases {
+		if killed, dead := idp.KilledAt(l.token); dead && killed.Before(l.end) {
+			t.Errorf("a lease ran until at least %s, but its token died at %s", l.end.Format(time.StampMilli), killed.Format(time.StampMilli))
+		}
+	}
+	// Three lifetimes of 20 s with a mint every 12 s (20 s less min_ttl).
+	if len(rendersSeen) < 3 || idp.TokenRequests() > 6 {
+		t.Errorf("Agent rendered %d tokens, the IdP minted %d: want a new token each 12 s, and no more", len(rendersSeen), idp.TokenRequests())
+	}
+	if idp.MaxConcurrentTokenRequests() > 1 {
+		t.Error("two token requests overlapped")
+	}
+	t.Logf("%d app leases checked, %d tokens rendered by Agent, %d IdP token requests", len(leases), len(rendersSeen), idp.TokenRequests())
+}
+
+func decodeSecret(t *testing.T, stdout string) Secret {
+	t.Helper()
+	var s Secret
+	if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+		t.Fatalf("decoding %q: %v", stdout, err)
+	}
+	return s
+}
