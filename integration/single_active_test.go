@@ -142,3 +142,46 @@ func decodeSecret(t *testing.T, stdout string) Secret {
 	}
 	return s
 }
+
+// TestSingleActiveWritesAndLostAnswers: through a real Vault, writes that would split
+// a MicroTek client's token are refused, and a mint whose answer is lost never leaves
+// the killed token to be served.
+func TestSingleActiveWritesAndLostAnswers(t *testing.T) {
+	t.Parallel()
+	v := StartDevVault(t)
+	idp := StartFakeIdP(t, fakeidp.Options{
+		Style: fakeidp.StyleMicroTek, ClientID: "00000000-0000-0000-0000-0000000000bb", ClientSecret: "mt-secret",
+		Scopes: []string{"public-api", "reports"}, TokenTTL: 4 * time.Second,
+	})
+	v.Write("idp/config/mt", "provider=microtek", "token_url="+idp.TokenURL(),
+		"client_id=00000000-0000-0000-0000-0000000000bb", "client_secret=mt-secret")
+	v.Write("idp/roles/a", "config=mt")
+	v.Write("idp/roles/b", "config=mt", "scopes=public-api")
+	refused := func(want string, args ...string) {
+		t.Helper()
+		if r := v.CLI(args...); r.Err == nil || !strings.Contains(r.Stderr, want) {
+			t.Errorf("vault %s: err=%v stderr=%s, want a refusal naming %s", strings.Join(args, " "), r.Err, r.Stderr, want)
+		}
+	}
+	refused("single_active_token", "write", "idp/config/mt", "scopes=public-api,reports")
+	refused("single_active_token", "write", "idp/roles/b", "scopes=public-api reports")
+	refused("client_id", "write", "idp/config/mt2", "provider=microtek", "token_url="+idp.TokenURL(),
+		"client_id=00000000-0000-0000-0000-0000000000bb", "client_secret=mt-secret")
+
+	old := v.ReadCreds("a").String("access_token")
+	if got := v.ReadCreds("b").String("access_token"); got != old {
+		t.Fatal("roles a and b of one MicroTek config do not share the token")
+	}
+	time.Sleep(3500 * time.Millisecond) // past the token's last holding period
+	idp.LoseNextAnswers(3, fakeidp.LossGateway)
+	if r := v.CLI("read", "idp/creds/a"); r.Err == nil {
+		t.Fatal("the read whose mint answers were all lost succeeded")
+	}
+	if idp.Valid(old) {
+		t.Fatal("the lost mints did not kill the old token at the IdP")
+	}
+	s := v.ReadCreds("a")
+	if tok := s.String("access_token"); tok == old || !idp.Valid(tok) {
+		t.Fatalf("after the lost answers the read got the old token=%v, valid=%v", tok == old, idp.Valid(tok))
+	}
+}
