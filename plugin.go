@@ -63,7 +63,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func newBackend() *idpBackend {
-	b := &idpBackend{now: time.Now, sleep: sleepReal}
+	b := &idpBackend{now: time.Now, sleep: backend.Sleep}
 	b.tokens.Now, b.tokens.Sleep = b.clock, b.sleepFor
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -103,17 +103,6 @@ func (b *idpBackend) clock() time.Time { return b.now() }
 // sleepFor reads b.sleep late, likewise.
 func (b *idpBackend) sleepFor(ctx context.Context, d time.Duration) error { return b.sleep(ctx, d) }
 
-// sleepReal waits d or until ctx ends.
-func sleepReal(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // invalidate drops in-memory copies of entries another node wrote.
 func (b *idpBackend) invalidate(_ context.Context, key string) {

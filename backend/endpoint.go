@@ -129,7 +129,7 @@ func (e *Endpoint) requestToken(ctx context.Context, req TokenRequest) (*Token, 
 		if !errors.As(err, &idpErr) || !idpErr.Temporary || attempt >= policy.Attempts {
 			return nil, err
 		}
-		wait := sleep
+		wait := Sleep
 		if e.Sleep != nil {
 			wait = e.Sleep
 		}

@@ -133,7 +133,7 @@ func (s *TokenStore) sleep(ctx context.Context, d time.Duration) error {
 	if s.Sleep != nil {
 		return s.Sleep(ctx, d)
 	}
-	return sleep(ctx, d)
+	return Sleep(ctx, d)
 }
 
 // Get is Serve for a token that other tokens of the client do not kill.

@@ -3,11 +3,7 @@
 package integration
 
 import (
-	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,52 +36,18 @@ func TestAgentTemplate(t *testing.T) {
 	}
 	v.JSON(&created, "token", "create", "-policy=agent", "-ttl=1h")
 
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "vault-token")
-	writeFile(t, tokenFile, created.Auth.ClientToken)
-	rendered := filepath.Join(dir, "rendered", "access_token")
-	conf := filepath.Join(dir, "agent.hcl")
 	// Agent refreshes a non-renewable lease after lease_renewal_threshold (+-5 %) of
 	// its duration: here after 13-15 s of a ~20 s token, when it has less than the
 	// role's min_ttl left, so the read brings a new token before the old one expires.
-	writeFile(t, conf, fmt.Sprintf(`
-pid_file = %q
-vault {
-  address = %q
-}
-auto_auth {
-  method "token_file" {
-    config = {
-      token_file_path = %q
-    }
-  }
-}
-template_config {
-  exit_on_retry_failure   = true
-  lease_renewal_threshold = 0.7
-}
-template {
-  contents    = "{{ with secret \"idp/creds/agent\" }}{{ .Data.access_token }}{{ end }}"
-  destination = %q
-  perms       = "0600"
-}
-`, filepath.Join(dir, "agent.pid"), v.Addr, tokenFile, rendered))
-
-	agent := startProc(t, "vault agent", filepath.Join(dir, "agent.log"), v.cliEnv(""), vaultBin, "agent", "-config="+conf)
-
-	read := func() string {
-		b, err := os.ReadFile(rendered)
-		if err != nil {
-			return ""
-		}
-		return strings.TrimSpace(string(b))
-	}
+	agent := startAgentTemplate(t, v, created.Auth.ClientToken, "idp/creds/agent",
+		"exit_on_retry_failure = true\nlease_renewal_threshold = 0.7")
+	read := agent.read
 	var first string
 	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
 		first = read()
-		return first != "" || agent.Exited()
+		return first != "" || agent.proc.Exited()
 	}) || first == "" {
-		t.Fatalf("Agent rendered no token within 30 s (exited: %v)", agent.Exited())
+		t.Fatalf("Agent rendered no token within 30 s (exited: %v)", agent.proc.Exited())
 	}
 	firstSeen := time.Now()
 	if got := bearerStatus(t, idp.ResourceURL(), first); got != http.StatusOK {
@@ -100,9 +62,9 @@ template {
 			oldStillValid = idp.Valid(first)
 			return true
 		}
-		return agent.Exited()
+		return agent.proc.Exited()
 	}) || second == "" || second == first {
-		t.Fatalf("Agent rendered no new token within 40 s (exited: %v, IdP token requests %d)", agent.Exited(), idp.TokenRequests())
+		t.Fatalf("Agent rendered no new token within 40 s (exited: %v, IdP token requests %d)", agent.proc.Exited(), idp.TokenRequests())
 	}
 	t.Logf("new token rendered %v after the first; IdP token requests: %d", time.Since(firstSeen).Round(100*time.Millisecond), idp.TokenRequests())
 	if !oldStillValid {

@@ -4,9 +4,6 @@ package integration
 
 import (
 	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -37,34 +34,7 @@ func TestSingleActiveLeasePromise(t *testing.T) {
 		t.Fatalf("a reader's min_ttl above the role's: err=%v stderr=%s, want a 400 naming min_ttl", r.Err, r.Stderr)
 	}
 
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "vault-token")
-	writeFile(t, tokenFile, v.Token)
-	rendered := filepath.Join(dir, "access_token")
-	conf := filepath.Join(dir, "agent.hcl")
-	writeFile(t, conf, fmt.Sprintf(`
-pid_file = %q
-vault {
-  address = %q
-}
-auto_auth {
-  method "token_file" {
-    config = {
-      token_file_path = %q
-    }
-  }
-}
-template_config {
-  exit_on_retry_failure = true
-}
-template {
-  contents    = "{{ with secret \"idp/creds/mt\" }}{{ .Data.access_token }}{{ end }}"
-  destination = %q
-  perms       = "0600"
-}
-`, filepath.Join(dir, "agent.pid"), v.Addr, tokenFile, rendered))
-	agent := startProc(t, "vault agent", filepath.Join(dir, "agent.log"), v.cliEnv(""), vaultBin, "agent", "-config="+conf)
-
+	agent := startAgentTemplate(t, v, v.Token, "idp/creds/mt", "exit_on_retry_failure = true")
 	// The app: reads creds every 700 ms and records each lease.
 	type lease struct {
 		token string
@@ -101,10 +71,8 @@ template {
 	const renderSlack = time.Second
 	deadline := time.Now().Add(3 * ttl)
 	rendersSeen := map[string]bool{}
-	for time.Now().Before(deadline) && !agent.Exited() {
-		b, _ := os.ReadFile(rendered)
-		tok := strings.TrimSpace(string(b))
-		if tok != "" {
+	for time.Now().Before(deadline) && !agent.proc.Exited() {
+		if tok := agent.read(); tok != "" {
 			rendersSeen[tok] = true
 			if killed, dead := idp.KilledAt(tok); dead && time.Since(killed) > renderSlack {
 				t.Fatalf("Agent's file has held a token killed %s ago", time.Since(killed).Round(time.Millisecond))
@@ -114,7 +82,7 @@ template {
 	}
 	close(stop)
 	wg.Wait()
-	if agent.Exited() {
+	if agent.proc.Exited() {
 		t.Fatal("Agent exited")
 	}
 	mu.Lock()

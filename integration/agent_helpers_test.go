@@ -1,0 +1,60 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// agentTemplate is a Vault Agent that authenticates with token and renders the
+// access token of secretPath into a file, as an application consumes it.
+type agentTemplate struct {
+	proc     *proc
+	rendered string
+}
+
+// startAgentTemplate starts it; templateConfig is the body of template_config.
+func startAgentTemplate(t *testing.T, v *Vault, token, secretPath, templateConfig string) *agentTemplate {
+	t.Helper()
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "vault-token")
+	writeFile(t, tokenFile, token)
+	rendered := filepath.Join(dir, "rendered", "access_token")
+	conf := filepath.Join(dir, "agent.hcl")
+	writeFile(t, conf, fmt.Sprintf(`
+pid_file = %q
+vault {
+  address = %q
+}
+auto_auth {
+  method "token_file" {
+    config = {
+      token_file_path = %q
+    }
+  }
+}
+template_config {
+%s
+}
+template {
+  contents    = "{{ with secret \"%s\" }}{{ .Data.access_token }}{{ end }}"
+  destination = %q
+  perms       = "0600"
+}
+`, filepath.Join(dir, "agent.pid"), v.Addr, tokenFile, templateConfig, secretPath, rendered))
+	p := startProc(t, "vault agent", filepath.Join(dir, "agent.log"), v.cliEnv(""), vaultBin, "agent", "-config="+conf)
+	return &agentTemplate{proc: p, rendered: rendered}
+}
+
+// read is the rendered token, or "" before the first render.
+func (a *agentTemplate) read() string {
+	b, err := os.ReadFile(a.rendered)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
