@@ -2,10 +2,15 @@ GO        ?= go
 PLUGIN    := vault-plugin-idp-tokens
 BIN_DIR   := bin
 
-.PHONY: build test lint test-unit fuzz-short fuzz test-integration fmt vet dev dev-stop bench bench-go
+.PHONY: build version test lint test-unit fuzz-short fuzz test-integration fmt vet dev dev-stop bench bench-go
 
+# Every build is stamped with the VERSION file (scripts/build.sh), which is
+# what the binary reports to Vault and answers to -version.
 build:
-	$(GO) build -trimpath -o $(BIN_DIR)/$(PLUGIN) ./cmd/$(PLUGIN)
+	./scripts/build.sh $(BIN_DIR)/$(PLUGIN)
+
+version:
+	@./scripts/version.sh
 
 # The README's test command: everything CI proves (unit tests, then a real Vault).
 test: lint test-unit fuzz-short test-integration

@@ -15,8 +15,11 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 )
 
-// Version is set at build time with -ldflags.
-var Version = "v0.1.0-dev"
+// Version is what the plugin reports to Vault, which checks it against the
+// -version of `vault plugin register`. Every build stamps it from the
+// VERSION file with -ldflags "-X <module>.Version=..."; this default marks
+// a plain `go build`.
+var Version = "v0.0.0-unstamped"
 
 // Storage prefixes.
 const (
