@@ -412,18 +412,20 @@ var nodeOnce struct {
 }
 
 // oidcProviderScript installs oidc-provider (once per run) and returns server.js.
+// The script installs Node.js too when it is missing, so node is looked for
+// only after it ran.
 func oidcProviderScript(t *testing.T) string {
 	t.Helper()
 	nodeOnce.Do(func() {
-		if _, err := exec.LookPath("node"); err != nil {
-			nodeOnce.err = fmt.Errorf("node is not installed: %w", err)
-			return
-		}
 		cmd := exec.Command(filepath.Join(repoRoot, "scripts", "install-test-idp.sh"))
 		cmd.Stderr = os.Stderr
 		out, err := cmd.Output()
 		if err != nil {
 			nodeOnce.err = fmt.Errorf("scripts/install-test-idp.sh: %w", err)
+			return
+		}
+		if _, err := exec.LookPath("node"); err != nil {
+			nodeOnce.err = fmt.Errorf("scripts/install-test-idp.sh ran, yet node is not on the PATH: %w", err)
 			return
 		}
 		nodeOnce.script = strings.TrimSpace(string(out))
