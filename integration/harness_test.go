@@ -149,17 +149,24 @@ func (v *Vault) cliEnv(token string) []string {
 // plugin by its sha256 and mounts it at idp/.
 func StartDevVault(t *testing.T, extraArgs ...string) *Vault {
 	t.Helper()
+	v := startBareDevVault(t, pluginDir, extraArgs...)
+	v.RegisterAndMount()
+	return v
+}
+
+// startBareDevVault starts `vault server -dev` with plugins as its plugin
+// directory and registers nothing.
+func startBareDevVault(t *testing.T, plugins string, extraArgs ...string) *Vault {
+	t.Helper()
 	requireSetup(t)
 	dir := t.TempDir()
-	srv, err := vaultproc.StartDev(context.Background(), vaultproc.Options{VaultBin: vaultBin, PluginDir: pluginDir,
+	srv, err := vaultproc.StartDev(context.Background(), vaultproc.Options{VaultBin: vaultBin, PluginDir: plugins,
 		Dir: dir, Args: extraArgs, Env: []string{"VAULT_FORMAT=table"}, HealthTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, tail(filepath.Join(dir, "vault.log"), 40))
 	}
-	v := &Vault{t: t, dir: dir, dev: true, Addr: srv.Addr, Token: srv.Token, log: srv.LogPath,
+	return &Vault{t: t, dir: dir, dev: true, Addr: srv.Addr, Token: srv.Token, log: srv.LogPath,
 		proc: stopInCleanup(t, "vault", srv.Proc)}
-	v.RegisterAndMount()
-	return v
 }
 
 // StartFileVault starts a non-dev Vault with file storage, initialises it with one

@@ -5,12 +5,13 @@
 # SHA256SUMS in sha256sum format, the value `vault plugin register -sha256`
 # wants. One commit built twice with one Go toolchain gives the same bytes.
 #
-# Env: TARGETS ("os/arch ...", default linux and darwin on amd64 and arm64).
+# Env: TARGETS ("os/arch ...", default linux and darwin on amd64 and arm64),
+# VERSION (default: the VERSION file; the upgrade test stamps test versions).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${1:-$ROOT/dist}"
 targets="${TARGETS:-linux/amd64 linux/arm64 darwin/amd64 darwin/arm64}"
-version="$("$ROOT/scripts/version.sh")"
+version="${VERSION:-$("$ROOT/scripts/version.sh")}"
 
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
