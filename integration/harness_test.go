@@ -34,6 +34,7 @@ var (
 	vaultBin   string // the Vault binary
 	pluginDir  string // plugin_directory holding the freshly built plugin
 	pluginSHA  string // sha256 of the plugin binary, for registration
+	pluginVer  string // the VERSION file, stamped into the plugin binary
 	setupError error  // set when TestMain could not prepare; every test fails with it
 )
 
@@ -62,7 +63,10 @@ func setup(tmp string) error {
 	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
 		return err
 	}
-	pluginSHA, err = vaultproc.BuildPlugin(repoRoot, "./cmd/"+pluginName, pluginDir, pluginName)
+	if pluginVer, err = vaultproc.RepoVersion(repoRoot); err != nil {
+		return err
+	}
+	pluginSHA, err = vaultproc.BuildPluginVersion(repoRoot, "./cmd/"+pluginName, pluginDir, pluginName, pluginVer)
 	return err
 }
 
@@ -245,11 +249,12 @@ func (v *Vault) waitHealth(status int, timeout time.Duration) error {
 	return vaultproc.WaitHealth(context.Background(), v.Addr, status, timeout, v.proc.Proc)
 }
 
-// RegisterAndMount registers the plugin binary by sha256 and enables it at idp/.
+// RegisterAndMount registers the plugin binary by sha256 and version, as
+// the README does, and enables it at idp/.
 func (v *Vault) RegisterAndMount() {
 	v.t.Helper()
-	v.Run("plugin", "register", "-sha256="+pluginSHA, "-command="+pluginName, "secret", pluginName)
-	v.Run("secrets", "enable", "-path=idp", pluginName)
+	v.Run("plugin", "register", "-sha256="+pluginSHA, "-version="+pluginVer, "-command="+pluginName, "secret", pluginName)
+	v.Run("secrets", "enable", "-path=idp", "-plugin-version="+pluginVer, pluginName)
 }
 
 // CLIResult is the outcome of one vault CLI command.
