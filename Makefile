@@ -7,7 +7,7 @@ BIN_DIR   := bin
 # Every build is stamped with the VERSION file (scripts/build.sh), which is
 # what the binary reports to Vault and answers to -version.
 build:
-	./scripts/build.sh $(BIN_DIR)/$(PLUGIN)
+	GO=$(GO) ./scripts/build.sh $(BIN_DIR)/$(PLUGIN)
 
 version:
 	@./scripts/version.sh
@@ -15,7 +15,7 @@ version:
 # Reproducible cross builds for linux and darwin, amd64 and arm64, with
 # dist/SHA256SUMS for `vault plugin register -sha256`.
 release:
-	./scripts/release.sh dist
+	GO=$(GO) ./scripts/release.sh dist
 
 # The README's test command: everything CI proves (unit tests, then a real Vault).
 test: lint test-unit fuzz-short test-integration

@@ -6,11 +6,12 @@
 #
 # Env: VERSION (default: the VERSION file), RELEASE=1 for a stripped,
 # reproducible build (no symbol table, no build ID, no cgo), and GOOS/GOARCH
-# as for go build.
+# as for go build; GO names the go command (the Makefile passes its $(GO)).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 [[ $# -eq 1 ]] || { echo "usage: scripts/build.sh OUT" >&2; exit 2; }
 out="$1"
+[[ "$out" == /* ]] || out="$PWD/$out" # relative to the caller, not the repository
 version="${VERSION:-$("$ROOT/scripts/version.sh")}"
 ldflags="-X github.com/idp-tokens/vault-plugin-idp-tokens.Version=$version"
 flags=(-trimpath -buildvcs=false)
@@ -21,4 +22,4 @@ if [[ "${RELEASE:-}" == 1 ]]; then
   export CGO_ENABLED=0
 fi
 cd "$ROOT"
-go build "${flags[@]}" -ldflags "$ldflags" -o "$out" ./cmd/vault-plugin-idp-tokens
+"${GO:-go}" build "${flags[@]}" -ldflags "$ldflags" -o "$out" ./cmd/vault-plugin-idp-tokens
