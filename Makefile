@@ -2,10 +2,20 @@ GO        ?= go
 PLUGIN    := vault-plugin-idp-tokens
 BIN_DIR   := bin
 
-.PHONY: build test lint test-unit test-property fuzz-short fuzz test-integration fmt vet dev dev-stop bench bench-go
+.PHONY: build version release test lint test-unit test-property fuzz-short fuzz test-integration fmt vet dev dev-stop bench bench-go
 
+# Every build is stamped with the VERSION file (scripts/build.sh), which is
+# what the binary reports to Vault and answers to -version.
 build:
-	$(GO) build -trimpath -o $(BIN_DIR)/$(PLUGIN) ./cmd/$(PLUGIN)
+	GO=$(GO) ./scripts/build.sh $(BIN_DIR)/$(PLUGIN)
+
+version:
+	@./scripts/version.sh
+
+# Reproducible cross builds for linux and darwin, amd64 and arm64, with
+# dist/SHA256SUMS for `vault plugin register -sha256`.
+release:
+	GO=$(GO) ./scripts/release.sh dist
 
 # The README's test command: everything CI proves (unit tests, then a real Vault).
 test: lint test-unit test-property fuzz-short test-integration

@@ -15,8 +15,11 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 )
 
-// Version is set at build time with -ldflags.
-var Version = "v0.1.0-dev"
+// Version is what the plugin reports to Vault, which checks it against the
+// -version of `vault plugin register`. Every build stamps it from the
+// VERSION file with -ldflags "-X <module>.Version=..."; this default marks
+// a plain `go build`.
+var Version = "v0.0.0-unstamped"
 
 // Storage prefixes.
 const (
@@ -102,7 +105,6 @@ func (b *idpBackend) clock() time.Time { return b.now() }
 
 // sleepFor reads b.sleep late, likewise.
 func (b *idpBackend) sleepFor(ctx context.Context, d time.Duration) error { return b.sleep(ctx, d) }
-
 
 // invalidate drops in-memory copies of entries another node wrote.
 func (b *idpBackend) invalidate(_ context.Context, key string) {

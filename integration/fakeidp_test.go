@@ -3,7 +3,9 @@
 package integration
 
 import (
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +41,21 @@ type preset struct {
 	grant    string
 	// config returns the key=value arguments of `vault write idp/config/<name>`.
 	config func(f *FakeIdP) []string
-	skip   string
+	// login, when set, is how a person logs in (authorization code) before
+	// creds has a token; the fake then accepts Vault's callback as redirect_uri.
+	login func(t *testing.T, v *Vault, role string)
+}
+
+// browserLogin follows the login URL of idp/auth-url/<role> in a browser
+// stand-in: the fake IdP approves at once and sends it to Vault's callback.
+func browserLogin(t *testing.T, v *Vault, role string) {
+	t.Helper()
+	loginURL, _ := v.authURL(role)
+	p := newBrowser(t).get(loginURL)
+	atCallback(t, v, p)
+	if p.Status != http.StatusOK || !strings.Contains(p.Body, "Login complete") {
+		t.Fatalf("callback answered %d:\n%s", p.Status, p.Body)
+	}
 }
 
 func presets(ttl time.Duration) []preset {
@@ -97,7 +113,16 @@ func presets(ttl time.Duration) []preset {
 		},
 		{
 			provider: "myid",
-			skip:     "MyID only supports the authorization_code grant, which arrives in a later issue",
+			opts: fakeidp.Options{
+				Style: fakeidp.StyleMyID, ClientID: "myid-client", ClientSecret: "myid-secret", TokenTTL: ttl,
+			},
+			grant: "authorization_code",
+			config: func(f *FakeIdP) []string {
+				return []string{"provider=myid", "token_url=" + f.TokenURL(), "auth_url=" + f.URL + "/connect/authorize",
+					"client_id=myid-client", "client_secret=myid-secret",
+					"redirect_uris=" + strings.Join(f.opts.RedirectURIs, ",")}
+			},
+			login: browserLogin,
 		},
 	}
 }

@@ -34,6 +34,7 @@ var (
 	vaultBin   string // the Vault binary
 	pluginDir  string // plugin_directory holding the freshly built plugin
 	pluginSHA  string // sha256 of the plugin binary, for registration
+	pluginVer  string // the VERSION file, stamped into the plugin binary
 	setupError error  // set when TestMain could not prepare; every test fails with it
 )
 
@@ -62,7 +63,10 @@ func setup(tmp string) error {
 	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
 		return err
 	}
-	pluginSHA, err = vaultproc.BuildPlugin(repoRoot, "./cmd/"+pluginName, pluginDir, pluginName)
+	if pluginVer, err = vaultproc.RepoVersion(repoRoot); err != nil {
+		return err
+	}
+	pluginSHA, err = vaultproc.BuildPluginVersion(repoRoot, "./cmd/"+pluginName, pluginDir, pluginName, pluginVer)
 	return err
 }
 
@@ -149,17 +153,24 @@ func (v *Vault) cliEnv(token string) []string {
 // plugin by its sha256 and mounts it at idp/.
 func StartDevVault(t *testing.T, extraArgs ...string) *Vault {
 	t.Helper()
+	v := startBareDevVault(t, pluginDir, extraArgs...)
+	v.RegisterAndMount()
+	return v
+}
+
+// startBareDevVault starts `vault server -dev` with plugins as its plugin
+// directory and registers nothing.
+func startBareDevVault(t *testing.T, plugins string, extraArgs ...string) *Vault {
+	t.Helper()
 	requireSetup(t)
 	dir := t.TempDir()
-	srv, err := vaultproc.StartDev(context.Background(), vaultproc.Options{VaultBin: vaultBin, PluginDir: pluginDir,
+	srv, err := vaultproc.StartDev(context.Background(), vaultproc.Options{VaultBin: vaultBin, PluginDir: plugins,
 		Dir: dir, Args: extraArgs, Env: []string{"VAULT_FORMAT=table"}, HealthTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, tail(filepath.Join(dir, "vault.log"), 40))
 	}
-	v := &Vault{t: t, dir: dir, dev: true, Addr: srv.Addr, Token: srv.Token, log: srv.LogPath,
+	return &Vault{t: t, dir: dir, dev: true, Addr: srv.Addr, Token: srv.Token, log: srv.LogPath,
 		proc: stopInCleanup(t, "vault", srv.Proc)}
-	v.RegisterAndMount()
-	return v
 }
 
 // StartFileVault starts a non-dev Vault with file storage, initialises it with one
@@ -238,11 +249,12 @@ func (v *Vault) waitHealth(status int, timeout time.Duration) error {
 	return vaultproc.WaitHealth(context.Background(), v.Addr, status, timeout, v.proc.Proc)
 }
 
-// RegisterAndMount registers the plugin binary by sha256 and enables it at idp/.
+// RegisterAndMount registers the plugin binary by sha256 and version, as
+// the README does, and enables it at idp/.
 func (v *Vault) RegisterAndMount() {
 	v.t.Helper()
-	v.Run("plugin", "register", "-sha256="+pluginSHA, "-command="+pluginName, "secret", pluginName)
-	v.Run("secrets", "enable", "-path=idp", pluginName)
+	v.Run("plugin", "register", "-sha256="+pluginSHA, "-version="+pluginVer, "-command="+pluginName, "secret", pluginName)
+	v.Run("secrets", "enable", "-path=idp", "-plugin-version="+pluginVer, pluginName)
 }
 
 // CLIResult is the outcome of one vault CLI command.
@@ -412,18 +424,20 @@ var nodeOnce struct {
 }
 
 // oidcProviderScript installs oidc-provider (once per run) and returns server.js.
+// The script installs Node.js too when it is missing, so node is looked for
+// only after it ran.
 func oidcProviderScript(t *testing.T) string {
 	t.Helper()
 	nodeOnce.Do(func() {
-		if _, err := exec.LookPath("node"); err != nil {
-			nodeOnce.err = fmt.Errorf("node is not installed: %w", err)
-			return
-		}
 		cmd := exec.Command(filepath.Join(repoRoot, "scripts", "install-test-idp.sh"))
 		cmd.Stderr = os.Stderr
 		out, err := cmd.Output()
 		if err != nil {
 			nodeOnce.err = fmt.Errorf("scripts/install-test-idp.sh: %w", err)
+			return
+		}
+		if _, err := exec.LookPath("node"); err != nil {
+			nodeOnce.err = fmt.Errorf("scripts/install-test-idp.sh ran, yet node is not on the PATH: %w", err)
 			return
 		}
 		nodeOnce.script = strings.TrimSpace(string(out))

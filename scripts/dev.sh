@@ -78,7 +78,7 @@ port_free "$IDP_PORT" || die "port $IDP_PORT is in use (set DEV_IDP_PORT)"
 
 log "building the plugin into bin/"
 mkdir -p "$ROOT/bin"
-(cd "$ROOT" && go build -trimpath -o "bin/$PLUGIN" "./cmd/$PLUGIN")
+"$ROOT/scripts/build.sh" "$ROOT/bin/$PLUGIN"
 log "building the demo IdP"
 [[ -d "$ROOT/cmd/demo-idp" ]] || die "cmd/demo-idp does not exist yet"
 (cd "$ROOT" && go build -o "$STATE/demo-idp" ./cmd/demo-idp)
@@ -111,8 +111,9 @@ done
 
 log "registering and enabling the plugin at idp/"
 sha="$(sha256sum "$ROOT/bin/$PLUGIN" | cut -d' ' -f1)"
-"$VAULT" plugin register -sha256="$sha" -command="$PLUGIN" secret "$PLUGIN" >/dev/null
-"$VAULT" secrets enable -path=idp "$PLUGIN" >/dev/null
+version="$("$ROOT/scripts/version.sh")"
+"$VAULT" plugin register -sha256="$sha" -version="$version" -command="$PLUGIN" secret "$PLUGIN" >/dev/null
+"$VAULT" secrets enable -path=idp -plugin-version="$version" "$PLUGIN" >/dev/null
 
 log "starting the demo IdP on 127.0.0.1:$IDP_PORT (log: .dev/demo-idp.log)"
 "$STATE/demo-idp" -addr "127.0.0.1:$IDP_PORT" -style oauth2 \
@@ -143,7 +144,7 @@ In another shell:
   export PATH="$STATE/bin:\$PATH"   # vault -> $VAULT
   vault read idp/creds/demo
 
-After changing the plugin: make build && vault plugin register -sha256=\$(sha256sum bin/$PLUGIN | cut -d' ' -f1) -command=$PLUGIN secret $PLUGIN && vault plugin reload -plugin=$PLUGIN
+After changing the plugin: make build && vault plugin register -sha256=\$(sha256sum bin/$PLUGIN | cut -d' ' -f1) -version=\$(make -s version) -command=$PLUGIN secret $PLUGIN && vault plugin reload -plugin=$PLUGIN
 
 Logs: .dev/vault.log, .dev/demo-idp.log. Ctrl-C (or make dev-stop) stops everything.
 

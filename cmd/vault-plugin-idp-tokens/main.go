@@ -1,7 +1,11 @@
 // Command vault-plugin-idp-tokens serves the IdP token secrets engine to Vault.
+//
+// `vault-plugin-idp-tokens -version` prints the version stamped at build
+// time (the VERSION file, through -ldflags -X) and exits.
 package main
 
 import (
+	"fmt"
 	"os"
 
 	hclog "github.com/hashicorp/go-hclog"
@@ -14,8 +18,15 @@ import (
 func main() {
 	meta := &api.PluginAPIClientMeta{}
 	flags := meta.FlagSet()
+	// -version joins Vault's own plugin flags in one set, so that the flags
+	// Vault passes keep parsing exactly as before.
+	version := flags.Bool("version", false, "print the version and exit")
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		fatal(err)
+	}
+	if *version {
+		fmt.Println(idptokens.Version)
+		return
 	}
 	err := plugin.ServeMultiplex(&plugin.ServeOpts{
 		BackendFactoryFunc: idptokens.Factory,

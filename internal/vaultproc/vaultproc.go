@@ -41,11 +41,40 @@ func FindVault(repoRoot string) (string, error) {
 	return lines[len(lines)-1], nil
 }
 
+// VersionVar is the variable -ldflags -X stamps with the plugin's version.
+const VersionVar = "github.com/idp-tokens/vault-plugin-idp-tokens.Version"
+
+// RepoVersion is the version in repoRoot's VERSION file, the one every
+// build of the plugin reports (scripts/version.sh reads the same line).
+func RepoVersion(repoRoot string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "VERSION"))
+	if err != nil {
+		return "", err
+	}
+	v, _, _ := strings.Cut(string(b), "\n")
+	if v = strings.TrimSpace(v); !strings.HasPrefix(v, "v") {
+		return "", fmt.Errorf("VERSION holds %q, want a version such as v1.2.3", v)
+	}
+	return v, nil
+}
+
 // BuildPlugin builds the Go package pkg (relative to repoRoot, e.g.
-// "./cmd/foo") into dir/name and returns the binary's sha256 in hex.
+// "./cmd/foo") into dir/name, stamped with the VERSION file, and returns
+// the binary's sha256 in hex.
 func BuildPlugin(repoRoot, pkg, dir, name string) (string, error) {
+	version, err := RepoVersion(repoRoot)
+	if err != nil {
+		return "", err
+	}
+	return BuildPluginVersion(repoRoot, pkg, dir, name, version)
+}
+
+// BuildPluginVersion is BuildPlugin stamped with version instead, for
+// tests that register two versions of the plugin.
+func BuildPluginVersion(repoRoot, pkg, dir, name, version string) (string, error) {
 	bin := filepath.Join(dir, name)
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, pkg)
+	build := exec.Command("go", "build", "-trimpath", "-buildvcs=false",
+		"-ldflags", "-X "+VersionVar+"="+version, "-o", bin, pkg)
 	build.Dir = repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building %s: %v\n%s", pkg, err, out)
