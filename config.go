@@ -42,17 +42,27 @@ type configEntry struct {
 	// first being the default, and how long a login may take.
 	RedirectURIs []string      `json:"redirect_uris,omitempty"`
 	AuthStateTTL time.Duration `json:"auth_state_ttl,omitempty"`
-	// Any standard server (config_credentials.go): discovery, private_key_jwt, tls_client_auth
-	// and the previous credentials of a rotation.
-	standardsEntry
+	// Issuer, when set, is read for its metadata (discovery): token,
+	// authorization and revocation endpoints that are not set explicitly,
+	// and the client authentication methods the server supports.
+	Issuer string `json:"issuer,omitempty"`
+	// private_key_jwt: the PEM private key, its kid and the JWS algorithm
+	// (derived from the key when empty).
+	PrivateKey   string `json:"private_key,omitempty"`
+	PrivateKeyID string `json:"private_key_id,omitempty"`
+	SigningAlg   string `json:"signing_alg,omitempty"`
+	// tls_client_auth: the PEM certificate (chain) and its key.
+	TLSClientCert string `json:"tls_client_cert,omitempty"`
+	TLSClientKey  string `json:"tls_client_key,omitempty"`
+	// Rotation: the credentials replaced by the last rotate, tried once when
+	// the current one is refused with invalid_client.
+	PreviousClientSecret string `json:"previous_client_secret,omitempty"`
+	PreviousPrivateKey   string `json:"previous_private_key,omitempty"`
+	PreviousPrivateKeyID string `json:"previous_private_key_id,omitempty"`
+	PreviousSigningAlg   string `json:"previous_signing_alg,omitempty"`
 	// Generation changes whenever the client or resource owner changes, so
 	// tokens minted for the former identity are never handed out again.
 	Generation string `json:"generation"`
-}
-
-// identity is what a token belongs to: a change means a new generation.
-func (c *configEntry) identity() [7]string {
-	return [7]string{c.Provider, c.TokenURL, c.ClientID, c.Username, c.AccessCode, c.SecurityKey, c.Issuer}
 }
 
 // sameClient says whether two configs name one client of one IdP: the same

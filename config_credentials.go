@@ -10,33 +10,10 @@ import (
 	"errors"
 	"time"
 
-	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 )
-
-// standardsEntry is the part of a stored config added by issue 7.
-type standardsEntry struct {
-	// Issuer, when set, is read for its metadata (discovery): token,
-	// authorization and revocation endpoints that are not set explicitly,
-	// and the client authentication methods the server supports.
-	Issuer string `json:"issuer,omitempty"`
-	// private_key_jwt: the PEM private key, its kid and the JWS algorithm
-	// (derived from the key when empty).
-	PrivateKey   string `json:"private_key,omitempty"`
-	PrivateKeyID string `json:"private_key_id,omitempty"`
-	SigningAlg   string `json:"signing_alg,omitempty"`
-	// tls_client_auth: the PEM certificate (chain) and its key.
-	TLSClientCert string `json:"tls_client_cert,omitempty"`
-	TLSClientKey  string `json:"tls_client_key,omitempty"`
-	// Rotation: the credentials replaced by the last rotate, tried once when
-	// the current one is refused with invalid_client.
-	PreviousClientSecret string `json:"previous_client_secret,omitempty"`
-	PreviousPrivateKey   string `json:"previous_private_key,omitempty"`
-	PreviousPrivateKeyID string `json:"previous_private_key_id,omitempty"`
-	PreviousSigningAlg   string `json:"previous_signing_alg,omitempty"`
-}
 
 // Size limits of the PEM fields.
 const (
@@ -48,45 +25,6 @@ const (
 	clientAuthAuto = "auto"
 )
 
-// credentialSecretFields are write-only like secretFields; a read shows
-// <field>_set. They are not in secretFields because presets never need them.
-var credentialSecretFields = []string{"private_key", "tls_client_key"}
-
-func standardsConfigFields(secret func(string) *framework.FieldSchema) map[string]*framework.FieldSchema {
-	return map[string]*framework.FieldSchema{
-		"issuer": {Type: framework.TypeString, Description: "Issuer identifier: its metadata (<issuer>/.well-known/openid-configuration, " +
-			"else RFC 8414 oauth-authorization-server) gives token_url, auth_url, revocation_url and, with client_auth unset or auto, the method."},
-		"private_key":     secret("PEM private key (RSA 2048+ or EC P-256) for client_auth=private_key_jwt."),
-		"private_key_id":  {Type: framework.TypeString, Description: "kid header of the client assertions (the key's id in the JWKS registered at the IdP)."},
-		"signing_alg":     {Type: framework.TypeString, Description: "JWS algorithm of the client assertions: RS256, PS256 or ES256. Default from the key: RS256 for RSA, ES256 for EC."},
-		"tls_client_cert": {Type: framework.TypeString, Description: "PEM client certificate (leaf first) for client_auth=tls_client_auth (RFC 8705)."},
-		"tls_client_key":  secret("PEM private key of tls_client_cert."),
-	}
-}
-
-// addStandardsData adds the standards fields to a config read.
-func addStandardsData(data map[string]any, e *configEntry) {
-	data["issuer"] = e.Issuer
-	data["private_key_id"] = e.PrivateKeyID
-	data["signing_alg"] = e.SigningAlg
-	data["tls_client_cert"] = e.TLSClientCert
-	data["private_key_set"] = e.PrivateKey != ""
-	data["tls_client_key_set"] = e.TLSClientKey != ""
-	data["previous_client_secret_set"] = e.PreviousClientSecret != ""
-	data["previous_private_key_set"] = e.PreviousPrivateKey != ""
-	if e.ClientAuth == "" && e.Issuer != "" {
-		data["client_auth"] = clientAuthAuto
-	}
-}
-
-// heldSecrets is every write-only value of a config, by field name.
-func heldSecrets(e *configEntry) map[string]string {
-	return map[string]string{
-		"client_secret": e.ClientSecret, "password": e.Password, "security_key": e.SecurityKey,
-		"private_key": e.PrivateKey, "tls_client_key": e.TLSClientKey,
-	}
-}
-
 // clearPrevious forgets the previous credentials of a rotation.
 func clearPrevious(e *configEntry) {
 	e.PreviousClientSecret, e.PreviousPrivateKey, e.PreviousPrivateKeyID, e.PreviousSigningAlg = "", "", "", ""
@@ -95,14 +33,6 @@ func clearPrevious(e *configEntry) {
 // validateClientCredentials checks client_auth against the credentials
 // held, the PEM fields, and the issuer.
 func validateClientCredentials(e *configEntry) *logical.Response {
-	for _, t := range []struct{ field, value string }{
-		{"issuer", e.Issuer}, {"private_key_id", e.PrivateKeyID}, {"signing_alg", e.SigningAlg}, {"client_auth", e.ClientAuth},
-		{"client_secret", e.PreviousClientSecret},
-	} {
-		if resp := checkText(t.field, t.value, maxFieldLen); resp != nil {
-			return resp
-		}
-	}
 	if e.Issuer != "" {
 		if err := backend.CheckEndpointURL(e.Issuer, e.AllowInsecureHTTP); err != nil {
 			return fieldError("issuer", "%v", err)
@@ -131,9 +61,6 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 		if k.pem == "" {
 			continue
 		}
-		if len(k.pem) > maxKeyPEMLen {
-			return fieldError(k.field, "longer than %d bytes", maxKeyPEMLen)
-		}
 		if _, err := backend.NewAssertionSigner(k.pem, k.kid, k.alg); err != nil {
 			return fieldError(k.field, "%v", err)
 		}
@@ -145,9 +72,6 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 		return fieldError("tls_client_cert", "tls_client_cert and tls_client_key go together")
 	}
 	if e.TLSClientCert != "" {
-		if len(e.TLSClientCert) > maxCertPEMLen || len(e.TLSClientKey) > maxKeyPEMLen {
-			return fieldError("tls_client_cert", "tls_client_cert or tls_client_key is too long")
-		}
 		if _, err := backend.ParseClientCertificate(e.TLSClientCert, e.TLSClientKey, time.Now()); err != nil {
 			return fieldError("tls_client_cert", "%v", err)
 		}

@@ -1,6 +1,7 @@
 package idptokens
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -10,8 +11,19 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// rejectUnknownFields refuses fields the path does not define: a typo such
-// as client_secert must not be silently ignored while the write succeeds.
+// strict wraps a handler so that fields the path does not define are
+// refused: a typo such as client_secert must not be silently ignored while
+// the write succeeds. Every handler is strict except the IdP's callback,
+// which must take whatever extra parameters an IdP adds.
+func strict(h framework.OperationFunc) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		if resp := rejectUnknownFields(d); resp != nil {
+			return resp, nil
+		}
+		return h(ctx, req, d)
+	}
+}
+
 func rejectUnknownFields(d *framework.FieldData) *logical.Response {
 	var unknown []string
 	for k := range d.Raw {
@@ -31,26 +43,42 @@ func fieldError(field, format string, args ...any) *logical.Response {
 	return logical.ErrorResponse("%s: %s", field, fmt.Sprintf(format, args...))
 }
 
-// getString returns a string field when it was sent.
-func getString(d *framework.FieldData, field string) (string, bool, *logical.Response) {
-	v, ok, err := d.GetOkErr(field)
-	if err != nil {
-		return "", false, fieldError(field, "%v", err)
-	}
-	if !ok {
-		return "", false, nil
-	}
-	return v.(string), true, nil
+// fieldReader copies the fields a request sent into their destinations
+// and keeps the first error, a 400 naming its field: handlers read every
+// field, then look once at err.
+type fieldReader struct {
+	d   *framework.FieldData
+	err *logical.Response
 }
 
-// getStrings returns a list field when it was sent, with blanks dropped.
-func getStrings(d *framework.FieldData, field string) ([]string, bool, *logical.Response) {
-	v, ok, err := d.GetOkErr(field)
-	if err != nil {
-		return nil, false, fieldError(field, "%v", err)
+// sent returns a field's value when the request sent it and no earlier
+// field failed.
+func (r *fieldReader) sent(field string) (any, bool) {
+	if r.err != nil {
+		return nil, false
 	}
+	v, ok, err := r.d.GetOkErr(field)
+	if err != nil {
+		r.err = fieldError(field, "%v", err)
+		return nil, false
+	}
+	return v, ok
+}
+
+// text reads a string, trimmed of surrounding white space.
+func (r *fieldReader) text(field string, dst *string) bool {
+	v, ok := r.sent(field)
+	if ok {
+		*dst = strings.TrimSpace(v.(string))
+	}
+	return ok
+}
+
+// list reads a comma list, with blanks dropped.
+func (r *fieldReader) list(field string, dst *[]string) bool {
+	v, ok := r.sent(field)
 	if !ok {
-		return nil, false, nil
+		return false
 	}
 	var out []string
 	for _, s := range v.([]string) {
@@ -58,50 +86,61 @@ func getStrings(d *framework.FieldData, field string) ([]string, bool, *logical.
 			out = append(out, s)
 		}
 	}
-	return out, true, nil
+	*dst = out
+	return true
 }
 
-// getScopes returns a scope list when it was sent. Commas and white space
-// both separate scopes: a scope token cannot hold a space (RFC 6749 3.3), so
-// "openid email profile" as IdP documents write it means three scopes.
-func getScopes(d *framework.FieldData, field string) ([]string, bool, *logical.Response) {
-	list, ok, resp := getStrings(d, field)
-	if !ok || resp != nil {
-		return nil, ok, resp
+// scopes reads a scope list. Commas and white space both separate scopes: a
+// scope token cannot hold a space (RFC 6749 3.3), so "openid email profile"
+// as IdP documents write it means three scopes.
+func (r *fieldReader) scopes(field string, dst *[]string) bool {
+	var list []string
+	if !r.list(field, &list) {
+		return false
 	}
 	var out []string
 	for _, s := range list {
 		out = append(out, strings.Fields(s)...)
 	}
-	return out, true, nil
+	*dst = out
+	return true
 }
 
-// getDuration returns a duration field when it was sent; negative is refused.
-func getDuration(d *framework.FieldData, field string) (time.Duration, bool, *logical.Response) {
-	v, ok, err := d.GetOkErr(field)
-	if err != nil {
-		return 0, false, fieldError(field, "%v", err)
-	}
+// duration reads a duration in seconds; negative is refused.
+func (r *fieldReader) duration(field string, dst *time.Duration) bool {
+	v, ok := r.sent(field)
 	if !ok {
-		return 0, false, nil
+		return false
 	}
-	secs := v.(int)
-	if secs < 0 {
-		return 0, false, fieldError(field, "must not be negative")
+	if secs := v.(int); secs < 0 {
+		r.err = fieldError(field, "must not be negative")
+		return false
+	} else {
+		*dst = time.Duration(secs) * time.Second
 	}
-	return time.Duration(secs) * time.Second, true, nil
+	return true
 }
 
-// getBool returns a bool field when it was sent.
-func getBool(d *framework.FieldData, field string) (bool, bool, *logical.Response) {
-	v, ok, err := d.GetOkErr(field)
-	if err != nil {
-		return false, false, fieldError(field, "%v", err)
+// flag reads a bool.
+func (r *fieldReader) flag(field string, dst *bool) bool {
+	v, ok := r.sent(field)
+	if ok {
+		*dst = v.(bool)
 	}
+	return ok
+}
+
+// pairs reads key=value pairs; none is nil.
+func (r *fieldReader) pairs(field string, dst *map[string]string) bool {
+	v, ok := r.sent(field)
 	if !ok {
-		return false, false, nil
+		return false
 	}
-	return v.(bool), true, nil
+	*dst = v.(map[string]string)
+	if len(*dst) == 0 {
+		*dst = nil
+	}
+	return true
 }
 
 // Size limits: generous for any real IdP, small enough that a write cannot
@@ -113,14 +152,15 @@ const (
 )
 
 // checkText refuses over-long values and control characters, which no
-// client id, username or URL legitimately holds.
-func checkText(field, value string, maxLen int) *logical.Response {
+// client id, username or URL legitimately holds; multiline (PEM) text may
+// hold line breaks and tabs.
+func checkText(field, value string, maxLen int, multiline bool) *logical.Response {
 	if len(value) > maxLen {
 		return fieldError(field, "longer than %d bytes", maxLen)
 	}
 	for _, r := range value {
 		if r < ' ' || r == 0x7f {
-			if field == "ca_cert" && (r == '\n' || r == '\r' || r == '\t') {
+			if multiline && (r == '\n' || r == '\r' || r == '\t') {
 				continue
 			}
 			return fieldError(field, "contains a control character")

@@ -104,7 +104,7 @@ func (b *idpBackend) pathAuthCode() []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback: b.pathAuthURLWrite, Summary: "Begin a login: get the URL to open in a browser.",
+					Callback: strict(b.pathAuthURLWrite), Summary: "Begin a login: get the URL to open in a browser.",
 					ForwardPerformanceStandby: true,
 				},
 			},
@@ -142,15 +142,11 @@ func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request,
 	if err := b.canMint(); err != nil {
 		return nil, err
 	}
-	if resp := rejectUnknownFields(d); resp != nil {
-		return resp, nil
-	}
 	name := d.Get("role").(string)
-	redirect, _, resp := getString(d, "redirect_uri")
-	if resp != nil {
-		return resp, nil
+	var redirect string
+	if r := (fieldReader{d: d}); !r.text("redirect_uri", &redirect) && r.err != nil {
+		return r.err, nil
 	}
-	redirect = strings.TrimSpace(redirect)
 
 	role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
 	if resp != nil || err != nil {
@@ -250,11 +246,12 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, mount
 	authURL := "vault write -f " + mountPrefix(mount) + "auth-url/"
 	params := map[string]string{}
 	for _, f := range []string{"state", "code", "error", "error_description"} {
-		v, _, resp := getString(d, f)
-		if resp != nil || len(v) > maxCallbackParam {
+		v, _, err := d.GetOkErr(f)
+		s, _ := v.(string)
+		if err != nil || len(s) > maxCallbackParam {
 			return refused("The callback's %s parameter is malformed.", f), nil
 		}
-		params[f] = v
+		params[f] = s
 	}
 	if params["state"] == "" {
 		return refused("The callback has no state: open the URL from '%s<role>' to log in.", authURL), nil

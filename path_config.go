@@ -37,8 +37,8 @@ func (b *idpBackend) pathConfig() []*framework.Path {
 			Fields:         configFields(),
 			ExistenceCheck: b.configExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{Callback: b.pathConfigWrite, Summary: "Create an IdP connection."},
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathConfigWrite, Summary: "Update an IdP connection; omitted secrets are kept."},
+				logical.CreateOperation: &framework.PathOperation{Callback: strict(b.pathConfigWrite), Summary: "Create an IdP connection."},
+				logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathConfigWrite), Summary: "Update an IdP connection; omitted secrets are kept."},
 				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathConfigRead, Summary: "Read an IdP connection (secrets show only as *_set)."},
 				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathConfigDelete, Summary: "Delete an IdP connection and its cached tokens."},
 			},
@@ -47,42 +47,6 @@ func (b *idpBackend) pathConfig() []*framework.Path {
 		},
 	}
 }
-
-func configFields() map[string]*framework.FieldSchema {
-	secret := func(desc string) *framework.FieldSchema {
-		return &framework.FieldSchema{Type: framework.TypeString, Description: desc + " Write-only.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}}
-	}
-	fields := map[string]*framework.FieldSchema{
-		"name":                {Type: framework.TypeString, Description: "Name of the connection."},
-		"provider":            {Type: framework.TypeString, Description: "Preset: " + strings.Join(backend.ProviderNames(), ", ") + ". Default oauth2."},
-		"token_url":           {Type: framework.TypeString, Description: "Token endpoint. Defaults to the preset's where its document gives one (mwi, microtek)."},
-		"auth_url":            {Type: framework.TypeString, Description: "Authorization endpoint, for the authorization_code grant."},
-		"revocation_url":      {Type: framework.TypeString, Description: "RFC 7009 revocation endpoint (optional)."},
-		"client_id":           {Type: framework.TypeString, Description: "OAuth2 client_id."},
-		"client_secret":       secret("OAuth2 client_secret."),
-		"client_auth":         {Type: framework.TypeString, Description: "How the client authenticates: basic (HTTP Basic header) or post (form body). Default from the preset."},
-		"username":            {Type: framework.TypeString, Description: "Resource owner's username, for the password grant (MWI: the LBS operator's username)."},
-		"password":            secret("Resource owner's password, for the password grant."),
-		"access_code":         {Type: framework.TypeString, Description: "MWI LBS operator's access code."},
-		"security_key":        secret("MWI LBS operator's security key."),
-		"scopes":              {Type: framework.TypeCommaStringSlice, Description: "Default scopes of roles that name none (MWI: the api_id), separated by commas or spaces."},
-		"request_timeout":     {Type: framework.TypeDurationSecond, Description: "Bound of a whole token request to the IdP, every try and retry wait included (1s to 90s). Default 20s."},
-		"single_active_token": {Type: framework.TypeBool, Description: "The IdP keeps one live token per client: a new token invalidates the old one (MicroTek). All roles then share one token, minted only once every lease of the current one has ended. Default from the preset (true for microtek)."},
-		"ca_cert":             {Type: framework.TypeString, Description: "PEM CA bundle to trust for the IdP, for private CAs."},
-		"default_token_ttl":   {Type: framework.TypeDurationSecond, Description: "Lifetime assumed when the IdP omits expires_in. Without it, a response without expires_in is an error."},
-		"allowed_token_types": {Type: framework.TypeCommaStringSlice, Description: "token_type values accepted from the IdP. Default Bearer."},
-		"allow_insecure_http": {Type: framework.TypeBool, Description: "Allow http:// endpoints on non-loopback hosts (credentials then travel in clear). Default false."},
-		"redirect_uris":       {Type: framework.TypeCommaStringSlice, Description: "Redirect URIs auth-url may use (authorization_code); the first is the default. Normally https://<vault>/v1/<mount>/callback."},
-		"auth_state_ttl":      {Type: framework.TypeDurationSecond, Description: "How long a login begun with auth-url may take. Default 10m."},
-	}
-	for k, v := range standardsConfigFields(secret) {
-		fields[k] = v
-	}
-	return fields
-}
-
-// secretFields are write-only: reads show <field>_set instead.
-var secretFields = []string{"client_secret", "password", "security_key"}
 
 func (b *idpBackend) configExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	e, err := loadConfigEntry(ctx, req.Storage, d.Get("name").(string))
@@ -94,36 +58,11 @@ func (b *idpBackend) pathConfigRead(ctx context.Context, req *logical.Request, d
 	if err != nil || e == nil {
 		return nil, err
 	}
-	data := map[string]any{
-		"provider":            e.Provider,
-		"token_url":           e.TokenURL,
-		"auth_url":            e.AuthURL,
-		"revocation_url":      e.RevocationURL,
-		"client_id":           e.ClientID,
-		"client_auth":         e.ClientAuth,
-		"username":            e.Username,
-		"access_code":         e.AccessCode,
-		"scopes":              nonNil(e.Scopes),
-		"request_timeout":     int64(e.RequestTimeout.Seconds()),
-		"ca_cert":             e.CACert,
-		"default_token_ttl":   int64(e.DefaultTokenTTL.Seconds()),
-		"allowed_token_types": nonNil(e.AllowedTokenTypes),
-		"allow_insecure_http": e.AllowInsecureHTTP,
-		"single_active_token": e.singleActive(providerOrDefault(e.Provider)),
-		"redirect_uris":       nonNil(e.RedirectURIs),
-		"auth_state_ttl":      int64(e.AuthStateTTL.Seconds()),
-		"client_secret_set":   e.ClientSecret != "",
-		"password_set":        e.Password != "",
-		"security_key_set":    e.SecurityKey != "",
-	}
-	addStandardsData(data, e)
+	data := readData(e)
 	return &logical.Response{Data: data}, nil
 }
 
 func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	if resp := rejectUnknownFields(d); resp != nil {
-		return resp, nil
-	}
 	name := d.Get("name").(string)
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
@@ -158,7 +97,7 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if resp, err := b.checkConfigHosts(ctx, req.Storage, e); resp != nil || err != nil {
 		return resp, err
 	}
-	if old == nil || old.identity() != e.identity() {
+	if old == nil || identityChanged(old, e) {
 		e.Generation = newGeneration()
 	}
 	st, err := b.newConfigState(name, e)
@@ -232,63 +171,6 @@ func (b *idpBackend) afterConfigChange(ctx context.Context, s logical.Storage, o
 	return resp, nil
 }
 
-// applyConfigFields copies the fields sent into e.
-func applyConfigFields(e *configEntry, d *framework.FieldData) *logical.Response {
-	strs := map[string]*string{
-		"provider": &e.Provider, "token_url": &e.TokenURL, "auth_url": &e.AuthURL,
-		"revocation_url": &e.RevocationURL, "client_id": &e.ClientID, "client_secret": &e.ClientSecret,
-		"client_auth": &e.ClientAuth, "username": &e.Username, "password": &e.Password,
-		"access_code": &e.AccessCode, "security_key": &e.SecurityKey, "ca_cert": &e.CACert,
-		"issuer": &e.Issuer, "private_key": &e.PrivateKey, "private_key_id": &e.PrivateKeyID,
-		"signing_alg": &e.SigningAlg, "tls_client_cert": &e.TLSClientCert, "tls_client_key": &e.TLSClientKey,
-	}
-	for field, dst := range strs {
-		v, ok, resp := getString(d, field)
-		if resp != nil {
-			return resp
-		}
-		if ok {
-			*dst = strings.TrimSpace(v)
-		}
-	}
-	if v, ok, resp := getScopes(d, "scopes"); resp != nil {
-		return resp
-	} else if ok {
-		e.Scopes = v
-	}
-	lists := map[string]*[]string{"allowed_token_types": &e.AllowedTokenTypes, "redirect_uris": &e.RedirectURIs}
-	for field, dst := range lists {
-		v, ok, resp := getStrings(d, field)
-		if resp != nil {
-			return resp
-		}
-		if ok {
-			*dst = v
-		}
-	}
-	durations := map[string]*time.Duration{"request_timeout": &e.RequestTimeout, "default_token_ttl": &e.DefaultTokenTTL, "auth_state_ttl": &e.AuthStateTTL}
-	for field, dst := range durations {
-		v, ok, resp := getDuration(d, field)
-		if resp != nil {
-			return resp
-		}
-		if ok {
-			*dst = v
-		}
-	}
-	if v, ok, resp := getBool(d, "allow_insecure_http"); resp != nil {
-		return resp
-	} else if ok {
-		e.AllowInsecureHTTP = v
-	}
-	if v, ok, resp := getBool(d, "single_active_token"); resp != nil {
-		return resp
-	} else if ok {
-		e.SingleActiveToken = &v
-	}
-	return nil
-}
-
 // requireSecretsOnURLChange stops whoever may update a config from sending
 // its stored secrets to a server of their choosing: moving an endpoint
 // requires writing the secrets again.
@@ -298,10 +180,7 @@ func requireSecretsOnURLChange(old, e *configEntry, d *framework.FieldData) *log
 	}
 	// A new CA bundle or client certificate re-targets the secrets just as
 	// a new URL does: another server can then pass for the IdP.
-	moved := old.TokenURL != e.TokenURL || old.AuthURL != e.AuthURL || old.RevocationURL != e.RevocationURL ||
-		old.Issuer != e.Issuer || (!old.AllowInsecureHTTP && e.AllowInsecureHTTP) ||
-		old.CACert != e.CACert || old.TLSClientCert != e.TLSClientCert
-	if !moved {
+	if !retargeted(old, e) {
 		return nil
 	}
 	// A previous credential (rotation) would be sent to the new server
@@ -309,7 +188,7 @@ func requireSecretsOnURLChange(old, e *configEntry, d *framework.FieldData) *log
 	clearPrevious(e)
 	held := heldSecrets(old)
 	var missing []string
-	for _, f := range append(slices.Clone(secretFields), credentialSecretFields...) {
+	for _, f := range secretFields {
 		if _, sent := d.Raw[f]; held[f] != "" && !sent {
 			missing = append(missing, f)
 		}
@@ -338,17 +217,7 @@ func applyPresetDefaults(e *configEntry, p *backend.Provider) {
 }
 
 func validateConfig(e *configEntry, p *backend.Provider) *logical.Response {
-	texts := []struct{ field, value string }{
-		{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL},
-		{"client_id", e.ClientID}, {"client_secret", e.ClientSecret}, {"username", e.Username},
-		{"password", e.Password}, {"access_code", e.AccessCode}, {"security_key", e.SecurityKey},
-	}
-	for _, t := range texts {
-		if resp := checkText(t.field, t.value, maxFieldLen); resp != nil {
-			return resp
-		}
-	}
-	if resp := checkText("ca_cert", e.CACert, maxCACertLen); resp != nil {
+	if resp := checkConfigText(e); resp != nil {
 		return resp
 	}
 	if e.TokenURL == "" && e.Issuer == "" {
@@ -400,23 +269,6 @@ func (b *idpBackend) warnSharedScopesChange(ctx context.Context, s logical.Stora
 		}
 	}
 	return nil, nil
-}
-
-// checkEndpointFields checks each endpoint URL, naming its field.
-func checkEndpointFields(e *configEntry) *logical.Response {
-	urls := []struct{ field, value string }{{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL}, {"issuer", e.Issuer}}
-	for _, u := range urls {
-		if u.value == "" {
-			continue
-		}
-		if resp := checkText(u.field, u.value, maxFieldLen); resp != nil {
-			return resp
-		}
-		if err := backend.CheckEndpointURL(u.value, e.AllowInsecureHTTP); err != nil {
-			return fieldError(u.field, "%v", err)
-		}
-	}
-	return nil
 }
 
 func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -18,16 +18,9 @@ func (b *idpBackend) pathConfigRotatePaths() []*framework.Path {
 		{
 			Pattern:      "config/" + framework.GenericNameRegex("name") + "/rotate",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationVerb: "rotate", OperationSuffix: "config"},
-			Fields: map[string]*framework.FieldSchema{
-				"name":           {Type: framework.TypeString, Description: "Name of the connection."},
-				"client_secret":  {Type: framework.TypeString, Description: "The new client secret; the current one becomes the previous one.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-				"private_key":    {Type: framework.TypeString, Description: "The new PEM private key for private_key_jwt; the current one becomes the previous one.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-				"private_key_id": {Type: framework.TypeString, Description: "kid of the new private_key."},
-				"signing_alg":    {Type: framework.TypeString, Description: "JWS algorithm of the new private_key (default from the key)."},
-				"clear_previous": {Type: framework.TypeBool, Description: "Forget the previous secret and key (once the IdP no longer accepts them)."},
-			},
+			Fields:       rotateFields(),
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathConfigRotate, Summary: "Rotate the client secret or key, keeping the previous one as a fallback."},
+				logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathConfigRotate), Summary: "Rotate the client secret or key, keeping the previous one as a fallback."},
 			},
 			HelpSynopsis:    "Rotate a config's client secret or private key without downtime.",
 			HelpDescription: strings.TrimSpace(rotateHelp),
@@ -35,32 +28,41 @@ func (b *idpBackend) pathConfigRotatePaths() []*framework.Path {
 	}
 }
 
+// rotatedFields are the config fields a rotation replaces, and what it does
+// with each; their types come from the config field table.
+var rotatedFields = map[string]string{
+	"client_secret":  "The new client secret; the current one becomes the previous one.",
+	"private_key":    "The new PEM private key for private_key_jwt; the current one becomes the previous one.",
+	"private_key_id": "kid of the new private_key.",
+	"signing_alg":    "JWS algorithm of the new private_key (default from the key).",
+}
+
+func rotateFields() map[string]*framework.FieldSchema {
+	fields := map[string]*framework.FieldSchema{
+		"name":           {Type: framework.TypeString, Description: "Name of the connection."},
+		"clear_previous": {Type: framework.TypeBool, Description: "Forget the previous secret and key (once the IdP no longer accepts them)."},
+	}
+	for name, desc := range rotatedFields {
+		s := lookupConfigField(name).schema()
+		s.Description = desc
+		fields[name] = s
+	}
+	return fields
+}
+
 func (b *idpBackend) pathConfigRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	if resp := rejectUnknownFields(d); resp != nil {
-		return resp, nil
-	}
 	name := d.Get("name").(string)
-	secret, hasSecret, resp := getString(d, "client_secret")
-	if resp != nil {
-		return resp, nil
+	var secret, key, kid, alg string
+	var clear bool
+	r := fieldReader{d: d}
+	hasSecret := r.text("client_secret", &secret)
+	hasKey := r.text("private_key", &key)
+	r.text("private_key_id", &kid)
+	r.text("signing_alg", &alg)
+	r.flag("clear_previous", &clear)
+	if r.err != nil {
+		return r.err, nil
 	}
-	key, hasKey, resp := getString(d, "private_key")
-	if resp != nil {
-		return resp, nil
-	}
-	kid, _, resp := getString(d, "private_key_id")
-	if resp != nil {
-		return resp, nil
-	}
-	alg, _, resp := getString(d, "signing_alg")
-	if resp != nil {
-		return resp, nil
-	}
-	clear, _, resp := getBool(d, "clear_previous")
-	if resp != nil {
-		return resp, nil
-	}
-	secret, key = strings.TrimSpace(secret), strings.TrimSpace(key)
 	if !hasSecret && !hasKey && !clear {
 		return logical.ErrorResponse("give client_secret or private_key to rotate, or clear_previous=true"), nil
 	}

@@ -11,12 +11,15 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
+// mwiSecretFields are the secrets an MWI config holds.
+var mwiSecretFields = []string{"client_secret", "password", "security_key"}
+
 // Secrets are write-only; a read shows <field>_set and every other field.
 func TestConfigSecretsWriteOnly(t *testing.T) {
 	e := newTestEnv(t)
 	e.setupMWI(fakeidp.Options{})
 	resp := e.ok(logical.ReadOperation, "config/mwi", nil)
-	for _, f := range secretFields {
+	for _, f := range mwiSecretFields {
 		if _, has := resp.Data[f]; has {
 			t.Fatalf("read returned secret field %s", f)
 		}
@@ -51,7 +54,7 @@ func TestConfigURLChangeNeedsSecrets(t *testing.T) {
 	e := newTestEnv(t)
 	e.setupMWI(fakeidp.Options{})
 	msg := e.fails(logical.UpdateOperation, "config/mwi", map[string]any{"token_url": "https://evil.example/token"}, "written again")
-	for _, f := range secretFields {
+	for _, f := range mwiSecretFields {
 		if !strings.Contains(msg, f) {
 			t.Fatalf("error %q does not name %s", msg, f)
 		}

@@ -27,7 +27,7 @@ func (b *idpBackend) pathCreds() []*framework.Path {
 			"min_ttl": {Type: framework.TypeDurationSecond, Description: "Hand out the cached token only if it has at least this long left."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.pathCredsRead, Summary: "Get an access token for the role (cached while fresh)."},
+			logical.ReadOperation: &framework.PathOperation{Callback: strict(b.pathCredsRead), Summary: "Get an access token for the role (cached while fresh)."},
 		},
 		HelpSynopsis:    "Get a short-lived access token for a role.",
 		HelpDescription: strings.TrimSpace(credsHelp),
@@ -36,9 +36,10 @@ func (b *idpBackend) pathCreds() []*framework.Path {
 
 func (b *idpBackend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("role").(string)
-	minTTL, _, resp := getDuration(d, "min_ttl")
-	if resp != nil {
-		return resp, nil
+	var minTTL time.Duration
+	r := fieldReader{d: d}
+	if r.duration("min_ttl", &minTTL); r.err != nil {
+		return r.err, nil
 	}
 	got, role, resp, err := b.serveToken(ctx, req, name, minTTL)
 	if resp != nil || err != nil {

@@ -20,7 +20,7 @@ func (b *idpBackend) pathCredsDropPaths() []*framework.Path {
 				"role": {Type: framework.TypeString, Description: "Name of the role."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathCredsDrop, Summary: "Drop the role's cached token (and revoke it at the IdP) so that the next read mints a new one."},
+				logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathCredsDrop), Summary: "Drop the role's cached token (and revoke it at the IdP) so that the next read mints a new one."},
 			},
 			HelpSynopsis:    "Drop a role's cached token.",
 			HelpDescription: strings.TrimSpace(dropHelp),
@@ -29,9 +29,6 @@ func (b *idpBackend) pathCredsDropPaths() []*framework.Path {
 }
 
 func (b *idpBackend) pathCredsDrop(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	if resp := rejectUnknownFields(d); resp != nil {
-		return resp, nil
-	}
 	name := d.Get("role").(string)
 	role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
 	if resp != nil || err != nil {

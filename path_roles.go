@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -40,8 +39,8 @@ func (b *idpBackend) pathRoles() []*framework.Path {
 			},
 			ExistenceCheck: b.roleExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: "Create a role."},
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: "Update a role."},
+				logical.CreateOperation: &framework.PathOperation{Callback: strict(b.pathRoleWrite), Summary: "Create a role."},
+				logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathRoleWrite), Summary: "Update a role."},
 				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleRead, Summary: "Read a role."},
 				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete, Summary: "Delete a role and its cached token."},
 			},
@@ -78,9 +77,6 @@ func (b *idpBackend) pathRoleRead(ctx context.Context, req *logical.Request, d *
 }
 
 func (b *idpBackend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	if resp := rejectUnknownFields(d); resp != nil {
-		return resp, nil
-	}
 	name := d.Get("name").(string)
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
@@ -147,43 +143,16 @@ func (b *idpBackend) afterRoleChange(ctx context.Context, s logical.Storage, nam
 }
 
 func applyRoleFields(r *roleEntry, d *framework.FieldData) *logical.Response {
-	for field, dst := range map[string]*string{"config": &r.Config, "grant_type": &r.GrantType} {
-		v, ok, resp := getString(d, field)
-		if resp != nil {
-			return resp
-		}
-		if ok {
-			*dst = strings.TrimSpace(v)
-		}
-	}
-	if v, ok, resp := getScopes(d, "scopes"); resp != nil {
-		return resp
-	} else if ok {
-		r.Scopes = v
-	}
-	if v, ok, resp := getStrings(d, "prompt"); resp != nil {
-		return resp
-	} else if ok {
-		r.Prompt = v
-	}
-	if v, ok, err := d.GetOkErr("extra_params"); err != nil {
-		return fieldError("extra_params", "%v", err)
-	} else if ok {
-		r.ExtraParams = v.(map[string]string)
-		if len(r.ExtraParams) == 0 {
-			r.ExtraParams = nil
-		}
-	}
-	for field, dst := range map[string]*time.Duration{"ttl": &r.TTL, "max_ttl": &r.MaxTTL, "min_ttl": &r.MinTTL} {
-		v, ok, resp := getDuration(d, field)
-		if resp != nil {
-			return resp
-		}
-		if ok {
-			*dst = v
-		}
-	}
-	return nil
+	f := fieldReader{d: d}
+	f.text("config", &r.Config)
+	f.text("grant_type", &r.GrantType)
+	f.scopes("scopes", &r.Scopes)
+	f.list("prompt", &r.Prompt)
+	f.pairs("extra_params", &r.ExtraParams)
+	f.duration("ttl", &r.TTL)
+	f.duration("max_ttl", &r.MaxTTL)
+	f.duration("min_ttl", &r.MinTTL)
+	return f.err
 }
 
 func validateRole(r *roleEntry, cfg *configState) *logical.Response {

@@ -46,7 +46,7 @@ func (b *idpBackend) pathSettings() []*framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation:   &framework.PathOperation{Callback: b.pathSettingsRead, Summary: "Read the mount's settings."},
-			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathSettingsWrite, Summary: "Update the mount's settings."},
+			logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathSettingsWrite), Summary: "Update the mount's settings."},
 		},
 		HelpSynopsis:    "Mount-wide settings: which IdP hosts configs may name.",
 		HelpDescription: strings.TrimSpace(settingsHelp),
@@ -114,24 +114,6 @@ func (b *idpBackend) checkConfigHosts(ctx context.Context, s logical.Storage, e 
 	return nil, nil
 }
 
-// hostOutside returns the first endpoint field whose host is not allowed.
-func hostOutside(e *configEntry, allowed []string) (field, host string) {
-	if len(allowed) == 0 {
-		return "", ""
-	}
-	for _, u := range []struct{ field, value string }{
-		{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL}, {"issuer", e.Issuer},
-	} {
-		if u.value == "" {
-			continue
-		}
-		if h := backend.URLHost(u.value); !backend.HostAllowed(h, allowed) {
-			return u.field, h
-		}
-	}
-	return "", ""
-}
-
 func (b *idpBackend) pathSettingsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	settings, err := b.loadSettings(ctx, req.Storage)
 	if err != nil {
@@ -145,12 +127,11 @@ func (e *settingsEntry) data() map[string]any {
 }
 
 func (b *idpBackend) pathSettingsWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	if resp := rejectUnknownFields(d); resp != nil {
-		return resp, nil
-	}
-	hosts, sent, resp := getStrings(d, "allowed_hosts")
-	if resp != nil {
-		return resp, nil
+	var hosts []string
+	r := fieldReader{d: d}
+	sent := r.list("allowed_hosts", &hosts)
+	if r.err != nil {
+		return r.err, nil
 	}
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()

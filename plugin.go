@@ -122,6 +122,7 @@ func (b *idpBackend) invalidate(_ context.Context, key string) {
 
 // clean runs when the mount is disabled or the plugin is unloaded.
 func (b *idpBackend) clean(context.Context) {
+	b.configs.Each(func(_ string, st *configState) { st.endpoint.HTTP.CloseIdleConnections() })
 	b.configs.Clear()
 	b.roles.Clear()
 	b.tokens.ForgetAll()

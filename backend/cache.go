@@ -73,6 +73,16 @@ func (c *Cache[T]) Clear() {
 	c.epoch++
 }
 
+// Each calls fn for every cached entry (under the read lock: fn must not
+// call back into the cache).
+func (c *Cache[T]) Each(fn func(key string, v T)) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for k, v := range c.items {
+		fn(k, v)
+	}
+}
+
 // Len is the number of cached entries.
 func (c *Cache[T]) Len() int {
 	c.mu.RLock()

@@ -86,3 +86,14 @@ func TestCacheLoadRacingSet(t *testing.T) {
 		t.Fatalf("cached %q after a racing Set, want the writer's %q", got, "new")
 	}
 }
+
+func TestCacheEach(t *testing.T) {
+	var c Cache[int]
+	c.Set("a", 1)
+	c.Set("b", 2)
+	sum := 0
+	c.Each(func(_ string, v int) { sum += v })
+	if sum != 3 {
+		t.Fatalf("Each visited a sum of %d, want 3", sum)
+	}
+}
