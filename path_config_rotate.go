@@ -17,7 +17,7 @@ func (b *idpBackend) pathConfigRotatePaths() []*framework.Path {
 	return []*framework.Path{
 		{
 			Pattern:      "config/" + framework.GenericNameRegex("name") + "/rotate",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationVerb: "rotate", OperationSuffix: "config"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "rotate", OperationSuffix: "config"},
 			Fields: map[string]*framework.FieldSchema{
 				"name":           {Type: framework.TypeString, Description: "Name of the connection."},
 				"client_secret":  {Type: framework.TypeString, Description: "The new client secret; the current one becomes the previous one.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
@@ -27,7 +27,7 @@ func (b *idpBackend) pathConfigRotatePaths() []*framework.Path {
 				"clear_previous": {Type: framework.TypeBool, Description: "Forget the previous secret and key (once the IdP no longer accepts them)."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathConfigRotate, Summary: "Rotate the client secret or key, keeping the previous one as a fallback."},
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathConfigRotate, Summary: "Rotate the client secret or key, keeping the previous one as a fallback.", Responses: rotateResponses()},
 			},
 			HelpSynopsis:    "Rotate a config's client secret or private key without downtime.",
 			HelpDescription: strings.TrimSpace(rotateHelp),
