@@ -90,7 +90,7 @@ func TestAuditAndLogsHoldNoSecrets(t *testing.T) {
 
 	time.Sleep(500 * time.Millisecond) // let the plugin's last log lines reach Vault's log
 	vaultLog := readFile(t, v.log)
-	assertNoSecrets(t, v, auditA, auditB, secrets, encodedForms)
+	assertNoSecrets(t, v, auditA, auditB, secrets, encodedForms, nil)
 
 	// The checks above prove something only if the logs saw the flows.
 	for _, path := range []string{auditA, auditB} {
@@ -122,10 +122,15 @@ func enableAuditDevices(t *testing.T, v *Vault) (string, string) {
 
 // assertNoSecrets fails for every form of every secret found in the audit
 // logs or Vault's log (which holds the plugin's log lines).
-func assertNoSecrets(t *testing.T, v *Vault, auditA, auditB string, secrets map[string]string, forms func(string) []string) {
+// scrubAudit, if not nil, removes from an audit log's text what the test
+// knows Vault writes there in clear, before the search.
+func assertNoSecrets(t *testing.T, v *Vault, auditA, auditB string, secrets map[string]string, forms func(string) []string, scrubAudit func(string) string) {
 	t.Helper()
 	for name, path := range map[string]string{"audit log": auditA, "audit log (log_raw=false)": auditB, "Vault's log": v.log} {
 		text := readFile(t, path)
+		if scrubAudit != nil && path != v.log {
+			text = scrubAudit(text)
+		}
 		for what, s := range secrets {
 			for _, form := range forms(s) {
 				if strings.Contains(text, form) {
