@@ -307,3 +307,41 @@ func declaresMediaType(responses map[int][]framework.Response, contentType strin
 	}
 	return false
 }
+
+// Help is complete: every path has a synopsis, every operation a summary,
+// every field and declared response field a description (vault path-help
+// and the OpenAPI document show them).
+func TestHelpComplete(t *testing.T) {
+	e := newTestEnv(t)
+	for _, p := range e.b.Paths {
+		if p.HelpSynopsis == "" {
+			t.Errorf("%s has no HelpSynopsis", p.Pattern)
+		}
+		for name, f := range p.Fields {
+			if f.Description == "" {
+				t.Errorf("%s: field %s has no description", p.Pattern, name)
+			}
+		}
+		for op, h := range p.Operations {
+			props := h.Properties()
+			if props.Summary == "" {
+				t.Errorf("%s %s has no summary", op, p.Pattern)
+			}
+			if len(props.Responses) == 0 {
+				t.Errorf("%s %s declares no response", op, p.Pattern)
+			}
+			for _, rs := range props.Responses {
+				for _, r := range rs {
+					if r.Description == "" {
+						t.Errorf("%s %s: a response has no description", op, p.Pattern)
+					}
+					for name, f := range r.Fields {
+						if f.Description == "" {
+							t.Errorf("%s %s: response field %s has no description", op, p.Pattern, name)
+						}
+					}
+				}
+			}
+		}
+	}
+}

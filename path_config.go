@@ -55,7 +55,7 @@ func configFields() map[string]*framework.FieldSchema {
 		"revocation_url":      {Type: framework.TypeString, Description: "RFC 7009 revocation endpoint (optional)."},
 		"client_id":           {Type: framework.TypeString, Description: "OAuth2 client_id."},
 		"client_secret":       secret("OAuth2 client_secret."),
-		"client_auth":         {Type: framework.TypeString, Description: "How the client authenticates: basic (HTTP Basic header) or post (form body). Default from the preset."},
+		"client_auth":         {Type: framework.TypeString, Description: "How the client authenticates: basic (HTTP Basic header), post (form body), private_key_jwt, tls_client_auth, or auto (with issuer: the strongest method its metadata advertises). Default from the preset."},
 		"username":            {Type: framework.TypeString, Description: "Resource owner's username, for the password grant (MWI: the LBS operator's username)."},
 		"password":            secret("Resource owner's password, for the password grant."),
 		"access_code":         {Type: framework.TypeString, Description: "MWI LBS operator's access code."},
@@ -343,7 +343,7 @@ OAuth2 client, and for the password grant the resource owner. provider picks a
 preset that fills what the IdP's document fixes (grant, client authentication,
 default token_url and scopes, error format); every default can be overridden.
 
-Secrets (client_secret, password, security_key) are write-only: a read shows
-client_secret_set and so on. An update that omits a secret keeps it, except
+Secrets (client_secret, password, security_key, private_key, tls_client_key)
+are write-only: a read shows client_secret_set and so on. An update that omits a secret keeps it, except
 that changing an endpoint URL requires the secrets to be written again.
 `
