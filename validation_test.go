@@ -69,7 +69,7 @@ func TestBadRequestsEveryPath(t *testing.T) {
 				t.Fatalf("want a 4xx-class refusal, got resp=%v err=%v", resp, err)
 			}
 			if msg := errorText(resp, err); !strings.Contains(msg, c.want) {
-				t.Errorf("refused with %q, want the reason %q", backendSanitized(msg), c.want)
+				t.Errorf("refused with %q, want the reason %q", shorten(msg), c.want)
 			}
 			if after := storageKeys(t, e.storage); !slices.Equal(before, after) {
 				t.Fatalf("storage changed: %v -> %v", before, after)
@@ -107,8 +107,8 @@ func errorText(resp *logical.Response, err error) string {
 	return ""
 }
 
-// backendSanitized cuts a refusal for a test message (some quote 1 MiB).
-func backendSanitized(msg string) string {
+// shorten cuts a refusal for a test message (some quote 1 MiB).
+func shorten(msg string) string {
 	if len(msg) > 300 {
 		return msg[:300] + "…"
 	}
