@@ -196,6 +196,26 @@ func readData(e *configEntry) map[string]any {
 	return data
 }
 
+// configReadSchema is what readData answers, for the OpenAPI document.
+func configReadSchema() map[string]*framework.FieldSchema {
+	out := map[string]*framework.FieldSchema{}
+	for _, f := range configFieldTable {
+		switch f.kind {
+		case kindText:
+			out[f.name] = respString(f.desc)
+		case kindSecret, kindPrevious:
+			out[f.name+"_set"] = respBool("Whether a " + strings.ReplaceAll(f.name, "_", " ") + " is held.")
+		case kindList, kindScopes:
+			out[f.name] = respList(f.desc)
+		case kindDuration:
+			out[f.name] = respSeconds(strings.TrimSuffix(f.desc, "."))
+		case kindFlag, kindPresetFlag:
+			out[f.name] = respBool(f.desc)
+		}
+	}
+	return out
+}
+
 // applyConfigFields copies the fields a write sent into e.
 func applyConfigFields(e *configEntry, d *framework.FieldData) *logical.Response {
 	r := fieldReader{d: d}

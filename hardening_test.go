@@ -10,6 +10,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -496,4 +497,45 @@ func storedRefreshToken(t *testing.T, e *testEnv) string {
 		t.Fatal("the stored token has no refresh token")
 	}
 	return st.RefreshToken
+}
+
+// An IdP that speaks at most TLS 1.1 is refused, through a config as a user
+// writes it (with ca_cert, so that only the protocol version is wrong, and
+// with a TLS client certificate too): the creds error names the config and
+// the protocol version, and the IdP receives no request.
+func TestTLS11IdPRefused(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"access_token":"x","token_type":"Bearer","expires_in":3600}`)
+	}))
+	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	cert, key := selfSignedClientCert(t)
+
+	e := newTestEnv(t)
+	e.ok(logical.UpdateOperation, "config/old-tls", map[string]any{
+		"token_url": srv.URL + "/token", "client_id": "c", "client_secret": "tls11-secret", "ca_cert": caPEM,
+	})
+	e.ok(logical.UpdateOperation, "config/old-mtls", map[string]any{
+		"token_url": srv.URL + "/token", "client_id": "c", "client_auth": "tls_client_auth",
+		"tls_client_cert": cert, "tls_client_key": key, "ca_cert": caPEM,
+	})
+	for _, name := range []string{"old-tls", "old-mtls"} {
+		e.ok(logical.UpdateOperation, "roles/"+name, map[string]any{"config": name})
+		msg := e.fails(logical.ReadOperation, "creds/"+name, nil, `config "`+name+`"`)
+		if !strings.Contains(msg, "protocol version") || strings.Contains(msg, "tls11-secret") {
+			t.Errorf("error %q: want the protocol version refused and no secret", msg)
+		}
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("the TLS 1.1 IdP received %d requests; the handshake must fail first", n)
+	}
+	if keys := e.tokenKeys(); len(keys) != 0 {
+		t.Errorf("storage holds %v, want no token", keys)
+	}
 }

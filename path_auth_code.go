@@ -97,14 +97,14 @@ func (b *idpBackend) pathAuthCode() []*framework.Path {
 	return []*framework.Path{
 		{
 			Pattern:      "auth-url/" + framework.GenericNameRegex("role"),
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "auth-url"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "auth-url"},
 			Fields: map[string]*framework.FieldSchema{
 				"role":         {Type: framework.TypeString, Description: "Name of an authorization_code role."},
 				"redirect_uri": {Type: framework.TypeString, Description: "One of the config's redirect_uris. Default its first."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback: strict(b.pathAuthURLWrite), Summary: "Begin a login: get the URL to open in a browser.",
+					Callback: strict(b.pathAuthURLWrite), Summary: "Begin a login: get the URL to open in a browser.", Responses: authURLResponses(),
 					ForwardPerformanceStandby: true,
 				},
 			},
@@ -113,22 +113,22 @@ func (b *idpBackend) pathAuthCode() []*framework.Path {
 		},
 		{
 			Pattern:      "callback",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "callback"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "callback"},
 			Fields: map[string]*framework.FieldSchema{
-				"code":              {Type: framework.TypeString, Description: "Authorization code from the IdP."},
-				"state":             {Type: framework.TypeString, Description: "State returned by auth-url."},
-				"error":             {Type: framework.TypeString, Description: "Error code from the IdP (RFC 6749 4.1.2.1)."},
-				"error_description": {Type: framework.TypeString, Description: "Error description from the IdP."},
+				"code":              {Type: framework.TypeString, Query: true, Description: "Authorization code from the IdP."},
+				"state":             {Type: framework.TypeString, Query: true, Description: "State returned by auth-url."},
+				"error":             {Type: framework.TypeString, Query: true, Description: "Error code from the IdP (RFC 6749 4.1.2.1)."},
+				"error_description": {Type: framework.TypeString, Query: true, Description: "Error description from the IdP."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				// GET from the browser (unauthenticated, query parameters).
 				logical.ReadOperation: &framework.PathOperation{
-					Callback: b.pathCallback, Summary: "Redirect target of the IdP: completes a login (HTML answer).",
+					Callback: b.pathCallback, Summary: "Redirect target of the IdP: completes a login (HTML answer).", Responses: callbackReadResponses(),
 					ForwardPerformanceStandby: true,
 				},
 				// vault write idp/callback code=... state=... (JSON answer).
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback: b.pathCallback, Summary: "Complete a login with a code and state.",
+					Callback: b.pathCallback, Summary: "Complete a login with a code and state.", Responses: callbackWriteResponses(),
 					ForwardPerformanceStandby: true,
 				},
 			},

@@ -22,7 +22,7 @@ const (
 	vaultCallback  = "https://vault.example.com:8200/v1/idp/callback"
 	vaultCallback2 = "http://127.0.0.1:8200/v1/idp/callback"
 	myidClient     = "myid-client"
-	myidSecret     = "myid secret+/:x"
+	myidSecret     = "myid secret+/:x%41é"
 )
 
 // authEnv is a backend with an authorization_code role against a fake IdP

@@ -25,22 +25,22 @@ func (b *idpBackend) pathConfig() []*framework.Path {
 	return []*framework.Path{
 		{
 			Pattern:      "config/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "configs"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "configs"},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: listUnder(configPrefix), Summary: "List IdP connections."},
+				logical.ListOperation: &framework.PathOperation{Callback: listUnder(configPrefix), Summary: "List IdP connections.", Responses: listResponses("configs")},
 			},
 			HelpSynopsis: "List IdP connections.",
 		},
 		{
 			Pattern:        "config/" + framework.GenericNameRegex("name"),
-			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "config"},
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "config"},
 			Fields:         configFields(),
 			ExistenceCheck: b.configExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{Callback: strict(b.pathConfigWrite), Summary: "Create an IdP connection."},
-				logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathConfigWrite), Summary: "Update an IdP connection; omitted secrets are kept."},
-				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathConfigRead, Summary: "Read an IdP connection (secrets show only as *_set)."},
-				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathConfigDelete, Summary: "Delete an IdP connection and its cached tokens."},
+				logical.CreateOperation: &framework.PathOperation{Callback: strict(b.pathConfigWrite), Summary: "Create an IdP connection.", Responses: noContent()},
+				logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathConfigWrite), Summary: "Update an IdP connection; omitted secrets are kept.", Responses: noContent()},
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathConfigRead, Summary: "Read an IdP connection (secrets show only as *_set).", Responses: configReadResponses()},
+				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathConfigDelete, Summary: "Delete an IdP connection and its cached tokens.", Responses: noContent()},
 			},
 			HelpSynopsis:    "Configure a connection to one identity provider.",
 			HelpDescription: strings.TrimSpace(configHelp),
@@ -315,7 +315,7 @@ OAuth2 client, and for the password grant the resource owner. provider picks a
 preset that fills what the IdP's document fixes (grant, client authentication,
 default token_url and scopes, error format); every default can be overridden.
 
-Secrets (client_secret, password, security_key) are write-only: a read shows
-client_secret_set and so on. An update that omits a secret keeps it, except
+Secrets (client_secret, password, security_key, private_key, tls_client_key)
+are write-only: a read shows client_secret_set and so on. An update that omits a secret keeps it, except
 that changing an endpoint URL requires the secrets to be written again.
 `

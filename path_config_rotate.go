@@ -17,10 +17,10 @@ func (b *idpBackend) pathConfigRotatePaths() []*framework.Path {
 	return []*framework.Path{
 		{
 			Pattern:      "config/" + framework.GenericNameRegex("name") + "/rotate",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationVerb: "rotate", OperationSuffix: "config"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "rotate", OperationSuffix: "config"},
 			Fields:       rotateFields(),
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathConfigRotate), Summary: "Rotate the client secret or key, keeping the previous one as a fallback."},
+				logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathConfigRotate), Summary: "Rotate the client secret or key, keeping the previous one as a fallback.", Responses: rotateResponses()},
 			},
 			HelpSynopsis:    "Rotate a config's client secret or private key without downtime.",
 			HelpDescription: strings.TrimSpace(rotateHelp),

@@ -21,13 +21,13 @@ const minLease = backend.MinHold
 func (b *idpBackend) pathCreds() []*framework.Path {
 	return []*framework.Path{{
 		Pattern:      "creds/" + framework.GenericNameRegex("role"),
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "credentials"},
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "credentials"},
 		Fields: map[string]*framework.FieldSchema{
 			"role":    {Type: framework.TypeString, Description: "Name of the role."},
-			"min_ttl": {Type: framework.TypeDurationSecond, Description: "Hand out the cached token only if it has at least this long left."},
+			"min_ttl": {Type: framework.TypeDurationSecond, Query: true, Description: "Hand out the cached token only if it has at least this long left."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: strict(b.pathCredsRead), Summary: "Get an access token for the role (cached while fresh)."},
+			logical.ReadOperation: &framework.PathOperation{Callback: strict(b.pathCredsRead), Summary: "Get an access token for the role (cached while fresh).", Responses: credsResponses()},
 		},
 		HelpSynopsis:    "Get a short-lived access token for a role.",
 		HelpDescription: strings.TrimSpace(credsHelp),

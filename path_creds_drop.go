@@ -15,12 +15,12 @@ func (b *idpBackend) pathCredsDropPaths() []*framework.Path {
 	return []*framework.Path{
 		{
 			Pattern:      "creds/" + framework.GenericNameRegex("role") + "/drop",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationVerb: "drop", OperationSuffix: "credentials"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationVerb: "drop", OperationSuffix: "credentials"},
 			Fields: map[string]*framework.FieldSchema{
 				"role": {Type: framework.TypeString, Description: "Name of the role."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathCredsDrop), Summary: "Drop the role's cached token (and revoke it at the IdP) so that the next read mints a new one."},
+				logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathCredsDrop), Summary: "Drop the role's cached token (and revoke it at the IdP) so that the next read mints a new one.", Responses: dropResponses()},
 			},
 			HelpSynopsis:    "Drop a role's cached token.",
 			HelpDescription: strings.TrimSpace(dropHelp),

@@ -2,6 +2,8 @@ package idptokens
 
 import (
 	"context"
+	"encoding/base64"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -20,26 +22,28 @@ func TestCredsEachPreset(t *testing.T) {
 		setup func(e *testEnv) *fakeidp.Server
 		scope string
 		idTok bool
+		// how the client authenticated, as the IdP received it
+		auth, clientID, secret string
 	}{
-		{"mwi", func(e *testEnv) *fakeidp.Server { return e.setupMWI(fakeidp.Options{}) }, "test_api", false},
+		{"mwi", func(e *testEnv) *fakeidp.Server { return e.setupMWI(fakeidp.Options{}) }, "test_api", false, rawBasic, "client", mwiClientSecret},
 		{"screening-eagle", func(e *testEnv) *fakeidp.Server {
-			idp, url := startIdP(e.t, fakeidp.Options{Style: fakeidp.StyleScreeningEagle, ClientID: "se", ClientSecret: "se-secret", IDTokens: true, RefreshTokens: true})
-			e.ok(logical.UpdateOperation, "config/se", map[string]any{"provider": "screening-eagle", "token_url": url, "client_id": "se", "client_secret": "se-secret"})
+			idp, url := startIdP(e.t, fakeidp.Options{Style: fakeidp.StyleScreeningEagle, ClientID: "se", ClientSecret: seClientSecret, IDTokens: true, RefreshTokens: true})
+			e.ok(logical.UpdateOperation, "config/se", map[string]any{"provider": "screening-eagle", "token_url": url, "client_id": "se", "client_secret": seClientSecret})
 			e.ok(logical.UpdateOperation, "roles/screening-eagle", map[string]any{"config": "se", "scopes": "openid,email,profile,inspect"})
 			return idp
-		}, "openid email profile inspect", true},
+		}, "openid email profile inspect", true, rawBasic, "se", seClientSecret},
 		{"microtek", func(e *testEnv) *fakeidp.Server {
-			idp, url := startIdP(e.t, fakeidp.Options{Style: fakeidp.StyleMicroTek, ClientID: "00000000-0000-0000-0000-000000000000", ClientSecret: "password"})
-			e.ok(logical.UpdateOperation, "config/mt", map[string]any{"provider": "microtek", "token_url": url, "client_id": "00000000-0000-0000-0000-000000000000", "client_secret": "password"})
+			idp, url := startIdP(e.t, fakeidp.Options{Style: fakeidp.StyleMicroTek, ClientID: "00000000-0000-0000-0000-000000000000", ClientSecret: mtClientSecret})
+			e.ok(logical.UpdateOperation, "config/mt", map[string]any{"provider": "microtek", "token_url": url, "client_id": "00000000-0000-0000-0000-000000000000", "client_secret": mtClientSecret})
 			e.ok(logical.UpdateOperation, "roles/microtek", map[string]any{"config": "mt"})
 			return idp
-		}, "public-api", false},
+		}, "public-api", false, formBody, "00000000-0000-0000-0000-000000000000", mtClientSecret},
 		{"oauth2", func(e *testEnv) *fakeidp.Server {
-			idp, url := startIdP(e.t, fakeidp.Options{Style: fakeidp.StyleOAuth2, ClientID: "app", ClientSecret: "a secret&more", Scopes: []string{"read", "write"}, ExpiresInAsString: true})
-			e.ok(logical.UpdateOperation, "config/generic", map[string]any{"token_url": url, "client_id": "app", "client_secret": "a secret&more"})
+			idp, url := startIdP(e.t, fakeidp.Options{Style: fakeidp.StyleOAuth2, ClientID: "app", ClientSecret: oauth2ClientSecret, Scopes: []string{"read", "write"}, ExpiresInAsString: true})
+			e.ok(logical.UpdateOperation, "config/generic", map[string]any{"token_url": url, "client_id": "app", "client_secret": oauth2ClientSecret})
 			e.ok(logical.UpdateOperation, "roles/oauth2", map[string]any{"config": "generic", "scopes": "read,write", "extra_params": map[string]any{"audience": "api://x"}})
 			return idp
-		}, "read write", false},
+		}, "read write", false, formBasic, "app", oauth2ClientSecret},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -50,6 +54,7 @@ func TestCredsEachPreset(t *testing.T) {
 			if !idp.Valid(tok) {
 				t.Fatalf("the IdP does not accept the token %q", tok)
 			}
+			checkClientAuth(t, idp.LastRequest(), c.auth, c.clientID, c.secret)
 			if resp.Data["token_type"] != "Bearer" || resp.Data["scope"] != c.scope {
 				t.Fatalf("token_type=%v scope=%v, want Bearer %q", resp.Data["token_type"], resp.Data["scope"], c.scope)
 			}
@@ -77,6 +82,37 @@ func TestCredsEachPreset(t *testing.T) {
 					again.Data["access_token"] == tok, idp.TokenRequests())
 			}
 		})
+	}
+}
+
+// How a preset's client authentication reaches the IdP.
+const (
+	rawBasic  = "raw Basic"          // base64(id:secret), as MWI and Screening Eagle document
+	formBasic = "form-encoded Basic" // RFC 6749 2.3.1: each half form-encoded first
+	formBody  = "form body"          // client_id and client_secret in the body
+)
+
+// checkClientAuth: the request carried the client's credentials in exactly
+// the given form, and in no other.
+func checkClientAuth(t *testing.T, r fakeidp.Recorded, how, id, secret string) {
+	t.Helper()
+	header := r.Header.Get("Authorization")
+	switch how {
+	case rawBasic, formBasic:
+		want := id + ":" + secret
+		if how == formBasic {
+			want = url.QueryEscape(id) + ":" + url.QueryEscape(secret)
+		}
+		if header != "Basic "+base64.StdEncoding.EncodeToString([]byte(want)) {
+			t.Errorf("Authorization %q, want %s of %q", header, how, want)
+		}
+		if r.Form.Has("client_secret") {
+			t.Error("the client secret is also in the body")
+		}
+	case formBody:
+		if header != "" || r.Form.Get("client_id") != id || r.Form.Get("client_secret") != secret {
+			t.Errorf("Authorization %q, body client_id %q: want the credentials in the body only", header, r.Form.Get("client_id"))
+		}
 	}
 }
 
@@ -206,8 +242,8 @@ func TestCredsMinTTL(t *testing.T) {
 // A refresh token renews; a refused refresh falls back to the role's grant.
 func TestCredsRefresh(t *testing.T) {
 	e := newTestEnv(t)
-	idp, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleScreeningEagle, ClientID: "se", ClientSecret: "se-secret", RefreshTokens: true})
-	e.ok(logical.UpdateOperation, "config/se", map[string]any{"provider": "screening-eagle", "token_url": url, "client_id": "se", "client_secret": "se-secret"})
+	idp, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleScreeningEagle, ClientID: "se", ClientSecret: seClientSecret, RefreshTokens: true})
+	e.ok(logical.UpdateOperation, "config/se", map[string]any{"provider": "screening-eagle", "token_url": url, "client_id": "se", "client_secret": seClientSecret})
 	e.ok(logical.UpdateOperation, "roles/se", map[string]any{"config": "se", "scopes": "inspect"})
 	clock := time.Now()
 	e.b.now = func() time.Time { return clock }
@@ -229,8 +265,8 @@ func TestCredsRefresh(t *testing.T) {
 // MicroTek keeps one live token per client: roles of one config share it.
 func TestMicroTekRolesShareOneToken(t *testing.T) {
 	e := newTestEnv(t)
-	idp, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleMicroTek, ClientID: "mt", ClientSecret: "pw"})
-	e.ok(logical.UpdateOperation, "config/mt", map[string]any{"provider": "microtek", "token_url": url, "client_id": "mt", "client_secret": "pw"})
+	idp, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleMicroTek, ClientID: "mt", ClientSecret: mtClientSecret})
+	e.ok(logical.UpdateOperation, "config/mt", map[string]any{"provider": "microtek", "token_url": url, "client_id": "mt", "client_secret": mtClientSecret})
 	e.ok(logical.UpdateOperation, "roles/team-a", map[string]any{"config": "mt"})
 	e.ok(logical.UpdateOperation, "roles/team-b", map[string]any{"config": "mt"})
 	a := e.creds("team-a").Data["access_token"].(string)

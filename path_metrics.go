@@ -19,12 +19,12 @@ import (
 func (b *idpBackend) pathMetrics() []*framework.Path {
 	return []*framework.Path{{
 		Pattern:      "metrics$",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "metrics"},
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "metrics"},
 		Fields: map[string]*framework.FieldSchema{
-			"format": {Type: framework.TypeString, Default: "json", Description: `"json" (default) or "prometheus" (text exposition format 0.0.4, returned as the raw HTTP body).`},
+			"format": {Type: framework.TypeString, Default: "json", Query: true, Description: `"json" (default) or "prometheus" (text exposition format 0.0.4, returned as the raw HTTP body).`},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.pathMetricsRead, Summary: "Read the engine's counters: IdP requests, cache hits and misses, IdP latency, cached tokens."},
+			logical.ReadOperation: &framework.PathOperation{Callback: b.pathMetricsRead, Summary: "Read the engine's counters: IdP requests, cache hits and misses, IdP latency, cached tokens.", Responses: metricsResponses()},
 		},
 		HelpSynopsis:    "Telemetry of the engine, as JSON or in the Prometheus text format.",
 		HelpDescription: strings.TrimSpace(metricsHelp),

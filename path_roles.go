@@ -17,15 +17,15 @@ func (b *idpBackend) pathRoles() []*framework.Path {
 	return []*framework.Path{
 		{
 			Pattern:      "roles/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "roles"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "roles"},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: listUnder(rolePrefix), Summary: "List roles."},
+				logical.ListOperation: &framework.PathOperation{Callback: listUnder(rolePrefix), Summary: "List roles.", Responses: listResponses("roles")},
 			},
 			HelpSynopsis: "List roles.",
 		},
 		{
 			Pattern:      "roles/" + framework.GenericNameRegex("name"),
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "role"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
 			Fields: map[string]*framework.FieldSchema{
 				"name":         {Type: framework.TypeString, Description: "Name of the role."},
 				"config":       {Type: framework.TypeString, Description: "Config (IdP connection) the role uses. Required."},
@@ -39,10 +39,10 @@ func (b *idpBackend) pathRoles() []*framework.Path {
 			},
 			ExistenceCheck: b.roleExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{Callback: strict(b.pathRoleWrite), Summary: "Create a role."},
-				logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathRoleWrite), Summary: "Update a role."},
-				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleRead, Summary: "Read a role."},
-				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete, Summary: "Delete a role and its cached token."},
+				logical.CreateOperation: &framework.PathOperation{Callback: strict(b.pathRoleWrite), Summary: "Create a role.", Responses: noContent()},
+				logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathRoleWrite), Summary: "Update a role.", Responses: noContent()},
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleRead, Summary: "Read a role.", Responses: roleReadResponses()},
+				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete, Summary: "Delete a role and its cached token.", Responses: noContent()},
 			},
 			HelpSynopsis:    "Name what may be asked of one IdP connection.",
 			HelpDescription: strings.TrimSpace(roleHelp),

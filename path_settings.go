@@ -36,7 +36,7 @@ type settingsState struct {
 func (b *idpBackend) pathSettings() []*framework.Path {
 	return []*framework.Path{{
 		Pattern:      "settings",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "settings"},
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "settings"},
 		Fields: map[string]*framework.FieldSchema{
 			"allowed_hosts": {
 				Type: framework.TypeCommaStringSlice,
@@ -45,8 +45,8 @@ func (b *idpBackend) pathSettings() []*framework.Path {
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation:   &framework.PathOperation{Callback: b.pathSettingsRead, Summary: "Read the mount's settings."},
-			logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathSettingsWrite), Summary: "Update the mount's settings."},
+			logical.ReadOperation:   &framework.PathOperation{Callback: b.pathSettingsRead, Summary: "Read the mount's settings.", Responses: settingsResponses()},
+			logical.UpdateOperation: &framework.PathOperation{Callback: strict(b.pathSettingsWrite), Summary: "Update the mount's settings.", Responses: settingsResponses()},
 		},
 		HelpSynopsis:    "Mount-wide settings: which IdP hosts configs may name.",
 		HelpDescription: strings.TrimSpace(settingsHelp),

@@ -75,7 +75,7 @@ func newBackend() *idpBackend {
 			// Configs hold client secrets and operator passwords, tokens
 			// long-lived refresh tokens, login states PKCE verifiers
 			// (seal wrapping takes effect on Vault Enterprise).
-			SealWrapStorage: []string{configPrefix, authStatePrefix, backend.TokenPrefix},
+			SealWrapStorage: []string{configPrefix, authStatePrefix, pendingPrefix, backend.TokenPrefix},
 			// The IdP sends the browser back here; the state is the credential.
 			Unauthenticated: []string{"callback"},
 		},

@@ -33,10 +33,7 @@ func TestAuditAndLogsHoldNoSecrets(t *testing.T) {
 		wrongSecret  = "Wrong-Secret-Value-31337"
 	)
 	v := StartDevVault(t, "-log-level=trace")
-	dir := t.TempDir()
-	auditA, auditB := filepath.Join(dir, "audit.log"), filepath.Join(dir, "audit-raw-false.log")
-	v.Run("audit", "enable", "file", "file_path="+auditA)
-	v.Run("audit", "enable", "-path=file-explicit", "file", "file_path="+auditB, "log_raw=false")
+	auditA, auditB := enableAuditDevices(t, v)
 
 	idp := startRecordingIdP(t, fakeidp.Options{
 		Style: fakeidp.StyleMWI, ClientID: clientID, ClientSecret: clientSecret,
@@ -93,16 +90,7 @@ func TestAuditAndLogsHoldNoSecrets(t *testing.T) {
 
 	time.Sleep(500 * time.Millisecond) // let the plugin's last log lines reach Vault's log
 	vaultLog := readFile(t, v.log)
-	for name, path := range map[string]string{"audit log": auditA, "audit log (log_raw=false)": auditB, "Vault's log": v.log} {
-		text := readFile(t, path)
-		for what, s := range secrets {
-			for _, form := range encodedForms(s) {
-				if strings.Contains(text, form) {
-					t.Errorf("the %s holds the %s in clear (as %q)", name, what, form)
-				}
-			}
-		}
-	}
+	assertNoSecrets(t, v, auditA, auditB, secrets, encodedForms, nil)
 
 	// The checks above prove something only if the logs saw the flows.
 	for _, path := range []string{auditA, auditB} {
@@ -117,6 +105,38 @@ func TestAuditAndLogsHoldNoSecrets(t *testing.T) {
 	for _, want := range []string{"[TRACE]", pluginName, "token request failed", `config \"bad\"`} {
 		if !strings.Contains(vaultLog, want) {
 			t.Errorf("Vault's log lacks %q: it does not hold the plugin's trace-level output as expected", want)
+		}
+	}
+}
+
+// enableAuditDevices enables two file audit devices, with the default
+// options and with log_raw=false spelled out, and returns their files.
+func enableAuditDevices(t *testing.T, v *Vault) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "audit.log"), filepath.Join(dir, "audit-raw-false.log")
+	v.Run("audit", "enable", "file", "file_path="+a)
+	v.Run("audit", "enable", "-path=file-explicit", "file", "file_path="+b, "log_raw=false")
+	return a, b
+}
+
+// assertNoSecrets fails for every form of every secret found in the audit
+// logs or Vault's log (which holds the plugin's log lines).
+// scrubAudit, if not nil, removes from an audit log's text what the test
+// knows Vault writes there in clear, before the search.
+func assertNoSecrets(t *testing.T, v *Vault, auditA, auditB string, secrets map[string]string, forms func(string) []string, scrubAudit func(string) string) {
+	t.Helper()
+	for name, path := range map[string]string{"audit log": auditA, "audit log (log_raw=false)": auditB, "Vault's log": v.log} {
+		text := readFile(t, path)
+		if scrubAudit != nil && path != v.log {
+			text = scrubAudit(text)
+		}
+		for what, s := range secrets {
+			for _, form := range forms(s) {
+				if strings.Contains(text, form) {
+					t.Errorf("the %s holds the %s in clear (as %q)", name, what, form)
+				}
+			}
 		}
 	}
 }

@@ -58,18 +58,29 @@ func browserLogin(t *testing.T, v *Vault, role string) {
 	}
 }
 
+// Client secrets of the presets. Each holds + / : % and a non-ASCII letter,
+// so that raw Basic (MWI, Screening Eagle), form-encoded Basic (oauth2) and
+// the form body (MicroTek) all look different on the wire: the fake IdP,
+// strict about its style, refuses a preset that sends the wrong one.
+const (
+	mwiSecret      = "mwi+client/secret:%41é"
+	seSecret       = "se+client/secret:%41ü"
+	microtekSecret = "mt+client/secret:%41ø"
+	oauth2Secret   = "oauth2+client/secret:%41ñ"
+)
+
 func presets(ttl time.Duration) []preset {
 	return []preset{
 		{
 			provider: "mwi",
 			opts: fakeidp.Options{
-				Style: fakeidp.StyleMWI, ClientID: "mwi-client", ClientSecret: "mwi-client-secret",
+				Style: fakeidp.StyleMWI, ClientID: "mwi-client", ClientSecret: mwiSecret,
 				Username: `lbso\AC-1234\operator7\SK-5678`, Password: "operator-password", TokenTTL: ttl,
 			},
 			grant: "password",
 			config: func(f *FakeIdP) []string {
 				return []string{"provider=mwi", "token_url=" + f.TokenURL(),
-					"client_id=mwi-client", "client_secret=mwi-client-secret",
+					"client_id=mwi-client", "client_secret=" + mwiSecret,
 					"username=operator7", "password=operator-password",
 					"access_code=AC-1234", "security_key=SK-5678", "scopes=test_api"}
 			},
@@ -77,38 +88,38 @@ func presets(ttl time.Duration) []preset {
 		{
 			provider: "screening-eagle",
 			opts: fakeidp.Options{
-				Style: fakeidp.StyleScreeningEagle, ClientID: "se-client", ClientSecret: "se-client-secret",
+				Style: fakeidp.StyleScreeningEagle, ClientID: "se-client", ClientSecret: seSecret,
 				IDTokens: true, TokenTTL: ttl,
 			},
 			grant: "client_credentials",
 			config: func(f *FakeIdP) []string {
 				return []string{"provider=screening-eagle", "token_url=" + f.TokenURL(),
-					"client_id=se-client", "client_secret=se-client-secret", "scopes=openid,inspect"}
+					"client_id=se-client", "client_secret=" + seSecret, "scopes=openid,inspect"}
 			},
 		},
 		{
 			provider: "microtek",
 			opts: fakeidp.Options{
 				Style: fakeidp.StyleMicroTek, ClientID: "00000000-0000-0000-0000-000000000001",
-				ClientSecret: "microtek-secret", TokenTTL: ttl,
+				ClientSecret: microtekSecret, TokenTTL: ttl,
 			},
 			grant: "client_credentials",
 			config: func(f *FakeIdP) []string {
 				return []string{"provider=microtek", "token_url=" + f.TokenURL(),
-					"client_id=00000000-0000-0000-0000-000000000001", "client_secret=microtek-secret",
+					"client_id=00000000-0000-0000-0000-000000000001", "client_secret=" + microtekSecret,
 					"scopes=public-api"}
 			},
 		},
 		{
 			provider: "oauth2",
 			opts: fakeidp.Options{
-				Style: fakeidp.StyleOAuth2, ClientID: "oauth2-client", ClientSecret: "oauth2-secret",
+				Style: fakeidp.StyleOAuth2, ClientID: "oauth2-client", ClientSecret: oauth2Secret,
 				Scopes: []string{"read", "write"}, TokenTTL: ttl,
 			},
 			grant: "client_credentials",
 			config: func(f *FakeIdP) []string {
 				return []string{"provider=oauth2", "token_url=" + f.TokenURL(),
-					"client_id=oauth2-client", "client_secret=oauth2-secret", "scopes=read,write"}
+					"client_id=oauth2-client", "client_secret=" + oauth2Secret, "scopes=read,write"}
 			},
 		},
 		{

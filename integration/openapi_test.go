@@ -1,0 +1,249 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+)
+
+// apiOperation is what Vault's OpenAPI document must say about one of the
+// plugin's operations, and how to call it for real.
+type apiOperation struct {
+	path, method, id string
+	query            []string // a GET's non-path parameters, in the query
+	call             string   // the request made: its path under /v1/ (with any query)
+	body             map[string]any
+	optional         []string // declared response fields this call may lack
+}
+
+// oasOperation is the part of an OpenAPI operation the test reads.
+type oasOperation struct {
+	OperationID string `json:"operationId"`
+	Parameters  []struct {
+		Name string `json:"name"`
+		In   string `json:"in"`
+	} `json:"parameters"`
+	Responses map[string]struct {
+		Content map[string]struct {
+			Schema struct {
+				Ref string `json:"$ref"`
+			} `json:"schema"`
+		} `json:"content"`
+	} `json:"responses"`
+}
+
+// TestOpenAPI reads sys/internal/specs/openapi from a real Vault with the
+// plugin mounted at idp/ and checks every path of the plugin: the operation
+// ids, GET parameters in the query, and a response schema per operation;
+// then calls each operation through Vault's HTTP API and compares the keys
+// of the data it answers with the fields its response declares.
+func TestOpenAPI(t *testing.T) {
+	t.Parallel()
+	v := StartDevVault(t)
+	se := StartFakeIdP(t, fakeidp.Options{Style: fakeidp.StyleScreeningEagle, ClientID: "se-api", ClientSecret: seSecret, IDTokens: true})
+	myid := StartFakeIdP(t, fakeidp.Options{Style: fakeidp.StyleMyID, ClientID: "myid-api", ClientSecret: "myid+api/secret:%41é",
+		RedirectURIs: []string{v.callbackURL()}})
+	v.Write("idp/config/myid", "provider=myid", "token_url="+myid.TokenURL(), "auth_url="+myid.URL+"/connect/authorize",
+		"client_id=myid-api", "client_secret=myid+api/secret:%41é", "redirect_uris="+v.callbackURL())
+	v.Write("idp/roles/myid", "config=myid")
+
+	// A login's state and code (from the IdP's redirect), for the callback write.
+	loginURL, state := v.authURL("myid")
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(loginURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+
+	ops := []apiOperation{
+		{"/idp/config/{name}", "post", "idp-write-config", nil, "idp/config/se",
+			map[string]any{"provider": "screening-eagle", "token_url": se.TokenURL(), "client_id": "se-api", "client_secret": seSecret, "scopes": "openid,inspect"}, nil},
+		{"/idp/roles/{name}", "post", "idp-write-role", nil, "idp/roles/se", map[string]any{"config": "se", "min_ttl": "1m"}, nil},
+		{"/idp/config/{name}", "get", "idp-read-config", nil, "idp/config/se", nil, nil},
+		{"/idp/roles/{name}", "get", "idp-read-role", nil, "idp/roles/se", nil, nil},
+		{"/idp/config/", "get", "idp-list-configs", []string{"list"}, "idp/config/?list=true", nil, nil},
+		{"/idp/roles/", "get", "idp-list-roles", []string{"list"}, "idp/roles/?list=true", nil, nil},
+		{"/idp/creds/{role}", "get", "idp-read-credentials", []string{"min_ttl"}, "idp/creds/se?min_ttl=120", nil, nil},
+		{"/idp/config/{name}/rotate", "post", "idp-rotate-config", nil, "idp/config/se/rotate", map[string]any{"client_secret": "se-rotated+/:%41"}, nil},
+		{"/idp/creds/{role}/drop", "post", "idp-drop-credentials", nil, "idp/creds/se/drop", map[string]any{}, []string{"shared_by"}},
+		{"/idp/auth-url/{role}", "post", "idp-write-auth-url", nil, "idp/auth-url/myid", map[string]any{}, nil},
+		{"/idp/callback", "post", "idp-write-callback", nil, "idp/callback", map[string]any{"code": loc.Query().Get("code"), "state": state}, nil},
+		{"/idp/callback", "get", "idp-read-callback", []string{"code", "error", "error_description", "state"}, "idp/callback?state=unknown&code=x", nil, nil},
+		{"/idp/metrics", "get", "idp-read-metrics", []string{"format"}, "idp/metrics", nil, nil},
+		{"/idp/settings", "post", "idp-write-settings", nil, "idp/settings", map[string]any{"allowed_hosts": "127.0.0.1"}, nil},
+		{"/idp/settings", "get", "idp-read-settings", nil, "idp/settings", nil, nil},
+		{"/idp/roles/{name}", "delete", "idp-delete-role", nil, "idp/roles/se", nil, nil},
+		{"/idp/config/{name}", "delete", "idp-delete-config", nil, "idp/config/se", nil, nil},
+	}
+
+	var doc struct {
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]any `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	status, raw, _ := vaultHTTP(t, v, v.Token, http.MethodGet, "sys/internal/specs/openapi", nil)
+	if status != http.StatusOK {
+		t.Fatalf("sys/internal/specs/openapi answered %d: %s", status, raw)
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+
+	// Every operation of the plugin is in the table, and the other way round.
+	var inDoc, inTable []string
+	for path, item := range doc.Paths {
+		if !strings.HasPrefix(path, "/idp/") {
+			continue
+		}
+		for method := range item {
+			if method == "get" || method == "post" || method == "delete" {
+				inDoc = append(inDoc, method+" "+path)
+			}
+		}
+	}
+	for _, op := range ops {
+		inTable = append(inTable, op.method+" "+op.path)
+	}
+	slices.Sort(inDoc)
+	slices.Sort(inTable)
+	if !slices.Equal(inDoc, inTable) {
+		t.Errorf("the plugin's operations in Vault's OpenAPI document:\n%v\nthe test's:\n%v", inDoc, inTable)
+	}
+
+	for _, op := range ops {
+		var o oasOperation
+		if item := doc.Paths[op.path][op.method]; item == nil {
+			t.Errorf("%s %s is not in the document", op.method, op.path)
+			continue
+		} else if err := json.Unmarshal(item, &o); err != nil {
+			t.Fatal(err)
+		}
+		if o.OperationID != op.id {
+			t.Errorf("%s %s: operationId %q, want %q", op.method, op.path, o.OperationID, op.id)
+		}
+		var query []string
+		for _, p := range o.Parameters {
+			if p.In == "query" {
+				query = append(query, p.Name)
+			}
+		}
+		slices.Sort(query)
+		if !slices.Equal(query, op.query) {
+			t.Errorf("%s %s: query parameters %v, want %v", op.method, op.path, query, op.query)
+		}
+
+		// The real answer, through Vault.
+		token := v.Token
+		if op.id == "idp-read-callback" {
+			token = "" // the browser holds no Vault token
+		}
+		status, body, contentType := vaultHTTP(t, v, token, strings.ToUpper(op.method), op.call, op.body)
+		if _, declares204 := o.Responses["204"]; declares204 {
+			if status != http.StatusNoContent {
+				t.Errorf("%s %s declares 204; Vault answered %d: %s", op.method, op.call, status, body)
+			}
+			continue
+		}
+		if op.id == "idp-read-callback" {
+			if _, declares := o.Responses["400"]; status != http.StatusBadRequest || !declares || !strings.HasPrefix(contentType, "text/html") {
+				t.Errorf("callback GET with an unknown state: %d %s; want the declared 400 HTML page", status, contentType)
+			}
+			continue
+		}
+		if status != http.StatusOK {
+			t.Errorf("%s %s answered %d: %s", op.method, op.call, status, body)
+			continue
+		}
+		content, hasJSON := o.Responses["200"].Content["application/json"]
+		name := strings.TrimPrefix(content.Schema.Ref, "#/components/schemas/")
+		if name == "" {
+			// Vault v1.21.0 drops the $ref of a plugin's response schema on
+			// its way from the plugin (the component itself arrives); the
+			// framework names it after the operation id.
+			name = titleCase(op.id) + "Response"
+		}
+		declared := doc.Components.Schemas[name].Properties
+		if !hasJSON || len(declared) == 0 {
+			t.Errorf("%s %s: no JSON response with fields declared (schema %q)", op.method, op.path, name)
+			continue
+		}
+		var answer struct {
+			Data map[string]any `json:"data"`
+		}
+		if err := json.Unmarshal(body, &answer); err != nil {
+			t.Fatalf("%s %s: %v", op.method, op.call, err)
+		}
+		for k := range answer.Data {
+			if _, ok := declared[k]; !ok {
+				t.Errorf("%s %s answered the field %q, which its response does not declare", op.method, op.call, k)
+			}
+		}
+		for k := range declared {
+			if _, ok := answer.Data[k]; !ok && !slices.Contains(op.optional, k) {
+				t.Errorf("%s %s declares the response field %q, which the answer lacks", op.method, op.call, k)
+			}
+		}
+	}
+
+	// format=prometheus is the text format, as declared in the schema.
+	if status, _, ct := vaultHTTP(t, v, v.Token, http.MethodGet, "idp/metrics?format=prometheus", nil); status != http.StatusOK || !strings.HasPrefix(ct, "text/plain") {
+		t.Errorf("metrics?format=prometheus: %d %s", status, ct)
+	}
+}
+
+// vaultHTTP calls Vault's HTTP API and returns the status, body and
+// content type.
+func vaultHTTP(t *testing.T, v *Vault, token, method, path string, body map[string]any) (int, []byte, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, v.Addr+"/v1/"+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("X-Vault-Token", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, out, resp.Header.Get("Content-Type")
+}
+
+// titleCase is the framework's name of an operation's schemas:
+// idp-read-credentials -> IdpReadCredentials.
+func titleCase(id string) string {
+	var b strings.Builder
+	for _, w := range strings.Split(id, "-") {
+		if w != "" {
+			b.WriteString(strings.ToUpper(w[:1]) + w[1:])
+		}
+	}
+	return b.String()
+}

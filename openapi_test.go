@@ -1,0 +1,347 @@
+package idptokens
+
+import (
+	"encoding/json"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+)
+
+// oasOperation is what the OpenAPI document must say about one operation.
+type oasOperation struct {
+	path, method, id string
+	query            []string // non-path parameters a GET takes from the query
+}
+
+// The engine's operations, as Vault's OpenAPI document must list them
+// (integration/openapi_test.go checks the same against a real Vault).
+var wantOperations = []oasOperation{
+	{"/auth-url/{role}", "post", "idp-write-auth-url", nil},
+	{"/callback", "get", "idp-read-callback", []string{"code", "error", "error_description", "state"}},
+	{"/callback", "post", "idp-write-callback", nil},
+	{"/config/", "get", "idp-list-configs", []string{"list"}},
+	{"/config/{name}", "get", "idp-read-config", nil},
+	{"/config/{name}", "post", "idp-write-config", nil},
+	{"/config/{name}", "delete", "idp-delete-config", nil},
+	{"/config/{name}/rotate", "post", "idp-rotate-config", nil},
+	{"/creds/{role}", "get", "idp-read-credentials", []string{"min_ttl"}},
+	{"/creds/{role}/drop", "post", "idp-drop-credentials", nil},
+	{"/metrics", "get", "idp-read-metrics", []string{"format"}},
+	{"/roles/", "get", "idp-list-roles", []string{"list"}},
+	{"/roles/{name}", "get", "idp-read-role", nil},
+	{"/roles/{name}", "post", "idp-write-role", nil},
+	{"/roles/{name}", "delete", "idp-delete-role", nil},
+	{"/settings", "get", "idp-read-settings", nil},
+	{"/settings", "post", "idp-write-settings", nil},
+}
+
+// oasDoc is the part of an OpenAPI document the tests read.
+type oasDoc struct {
+	Paths      map[string]map[string]oasOp // path -> method -> operation
+	Components struct {
+		Schemas map[string]struct {
+			Properties map[string]any `json:"properties"`
+		} `json:"schemas"`
+	} `json:"components"`
+}
+
+type oasOp struct {
+	OperationID string `json:"operationId"`
+	Parameters  []struct {
+		Name string `json:"name"`
+		In   string `json:"in"`
+	} `json:"parameters"`
+	Responses map[string]struct {
+		Content map[string]struct {
+			Schema struct {
+				Ref string `json:"$ref"`
+			} `json:"schema"`
+		} `json:"content"`
+	} `json:"responses"`
+}
+
+// decodeOASDoc reads the operations of every path (a path item also holds
+// a description and parameters, which are not operations).
+func decodeOASDoc(raw []byte) (oasDoc, error) {
+	var top struct {
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components json.RawMessage                       `json:"components"`
+	}
+	var doc oasDoc
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return doc, err
+	}
+	if err := json.Unmarshal(top.Components, &doc.Components); err != nil {
+		return doc, err
+	}
+	doc.Paths = map[string]map[string]oasOp{}
+	for path, item := range top.Paths {
+		doc.Paths[path] = map[string]oasOp{}
+		for method, v := range item {
+			if method != "get" && method != "post" && method != "delete" {
+				continue
+			}
+			var op oasOp
+			if err := json.Unmarshal(v, &op); err != nil {
+				return doc, err
+			}
+			doc.Paths[path][method] = op
+		}
+	}
+	return doc, nil
+}
+
+// openAPIDoc is the document the framework generates for the backend, as
+// Vault asks for it (a help request on the mount's root).
+func openAPIDoc(t *testing.T, e *testEnv) oasDoc {
+	t.Helper()
+	e.sys.PluginEnvironment = &logical.PluginEnvironment{VaultVersion: "v1.21.0"}
+	resp, err := e.do(logical.HelpOperation, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(resp.Data["openapi"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := decodeOASDoc(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// Every operation is in the document with its id, its GET parameters in the
+// query, and a declared response: 204, or 200 with a schema of fields (the
+// callback's GET answers an HTML page).
+func TestOpenAPIDocument(t *testing.T) {
+	doc := openAPIDoc(t, newTestEnv(t))
+	var got []string
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			got = append(got, method+" "+path)
+		}
+	}
+	var want []string
+	for _, w := range wantOperations {
+		want = append(want, w.method+" "+w.path)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("operations in the document:\n%v\nwant:\n%v", got, want)
+	}
+	for _, w := range wantOperations {
+		op := doc.Paths[w.path][w.method]
+		if op.OperationID != w.id {
+			t.Errorf("%s %s: operationId %q, want %q", w.method, w.path, op.OperationID, w.id)
+		}
+		var query []string
+		for _, p := range op.Parameters {
+			if p.In == "query" {
+				query = append(query, p.Name)
+			}
+		}
+		slices.Sort(query)
+		if !slices.Equal(query, w.query) {
+			t.Errorf("%s %s: query parameters %v, want %v", w.method, w.path, query, w.query)
+		}
+		if _, ok := op.Responses["204"]; ok {
+			continue
+		}
+		ok200, has := op.Responses["200"]
+		if !has {
+			t.Errorf("%s %s: no 200 or 204 response declared", w.method, w.path)
+			continue
+		}
+		if w.id == "idp-read-callback" {
+			continue
+		}
+		ref := ok200.Content["application/json"].Schema.Ref
+		name := strings.TrimPrefix(ref, "#/components/schemas/")
+		if len(doc.Components.Schemas[name].Properties) == 0 {
+			t.Errorf("%s %s: the 200 response has no schema with fields (ref %q)", w.method, w.path, ref)
+		}
+	}
+}
+
+// responseCheck holds each answer to the schema its operation declares, and
+// gathers the keys seen, so that a declared field no answer has is found.
+type responseCheck struct {
+	e    *testEnv
+	seen map[string]map[string]bool // "op pattern" -> data keys seen
+	path map[string]*framework.Path
+}
+
+// do performs a request that must succeed and checks its answer strictly:
+// every key declared, every required key present; an operation declaring
+// 204 answers nothing.
+func (c *responseCheck) do(op logical.Operation, path string, data map[string]any) *logical.Response {
+	t := c.e.t
+	t.Helper()
+	resp := c.e.ok(op, path, data)
+	p := c.e.b.Route(path)
+	if p == nil {
+		t.Fatalf("no path matches %s", path)
+	}
+	declared := schema.GetResponseSchema(t, p, op)
+	if _, noContent := p.Operations[op].Properties().Responses[http.StatusNoContent]; noContent {
+		if resp != nil && len(resp.Data) > 0 {
+			t.Errorf("%s %s declares 204 but answered %v", op, path, resp.Data)
+		}
+		return resp
+	}
+	key := string(op) + " " + p.Pattern
+	if raw, ok := resp.Data[logical.HTTPContentType].(string); ok {
+		// A raw body (HTML page, Prometheus text): its media type is declared.
+		if !declaresMediaType(p.Operations[op].Properties().Responses, raw) {
+			t.Errorf("%s %s answered %s, which its responses do not declare", op, path, raw)
+		}
+		c.path[key] = p
+		return resp
+	}
+	schema.ValidateResponse(t, declared, resp, true)
+	c.path[key] = p
+	if c.seen[key] == nil {
+		c.seen[key] = map[string]bool{}
+	}
+	if resp != nil {
+		for k := range resp.Data {
+			c.seen[key][k] = true
+		}
+	}
+	return resp
+}
+
+// Every operation, driven through its handler, answers exactly the fields
+// its OpenAPI response declares (required ones always, optional ones when
+// they apply), so the document tells clients what they really get.
+func TestResponsesMatchDeclaredSchemas(t *testing.T) {
+	a := setupMyID(t, fakeidp.Options{}, nil)
+	c := &responseCheck{e: a.testEnv, seen: map[string]map[string]bool{}, path: map[string]*framework.Path{}}
+	seIdP, seURL := startIdP(t, fakeidp.Options{Style: fakeidp.StyleScreeningEagle, ClientID: "se", ClientSecret: "se+/:%é", IDTokens: true})
+	_, mtURL := startIdP(t, fakeidp.Options{Style: fakeidp.StyleMicroTek, ClientID: "mt", ClientSecret: "mt+/:%é"})
+
+	c.do(logical.CreateOperation, "config/se", map[string]any{"provider": "screening-eagle", "token_url": seURL, "client_id": "se", "client_secret": "se+/:%é"})
+	c.do(logical.UpdateOperation, "config/se", map[string]any{"scopes": "openid,inspect"})
+	c.do(logical.UpdateOperation, "config/mt", map[string]any{"provider": "microtek", "token_url": mtURL, "client_id": "mt", "client_secret": "mt+/:%é"})
+	c.do(logical.CreateOperation, "roles/se", map[string]any{"config": "se"})
+	c.do(logical.UpdateOperation, "roles/se", map[string]any{"extra_params": map[string]any{"audience": "api://x"}, "min_ttl": 60})
+	c.do(logical.UpdateOperation, "roles/mt", map[string]any{"config": "mt"})
+	c.do(logical.ReadOperation, "config/se", nil)
+	c.do(logical.ReadOperation, "roles/se", nil)
+	c.do(logical.ListOperation, "config/", nil)
+	c.do(logical.ListOperation, "roles/", nil)
+
+	// creds with and without an id_token, and the min_ttl query parameter.
+	c.do(logical.ReadOperation, "creds/se", map[string]any{"min_ttl": 120})
+	c.do(logical.ReadOperation, "creds/mt", nil)
+	if seIdP.TokenRequests() != 1 {
+		t.Fatalf("Screening Eagle saw %d token requests, want 1", seIdP.TokenRequests())
+	}
+
+	// The authorization code flow: auth-url, the CLI's callback write, the
+	// browser's GET of the callback (a page, 200 and 400), then creds.
+	u, _ := a.begin(a.role, nil)
+	c.do(logical.UpdateOperation, "auth-url/"+a.role, nil)
+	q := a.browse(u)
+	c.do(logical.UpdateOperation, "callback", map[string]any{"code": q.Get("code"), "state": q.Get("state")})
+	q = a.login(a.role)
+	c.do(logical.ReadOperation, "callback", map[string]any{"code": q.Get("code"), "state": q.Get("state")})
+	c.do(logical.ReadOperation, "callback", map[string]any{"code": "x", "state": "unknown"})
+	c.do(logical.ReadOperation, "creds/"+a.role, nil)
+
+	c.do(logical.UpdateOperation, "config/se/rotate", map[string]any{"client_secret": "se-new+/:%é"})
+	c.do(logical.UpdateOperation, "creds/se/drop", nil)
+	c.do(logical.UpdateOperation, "creds/mt/drop", nil) // shared by the config's roles
+
+	c.do(logical.ReadOperation, "metrics", nil)
+	c.do(logical.ReadOperation, "metrics", map[string]any{"format": "prometheus"})
+	c.do(logical.UpdateOperation, "settings", map[string]any{"allowed_hosts": "127.0.0.1"})
+	c.do(logical.ReadOperation, "settings", nil)
+
+	c.do(logical.DeleteOperation, "roles/se", nil)
+	c.do(logical.DeleteOperation, "config/se", nil)
+
+	// Every declared field was answered at least once.
+	for key, p := range c.path {
+		op := logical.Operation(strings.SplitN(key, " ", 2)[0])
+		declared := schema.GetResponseSchema(t, p, op)
+		for _, f := range slices.Sorted(maps.Keys(declared.Fields)) {
+			if !c.seen[key][f] {
+				t.Errorf("%s declares the response field %q, which no answer had", key, f)
+			}
+		}
+	}
+	// And every operation with a declared JSON answer was exercised.
+	for _, p := range c.e.b.Paths {
+		for op, h := range p.Operations {
+			for _, r := range h.Properties().Responses[http.StatusOK] {
+				if len(r.Fields) > 0 && c.path[string(op)+" "+p.Pattern] == nil {
+					t.Errorf("%s %s: the test does not exercise it", op, p.Pattern)
+				}
+			}
+		}
+	}
+}
+
+// declaresMediaType: one of the responses has the media type of contentType
+// (parameters such as charset aside).
+func declaresMediaType(responses map[int][]framework.Response, contentType string) bool {
+	media, _, _ := strings.Cut(contentType, ";")
+	for _, rs := range responses {
+		for _, r := range rs {
+			declared, _, _ := strings.Cut(r.MediaType, ";")
+			if declared != "" && declared == media {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Help is complete: every path has a synopsis, every operation a summary,
+// every field and declared response field a description (vault path-help
+// and the OpenAPI document show them).
+func TestHelpComplete(t *testing.T) {
+	e := newTestEnv(t)
+	for _, p := range e.b.Paths {
+		if p.HelpSynopsis == "" {
+			t.Errorf("%s has no HelpSynopsis", p.Pattern)
+		}
+		for name, f := range p.Fields {
+			if f.Description == "" {
+				t.Errorf("%s: field %s has no description", p.Pattern, name)
+			}
+		}
+		for op, h := range p.Operations {
+			props := h.Properties()
+			if props.Summary == "" {
+				t.Errorf("%s %s has no summary", op, p.Pattern)
+			}
+			if len(props.Responses) == 0 {
+				t.Errorf("%s %s declares no response", op, p.Pattern)
+			}
+			for _, rs := range props.Responses {
+				for _, r := range rs {
+					if r.Description == "" {
+						t.Errorf("%s %s: a response has no description", op, p.Pattern)
+					}
+					for name, f := range r.Fields {
+						if f.Description == "" {
+							t.Errorf("%s %s: response field %s has no description", op, p.Pattern, name)
+						}
+					}
+				}
+			}
+		}
+	}
+}
