@@ -117,54 +117,6 @@ type configState struct {
 	discovery *backend.Discovery
 }
 
-func newConfigState(name string, e *configEntry, now func() time.Time, m *backend.Metrics) (*configState, error) {
-	p, err := backend.LookupProvider(e.Provider)
-	if err != nil {
-		return nil, err
-	}
-	httpClient, err := backend.NewHTTPClient(e.RequestTimeout, e.CACert)
-	if err != nil {
-		return nil, err
-	}
-	st := &configState{
-		name:         name,
-		entry:        e,
-		provider:     p,
-		singleActive: e.singleActive(p),
-		endpoint: &backend.Endpoint{
-			Config:            name,
-			TokenURL:          e.TokenURL,
-			ClientID:          e.ClientID,
-			ClientSecret:      e.ClientSecret,
-			ClientAuth:        backend.ClientAuth(e.ClientAuth),
-			RawBasic:          p.RawBasic,
-			DefaultTokenTTL:   e.DefaultTokenTTL,
-			AllowedTokenTypes: e.AllowedTokenTypes,
-			HTTP:              httpClient,
-			Retry:             backend.RetryWithin(e.RequestTimeout),
-			Now:               now,
-			Observe:           func(x backend.Exchange) { m.ObserveExchange(name, x) },
-		},
-	}
-	if err := setupStandards(st, now); err != nil {
-		return nil, err
-	}
-	return st, nil
-}
-
-// newConfigState decodes a config for use: the IdP-side endpoint, held to
-// allowed_hosts at request time and wired to the backend's log and metrics.
-// Every config state is made here, so none can miss the guard.
-func (b *idpBackend) newConfigState(name string, e *configEntry) (*configState, error) {
-	st, err := newConfigState(name, e, b.clock, &b.metrics)
-	if err != nil {
-		return nil, err
-	}
-	st.endpoint.Sleep = b.sleepFor
-	b.guardHosts(st)
-	return st, nil
-}
-
 // config returns the named config, from memory when it can.
 func (b *idpBackend) config(ctx context.Context, s logical.Storage, name string) (*configState, error) {
 	if _, err := b.loadSettings(ctx, s); err != nil { // the guarded clients need them

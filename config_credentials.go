@@ -7,7 +7,6 @@ package idptokens
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -101,60 +100,6 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 // heldCredentials says which kinds of client credential the config holds.
 func (e *configEntry) heldCredentials() backend.HeldCredentials {
 	return backend.HeldCredentials{Secret: e.ClientSecret != "", Key: e.PrivateKey != "", TLSCert: e.TLSClientCert != ""}
-}
-
-// setupStandards gives a new config state's endpoint its revocation URL,
-// previous secret, signers, client certificate and discovery.
-func setupStandards(st *configState, now func() time.Time) error {
-	e, ep := st.entry, st.endpoint
-	ep.RevocationURL = e.RevocationURL
-	ep.PreviousClientSecret = e.PreviousClientSecret
-	var err error
-	if e.PrivateKey != "" {
-		if ep.Signer, err = backend.NewAssertionSigner(e.PrivateKey, e.PrivateKeyID, e.SigningAlg); err != nil {
-			return errors.New("private_key " + err.Error())
-		}
-	}
-	if e.PreviousPrivateKey != "" {
-		if ep.PreviousSigner, err = backend.NewAssertionSigner(e.PreviousPrivateKey, e.PreviousPrivateKeyID, e.PreviousSigningAlg); err != nil {
-			return errors.New("previous private_key " + err.Error())
-		}
-	}
-	if e.TLSClientCert != "" {
-		cert, err := backend.ParseClientCertificate(e.TLSClientCert, e.TLSClientKey, now())
-		if err != nil {
-			return err
-		}
-		if err := backend.UseClientCertificate(ep.HTTP, cert); err != nil {
-			return err
-		}
-		ep.TLSClientCert = true
-	}
-	if e.Issuer != "" {
-		st.discovery = &backend.Discovery{Issuer: e.Issuer, HTTP: ep.HTTP, AllowInsecureHTTP: e.AllowInsecureHTTP, Now: now}
-		ep.Discovery = st.discovery
-	}
-	return nil
-}
-
-// wireStandards connects a config state to the backend: the fallback to a
-// previous credential is logged and counted, and discovered endpoints are
-// held to allowed_hosts.
-func (b *idpBackend) wireStandards(st *configState) {
-	st.endpoint.OnFallback = func(ev backend.FallbackEvent) {
-		b.metrics.SecretFallback(ev.Config, ev.Succeeded)
-		if ev.Succeeded {
-			b.Logger().Warn("the IdP refused the current client credential (invalid_client) and accepted the previous one: "+
-				"register the new one at the IdP before clearing the previous one",
-				"config", ev.Config, "operation", ev.Operation)
-			return
-		}
-		b.Logger().Warn("the IdP refused both the current and the previous client credential",
-			"config", ev.Config, "operation", ev.Operation, "error", ev.Err)
-	}
-	if st.discovery != nil {
-		st.discovery.AllowedHosts = b.allowedHosts
-	}
 }
 
 // discoverAtWrite reads the issuer's metadata when a config is written, so

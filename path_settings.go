@@ -93,15 +93,6 @@ func (b *idpBackend) allowedHosts() ([]string, error) {
 	return cur.AllowedHosts, nil
 }
 
-// guardHosts makes a config's HTTP client refuse hosts outside allowed_hosts
-// at request time too (the settings may have changed after the config was
-// written).
-func (b *idpBackend) guardHosts(st *configState) {
-	client := st.endpoint.HTTP
-	client.Transport = backend.GuardTransport(client.Transport, b.allowedHosts)
-	b.wireStandards(st)
-}
-
 // checkConfigHosts refuses a config whose endpoints lie outside allowed_hosts.
 func (b *idpBackend) checkConfigHosts(ctx context.Context, s logical.Storage, e *configEntry) (*logical.Response, error) {
 	settings, err := b.loadSettings(ctx, s)
