@@ -1,7 +1,7 @@
 package idptokens
 
 import (
-	"errors"
+	"fmt"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 )
@@ -17,7 +17,7 @@ func (b *idpBackend) newConfigState(name string, e *configEntry) (*configState, 
 	}
 	httpClient, err := backend.NewHTTPClient(e.RequestTimeout, e.CACert)
 	if err != nil {
-		return nil, err
+		return nil, err // it names ca_cert
 	}
 	ep := &backend.Endpoint{
 		Config:               name,
@@ -57,21 +57,21 @@ func (b *idpBackend) clientCredentials(e *configEntry, ep *backend.Endpoint) err
 	var err error
 	if e.PrivateKey != "" {
 		if ep.Signer, err = backend.NewAssertionSigner(e.PrivateKey, e.PrivateKeyID, e.SigningAlg); err != nil {
-			return errors.New("private_key " + err.Error())
+			return fmt.Errorf("private_key: %w", err)
 		}
 	}
 	if e.PreviousPrivateKey != "" {
 		if ep.PreviousSigner, err = backend.NewAssertionSigner(e.PreviousPrivateKey, e.PreviousPrivateKeyID, e.PreviousSigningAlg); err != nil {
-			return errors.New("previous private_key " + err.Error())
+			return fmt.Errorf("the previous private_key: %w", err)
 		}
 	}
 	if e.TLSClientCert != "" {
 		cert, err := backend.ParseClientCertificate(e.TLSClientCert, e.TLSClientKey, b.clock())
 		if err != nil {
-			return err
+			return fmt.Errorf("tls_client_cert: %w", err)
 		}
 		if err := backend.UseClientCertificate(ep.HTTP, cert); err != nil {
-			return err
+			return fmt.Errorf("tls_client_cert: %w", err)
 		}
 		ep.TLSClientCert = true
 	}

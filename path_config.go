@@ -102,7 +102,7 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	}
 	st, err := b.newConfigState(name, e)
 	if err != nil {
-		return fieldError("ca_cert", "%v", err), nil
+		return logical.ErrorResponse("%v", err), nil // it names its field
 	}
 	if resp, err := b.checkSingleActiveClient(ctx, req.Storage, st); resp != nil || err != nil {
 		return resp, err

@@ -58,7 +58,7 @@ func NewAssertionSigner(keyPEM, kid, alg string) (*AssertionSigner, error) {
 	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: a, Key: key}, opts)
 	if err != nil {
-		return nil, fmt.Errorf("the private key cannot sign %s: %v", a, err)
+		return nil, fmt.Errorf("the private key cannot sign %s: %w", a, err)
 	}
 	return &AssertionSigner{key: key, alg: a, kid: kid, signer: signer}, nil
 }
@@ -90,7 +90,7 @@ func (s *AssertionSigner) Assertion(clientID, audience string, now time.Time) (s
 	}
 	out, err := jwt.Signed(s.signer).Claims(claims).Serialize()
 	if err != nil {
-		return "", fmt.Errorf("signing the client assertion failed: %v", err)
+		return "", fmt.Errorf("signing the client assertion failed: %w", err)
 	}
 	return out, nil
 }

@@ -14,7 +14,7 @@ import (
 // key. The certificate must be currently valid.
 func ParseClientCertificate(certPEM, keyPEM string, now time.Time) (tls.Certificate, error) {
 	if _, err := ParsePrivateKeyPEM(keyPEM); err != nil {
-		return tls.Certificate{}, fmt.Errorf("tls_client_key %v", err)
+		return tls.Certificate{}, fmt.Errorf("tls_client_key %w", err)
 	}
 	cert, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
 	if err != nil {

@@ -77,7 +77,7 @@ func BuildPluginVersion(repoRoot, pkg, dir, name, version string) (string, error
 		"-ldflags", "-X "+VersionVar+"="+version, "-o", bin, pkg)
 	build.Dir = repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+		return "", fmt.Errorf("building %s: %w\n%s", pkg, err, out)
 	}
 	return FileSHA256(bin)
 }
@@ -279,7 +279,7 @@ func WaitHealth(ctx context.Context, addr string, status int, timeout time.Durat
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.done:
-			return fmt.Errorf("vault exited: %v", p.err)
+			return fmt.Errorf("vault exited: %w", p.err)
 		case <-ctx.Done():
 			return ctx.Err()
 		default:
