@@ -4,7 +4,6 @@ package integration
 
 import (
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -49,19 +48,10 @@ func TestAuditAuthCodeAndKeysHoldNoSecrets(t *testing.T) {
 	secrets["browser login's PKCE verifier"] = idp.LastRequest().Form.Get("code_verifier")
 
 	loginURL, state = v.authURL("myid")
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(loginURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || loc.Query().Get("code") == "" {
-		t.Fatalf("the IdP's redirect %q has no code (%v)", resp.Header.Get("Location"), err)
-	}
-	v.Run("write", "idp/callback", "code="+loc.Query().Get("code"), "state="+state)
+	code := loginCode(t, loginURL)
+	v.Run("write", "idp/callback", "code="+code, "state="+state)
 	secrets["CLI login's state"] = state
-	secrets["CLI login's code"] = loc.Query().Get("code")
+	secrets["CLI login's code"] = code
 	secrets["CLI login's PKCE verifier"] = idp.LastRequest().Form.Get("code_verifier")
 	v.ReadCreds("myid")
 

@@ -118,6 +118,23 @@ func (v *Vault) authURL(role string, args ...string) (string, string) {
 	return s.String("url"), s.String("state")
 }
 
+// loginCode is the authorization code of a login the IdP approves at once:
+// the query of its redirect, which the test reads instead of following.
+func loginCode(t *testing.T, loginURL string) string {
+	t.Helper()
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(loginURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || loc.Query().Get("code") == "" {
+		t.Fatalf("the IdP's redirect %q has no code (%v)", resp.Header.Get("Location"), err)
+	}
+	return loc.Query().Get("code")
+}
+
 func atCallback(t *testing.T, v *Vault, p page) {
 	t.Helper()
 	if p.URL.Host != strings.TrimPrefix(v.Addr, "http://") || p.URL.Path != "/v1/idp/callback" {
@@ -188,15 +205,8 @@ func TestAuthCodeMyID(t *testing.T) {
 
 	// The CLI form of the callback, and a redirect_uri not on the list.
 	loginURL, state = v.authURL("myid")
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(loginURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, _ := url.Parse(resp.Header.Get("Location"))
 	var w Secret
-	v.JSON(&w, "write", "idp/callback", "code="+loc.Query().Get("code"), "state="+state)
+	v.JSON(&w, "write", "idp/callback", "code="+loginCode(t, loginURL), "state="+state)
 	if w.String("role") != "myid" || w.String("expires_at") == "" {
 		t.Fatalf("callback write answered %+v", w.Data)
 	}

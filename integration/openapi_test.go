@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -58,13 +57,7 @@ func TestOpenAPI(t *testing.T) {
 
 	// A login's state and code (from the IdP's redirect), for the callback write.
 	loginURL, state := v.authURL("myid")
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(loginURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, _ := url.Parse(resp.Header.Get("Location"))
+	code := loginCode(t, loginURL)
 
 	ops := []apiOperation{
 		{"/idp/config/{name}", "post", "idp-write-config", nil, "idp/config/se",
@@ -78,7 +71,7 @@ func TestOpenAPI(t *testing.T) {
 		{"/idp/config/{name}/rotate", "post", "idp-rotate-config", nil, "idp/config/se/rotate", map[string]any{"client_secret": "se-rotated+/:%41"}, nil},
 		{"/idp/creds/{role}/drop", "post", "idp-drop-credentials", nil, "idp/creds/se/drop", map[string]any{}, []string{"shared_by"}},
 		{"/idp/auth-url/{role}", "post", "idp-write-auth-url", nil, "idp/auth-url/myid", map[string]any{}, nil},
-		{"/idp/callback", "post", "idp-write-callback", nil, "idp/callback", map[string]any{"code": loc.Query().Get("code"), "state": state}, nil},
+		{"/idp/callback", "post", "idp-write-callback", nil, "idp/callback", map[string]any{"code": code, "state": state}, nil},
 		{"/idp/callback", "get", "idp-read-callback", []string{"code", "error", "error_description", "state"}, "idp/callback?state=unknown&code=x", nil, nil},
 		{"/idp/metrics", "get", "idp-read-metrics", []string{"format"}, "idp/metrics", nil, nil},
 		{"/idp/settings", "post", "idp-write-settings", nil, "idp/settings", map[string]any{"allowed_hosts": "127.0.0.1"}, nil},
