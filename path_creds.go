@@ -156,6 +156,7 @@ func (b *idpBackend) credsResponse(name string, role *roleEntry, tok *backend.St
 		"token_type":   tok.TokenType,
 		"expires_at":   tok.Expiry.UTC().Format(time.RFC3339),
 		"scope":        tok.Scope,
+		"expires_from": string(tok.ExpiresFrom),
 	}
 	if tok.IDToken != "" {
 		data["id_token"] = tok.IDToken
