@@ -120,7 +120,7 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 	default:
 		a, ok := backend.ParseClientAuthMethod(e.ClientAuth)
 		if !ok {
-			return fieldError("client_auth", "must be basic, post, private_key_jwt or tls_client_auth (or auto with an issuer), not %q", backend.Sanitize(e.ClientAuth, 40))
+			return fieldError("client_auth", "must be basic, post, private_key_jwt, tls_client_auth or none (jwt_bearer only), or auto with an issuer; not %q", backend.Sanitize(e.ClientAuth, 40))
 		}
 		e.ClientAuth = string(a)
 	}
@@ -161,6 +161,10 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 	case backend.ClientAuthPrivateKeyJWT:
 		if !held.Key {
 			return fieldError("private_key", "required for client_auth=private_key_jwt")
+		}
+	case backend.ClientAuthNone:
+		if !held.Key {
+			return fieldError("client_auth", "none is only for grant_type=jwt_bearer, whose assertion is signed with private_key: write private_key")
 		}
 	case backend.ClientAuthTLS:
 		if !held.TLSCert {

@@ -72,6 +72,7 @@ func configFields() map[string]*framework.FieldSchema {
 	for k, v := range standardsConfigFields(secret) {
 		fields[k] = v
 	}
+	fields["credentials"] = secret("Google service-account JSON key file (provider google-service-account): sets client_id (client_email), private_key, private_key_id and, unless token_url is given, token_url (token_uri). Give it as credentials=@key.json.")
 	return fields
 }
 
@@ -130,6 +131,9 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 		*e = *old
 	}
 	if resp := applyConfigFields(e, d); resp != nil {
+		return resp, nil
+	}
+	if resp := applyServiceAccountKey(e, d); resp != nil {
 		return resp, nil
 	}
 	if resp := requireSecretsOnURLChange(old, e, d); resp != nil {
@@ -346,4 +350,8 @@ default token_url and scopes, error format); every default can be overridden.
 Secrets (client_secret, password, security_key) are write-only: a read shows
 client_secret_set and so on. An update that omits a secret keeps it, except
 that changing an endpoint URL requires the secrets to be written again.
+
+provider=google-service-account takes a service-account key file
+(credentials=@key.json) for the jwt_bearer grant; client_auth=none sends no
+client authentication and is for jwt_bearer roles only.
 `

@@ -100,6 +100,10 @@ func (b *idpBackend) fetchToken(ctx context.Context, name string, role *roleEntr
 		req.Redact = []string{cfg.entry.SecurityKey}
 	case backend.GrantAuthorizationCode:
 		return nil, &needsLoginError{role: name}
+	case backend.GrantJWTBearer:
+		if err := jwtBearerRequest(&req, role, cfg); err != nil {
+			return nil, err
+		}
 	}
 	tok, err := cfg.endpoint.RequestToken(ctx, req)
 	if err != nil {

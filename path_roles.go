@@ -25,16 +25,16 @@ func (b *idpBackend) pathRoles() []*framework.Path {
 		{
 			Pattern:      "roles/" + framework.GenericNameRegex("name"),
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "idp", OperationSuffix: "role"},
-			Fields: map[string]*framework.FieldSchema{
+			Fields: withRoleGrantFields(map[string]*framework.FieldSchema{
 				"name":         {Type: framework.TypeString, Description: "Name of the role."},
 				"config":       {Type: framework.TypeString, Description: "Config (IdP connection) the role uses. Required."},
-				"grant_type":   {Type: framework.TypeString, Description: "client_credentials, password or authorization_code. Default from the config's preset."},
+				"grant_type":   {Type: framework.TypeString, Description: "client_credentials, password, authorization_code or jwt_bearer. Default from the config's preset."},
 				"scopes":       {Type: framework.TypeCommaStringSlice, Description: "Scopes to ask for (MWI: the api_id). Default the config's."},
 				"extra_params": {Type: framework.TypeKVPairs, Description: "Extra form fields for the token request, such as audience or resource."},
 				"ttl":          {Type: framework.TypeDurationSecond, Description: "Cap on the lease of a creds read. Default: the token's remaining life."},
 				"max_ttl":      {Type: framework.TypeDurationSecond, Description: "Cap on the lease and its max TTL. Default: the mount's max."},
 				"min_ttl":      {Type: framework.TypeDurationSecond, Description: "A cached token is handed out only while it has at least this long left (capped at half its lifetime)."},
-			},
+			}),
 			ExistenceCheck: b.roleExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: "Create a role."},
@@ -62,7 +62,7 @@ func (b *idpBackend) pathRoleRead(ctx context.Context, req *logical.Request, d *
 	if extra == nil {
 		extra = map[string]string{}
 	}
-	return &logical.Response{Data: map[string]any{
+	data := map[string]any{
 		"config":       r.Config,
 		"grant_type":   r.GrantType,
 		"scopes":       nonNil(r.Scopes),
@@ -70,7 +70,9 @@ func (b *idpBackend) pathRoleRead(ctx context.Context, req *logical.Request, d *
 		"ttl":          int64(r.TTL.Seconds()),
 		"max_ttl":      int64(r.MaxTTL.Seconds()),
 		"min_ttl":      int64(r.MinTTL.Seconds()),
-	}}, nil
+	}
+	addRoleGrantData(data, r)
+	return &logical.Response{Data: data}, nil
 }
 
 func (b *idpBackend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -90,6 +92,9 @@ func (b *idpBackend) pathRoleWrite(ctx context.Context, req *logical.Request, d 
 		*r = *old
 	}
 	if resp := applyRoleFields(r, d); resp != nil {
+		return resp, nil
+	}
+	if resp := applyRoleGrantFields(r, d); resp != nil {
 		return resp, nil
 	}
 	if r.Config == "" {
@@ -167,7 +172,7 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData) *logical.Response {
 func validateRole(r *roleEntry, cfg *configState) *logical.Response {
 	grant, ok := backend.ParseGrant(r.GrantType)
 	if !ok {
-		return fieldError("grant_type", "must be one of client_credentials, password, authorization_code, not %q", r.GrantType)
+		return fieldError("grant_type", "must be one of %s, not %q", roleGrantNames(), backend.Sanitize(r.GrantType, 40))
 	}
 	if !cfg.provider.Supports(grant) {
 		return fieldError("grant_type", "provider %s of config %q does not support %s", cfg.provider.Name, r.Config, grant)
@@ -194,7 +199,7 @@ func validateRole(r *roleEntry, cfg *configState) *logical.Response {
 	if r.MaxTTL > 0 && r.TTL > r.MaxTTL {
 		return fieldError("ttl", "must not exceed max_ttl")
 	}
-	return nil
+	return validateRoleGrant(r, cfg)
 }
 
 // checkSharedToken: roles of a one-live-token config share one token, so they
@@ -245,4 +250,9 @@ on creds/<role> decide who may read it.
 
 min_ttl: a cached token is handed out only while it has at least this long
 left; otherwise a new one is fetched. A creds read may pass its own min_ttl.
+
+grant_type=jwt_bearer (RFC 7523 2.1) signs an assertion with the config's
+private_key: iss jwt_issuer (default client_id), sub jwt_subject, aud
+jwt_audience (default the token endpoint), exp 5 minutes, a fresh jti, and
+the claims of jwt_claims. Fields of one grant are refused on roles of another.
 `

@@ -23,6 +23,8 @@ type roleEntry struct {
 	TTL         time.Duration     `json:"ttl,omitempty"`
 	MaxTTL      time.Duration     `json:"max_ttl,omitempty"`
 	MinTTL      time.Duration     `json:"min_ttl,omitempty"`
+	// The fields of the grants of issue 11 (role_grants.go).
+	roleGrantFields
 }
 
 // scopes is what the role asks for: its own, else the config's (which
@@ -51,6 +53,7 @@ type requestShape struct {
 	Grant      string            `json:"grant"`
 	Scopes     []string          `json:"scopes"`
 	Extra      map[string]string `json:"extra"`
+	Grants     *roleGrantFields  `json:"grants,omitempty"`
 }
 
 // fingerprint identifies the request a token answers: client and operator
@@ -58,9 +61,13 @@ type requestShape struct {
 func fingerprint(r *roleEntry, cfg *configState) string {
 	scopes := slices.Clone(r.scopes(cfg))
 	slices.Sort(scopes)
-	raw, _ := json.Marshal(requestShape{ // map keys marshal sorted
+	shape := requestShape{ // map keys marshal sorted
 		Config: r.Config, Generation: cfg.entry.Generation, Grant: r.GrantType, Scopes: scopes, Extra: r.ExtraParams,
-	})
+	}
+	if !r.roleGrantFields.isZero() {
+		shape.Grants = &r.roleGrantFields
+	}
+	raw, _ := json.Marshal(shape)
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:16])
 }
