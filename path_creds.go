@@ -52,7 +52,7 @@ func (b *idpBackend) pathCredsRead(ctx context.Context, req *logical.Request, d 
 	key := tokenKey(name, role, cfg)
 	tok, fetched, err := b.tokens.Get(ctx, storageKV{req.Storage}, key, cachedFingerprint(name, role, cfg), need,
 		func(ctx context.Context, current *backend.StoredToken) (*backend.Token, error) {
-			return b.fetchToken(ctx, name, role, cfg, current)
+			return b.fetchToken(ctx, req, name, role, cfg, current)
 		})
 	b.countCacheRead(role.Config, fetched, err)
 	if err != nil {
@@ -63,11 +63,14 @@ func (b *idpBackend) pathCredsRead(ctx context.Context, req *logical.Request, d 
 
 // fetchToken obtains a new token: by refresh when the stale one has a
 // refresh token, by the role's grant otherwise or when refresh is refused.
-func (b *idpBackend) fetchToken(ctx context.Context, name string, role *roleEntry, cfg *configState, current *backend.StoredToken) (*backend.Token, error) {
+func (b *idpBackend) fetchToken(ctx context.Context, req *logical.Request, name string, role *roleEntry, cfg *configState, current *backend.StoredToken) (*backend.Token, error) {
 	if b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby) {
 		// Only the active node mints, so that tokens are stored once;
 		// Vault forwards the request on this error.
 		return nil, logical.ErrReadOnly
+	}
+	if tok, handled, err := b.fetchGrantToken(ctx, req, name, role, cfg, current); handled {
+		return tok, err
 	}
 	scopes := role.scopes(cfg)
 	if current != nil && current.RefreshToken != "" {
@@ -89,23 +92,23 @@ func (b *idpBackend) fetchToken(ctx context.Context, name string, role *roleEntr
 		b.metrics.RefreshFallback(role.Config)
 		b.Logger().Info("refresh refused, falling back to the role's grant", "role", name, "config", role.Config, "error", err)
 	}
-	req := backend.TokenRequest{Grant: role.grant(), Scopes: scopes, Extra: role.ExtraParams}
+	treq := backend.TokenRequest{Grant: role.grant(), Scopes: scopes, Extra: role.ExtraParams}
 	switch role.grant() {
 	case backend.GrantPassword:
 		username, err := cfg.provider.ComposeUsername(cfg.entry.operator())
 		if err != nil {
 			return nil, err
 		}
-		req.Username, req.Password = username, cfg.entry.Password
-		req.Redact = []string{cfg.entry.SecurityKey}
+		treq.Username, treq.Password = username, cfg.entry.Password
+		treq.Redact = []string{cfg.entry.SecurityKey}
 	case backend.GrantAuthorizationCode:
 		return nil, &needsLoginError{role: name}
 	case backend.GrantJWTBearer:
-		if err := jwtBearerRequest(&req, role, cfg); err != nil {
+		if err := jwtBearerRequest(&treq, role, cfg); err != nil {
 			return nil, err
 		}
 	}
-	tok, err := cfg.endpoint.RequestToken(ctx, req)
+	tok, err := cfg.endpoint.RequestToken(ctx, treq)
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +136,7 @@ func (e *needsLoginError) Error() string {
 func (b *idpBackend) credsError(name string, err error) (*logical.Response, error) {
 	var idpErr *backend.IdPError
 	var login *needsLoginError
+	var grantUser *grantUserError
 	switch {
 	case errors.Is(err, logical.ErrReadOnly):
 		return nil, err
@@ -141,6 +145,8 @@ func (b *idpBackend) credsError(name string, err error) (*logical.Response, erro
 		return logical.ErrorResponse("role %q: %s", name, idpErr.Error()), nil
 	case errors.As(err, &login):
 		return logical.ErrorResponse("%s", login.Error()), nil
+	case errors.As(err, &grantUser):
+		return logical.ErrorResponse("%s", grantUser.Error()), nil
 	}
 	return nil, err
 }
@@ -164,6 +170,9 @@ func (b *idpBackend) credsResponse(name string, role *roleEntry, tok *backend.St
 	}
 	if tok.IDToken != "" {
 		data["id_token"] = tok.IDToken
+	}
+	if tok.IssuedTokenType != "" {
+		data["issued_token_type"] = tok.IssuedTokenType
 	}
 	// Vault stores the lease's data and internal data with every lease:
 	// keep the internal part to what revocation reads.

@@ -33,6 +33,8 @@ type idpBackend struct {
 	configs backend.Cache[*configState]
 	roles   backend.Cache[*roleEntry]
 	tokens  backend.TokenStore
+	// exchanges caches caller-supplied token exchanges (path_exchange.go).
+	exchanges backend.ExchangeCache
 
 	// writeLock serialises config and role writes, which check each other.
 	writeLock sync.Mutex
@@ -63,6 +65,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 func newBackend() *idpBackend {
 	b := &idpBackend{now: time.Now}
 	b.tokens.Now = b.clock
+	b.exchanges.Now = b.clock
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -83,6 +86,7 @@ func newBackend() *idpBackend {
 			b.pathSettings(),
 			b.pathConfigRotatePaths(),
 			b.pathCredsDropPaths(),
+			b.pathExchange(),
 		),
 		PeriodicFunc:   b.sweepAuthStates,
 		Secrets:        []*framework.Secret{b.secretAccessToken()},

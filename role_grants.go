@@ -5,7 +5,9 @@
 package idptokens
 
 import (
+	"context"
 	"encoding/json"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -24,6 +26,14 @@ type roleGrantFields struct {
 	JWTSubject  string         `json:"jwt_subject,omitempty"`
 	JWTAudience string         `json:"jwt_audience,omitempty"`
 	JWTClaims   map[string]any `json:"jwt_claims,omitempty"`
+	// token_exchange (RFC 8693): the subject token's type, what to ask for,
+	// and where the subject and actor tokens come from (grant_exchange.go).
+	SubjectTokenType   string   `json:"subject_token_type,omitempty"`
+	RequestedTokenType string   `json:"requested_token_type,omitempty"`
+	Audience           []string `json:"audience,omitempty"`
+	Resource           []string `json:"resource,omitempty"`
+	SubjectRole        string   `json:"subject_role,omitempty"`
+	ActorRole          string   `json:"actor_role,omitempty"`
 }
 
 // isZero says the role sets none of the grant fields (so its fingerprint
@@ -51,6 +61,24 @@ var roleGrantFieldDefs = map[string]roleGrantField{
 	"jwt_claims": {backend.GrantJWTBearer, &framework.FieldSchema{Type: framework.TypeString,
 		Description: `jwt_bearer: further claims of the assertion, as a JSON object (e.g. {"scope":"a b"}); iss, sub, aud, exp, iat, nbf and jti are set by the engine.`},
 		func(g *roleGrantFields) bool { return len(g.JWTClaims) > 0 }},
+	"subject_token_type": {backend.GrantTokenExchange, &framework.FieldSchema{Type: framework.TypeString,
+		Description: "token_exchange: subject_token_type sent. Default urn:ietf:params:oauth:token-type:access_token."},
+		func(g *roleGrantFields) bool { return g.SubjectTokenType != "" }},
+	"requested_token_type": {backend.GrantTokenExchange, &framework.FieldSchema{Type: framework.TypeString,
+		Description: "token_exchange: requested_token_type sent (a token type URN). Default none (the server's choice)."},
+		func(g *roleGrantFields) bool { return g.RequestedTokenType != "" }},
+	"audience": {backend.GrantTokenExchange, &framework.FieldSchema{Type: framework.TypeCommaStringSlice,
+		Description: "token_exchange: audience values (logical names of the target services), each sent as an audience parameter."},
+		func(g *roleGrantFields) bool { return len(g.Audience) > 0 }},
+	"resource": {backend.GrantTokenExchange, &framework.FieldSchema{Type: framework.TypeCommaStringSlice,
+		Description: "token_exchange: resource URIs (absolute, no fragment), each sent as a resource parameter."},
+		func(g *roleGrantFields) bool { return len(g.Resource) > 0 }},
+	"subject_role": {backend.GrantTokenExchange, &framework.FieldSchema{Type: framework.TypeString,
+		Description: "token_exchange: the role whose current token is the subject token; creds/<role> then works like any role. Without it, callers bring the subject token to exchange/<role>."},
+		func(g *roleGrantFields) bool { return g.SubjectRole != "" }},
+	"actor_role": {backend.GrantTokenExchange, &framework.FieldSchema{Type: framework.TypeString,
+		Description: "token_exchange: the role whose current token is sent as actor_token (delegation). Default none."},
+		func(g *roleGrantFields) bool { return g.ActorRole != "" }},
 }
 
 // withRoleGrantFields adds the grant fields to the role path's schema.
@@ -64,7 +92,9 @@ func withRoleGrantFields(fields map[string]*framework.FieldSchema) map[string]*f
 // applyRoleGrantFields copies the grant fields sent into r.
 func applyRoleGrantFields(r *roleEntry, d *framework.FieldData) *logical.Response {
 	g := &r.roleGrantFields
-	for field, dst := range map[string]*string{"jwt_issuer": &g.JWTIssuer, "jwt_subject": &g.JWTSubject, "jwt_audience": &g.JWTAudience} {
+	for field, dst := range map[string]*string{"jwt_issuer": &g.JWTIssuer, "jwt_subject": &g.JWTSubject, "jwt_audience": &g.JWTAudience,
+		"subject_token_type": &g.SubjectTokenType, "requested_token_type": &g.RequestedTokenType,
+		"subject_role": &g.SubjectRole, "actor_role": &g.ActorRole} {
 		v, ok, resp := getString(d, field)
 		if resp != nil {
 			return resp
@@ -74,6 +104,20 @@ func applyRoleGrantFields(r *roleEntry, d *framework.FieldData) *logical.Respons
 				return resp
 			}
 			*dst = strings.TrimSpace(v)
+		}
+	}
+	for field, dst := range map[string]*[]string{"audience": &g.Audience, "resource": &g.Resource} {
+		v, ok, resp := getStrings(d, field)
+		if resp != nil {
+			return resp
+		}
+		if ok {
+			for _, s := range v {
+				if resp := checkText(field, s, maxFieldLen); resp != nil {
+					return resp
+				}
+			}
+			*dst = v
 		}
 	}
 	if v, ok, resp := getString(d, "jwt_claims"); resp != nil {
@@ -130,6 +174,12 @@ func validateRoleGrant(r *roleEntry, cfg *configState) *logical.Response {
 	if backend.ClientAuth(cfg.entry.ClientAuth) == backend.ClientAuthNone && grant != backend.GrantJWTBearer {
 		return fieldError("grant_type", "config %q has client_auth=none, which only grant_type=jwt_bearer can use", r.Config)
 	}
+	for _, res := range r.Resource {
+		// RFC 8707 2: an absolute URI without a fragment.
+		if u, err := url.Parse(res); err != nil || !u.IsAbs() || u.Fragment != "" || strings.Contains(res, "#") {
+			return fieldError("resource", "%q is not an absolute URI without a fragment", backend.Sanitize(res, 80))
+		}
+	}
 	if grant == backend.GrantJWTBearer && cfg.entry.PrivateKey == "" {
 		return fieldError("grant_type", "jwt_bearer signs its assertion with the config's private_key, and config %q has none", r.Config)
 	}
@@ -146,6 +196,9 @@ func addRoleGrantData(data map[string]any, r *roleEntry) {
 		claims = string(raw)
 	}
 	data["jwt_claims"] = claims
+	data["subject_token_type"], data["requested_token_type"] = g.SubjectTokenType, g.RequestedTokenType
+	data["audience"], data["resource"] = nonNil(g.Audience), nonNil(g.Resource)
+	data["subject_role"], data["actor_role"] = g.SubjectRole, g.ActorRole
 }
 
 // roleGrantNames lists the grants a role may name, for messages.
@@ -155,4 +208,29 @@ func roleGrantNames() string {
 		names[i] = string(g)
 	}
 	return strings.Join(names, ", ")
+}
+
+// validateRoleReferences checks the roles a token_exchange role takes its
+// subject and actor tokens from: they exist, are not the role itself, and
+// are not token_exchange roles (exchanges do not chain, so no cycle).
+func (b *idpBackend) validateRoleReferences(ctx context.Context, s logical.Storage, name string, r *roleEntry) (*logical.Response, error) {
+	for _, ref := range []struct{ field, role string }{{"subject_role", r.SubjectRole}, {"actor_role", r.ActorRole}} {
+		if ref.role == "" {
+			continue
+		}
+		if ref.role == name {
+			return fieldError(ref.field, "cannot be the role itself"), nil
+		}
+		other, err := b.role(ctx, s, ref.role)
+		if err != nil {
+			return nil, err
+		}
+		if other == nil {
+			return fieldError(ref.field, "no role named %q", ref.role), nil
+		}
+		if other.grant() == backend.GrantTokenExchange {
+			return fieldError(ref.field, "role %q is itself a token_exchange role; exchanges do not chain", ref.role), nil
+		}
+	}
+	return nil, nil
 }

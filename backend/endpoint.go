@@ -71,7 +71,7 @@ type TokenRequest struct {
 	Assertion AssertionFunc
 	// Params are further form fields of the grant (token exchange, device
 	// code), set by the engine; secret ones also go in Redact.
-	Params map[string]string
+	Params url.Values
 	Extra  map[string]string
 	// Redact lists further secret values that must never be quoted back from
 	// an IdP's error (for example MWI's security key).
@@ -221,8 +221,8 @@ func (e *Endpoint) form(req TokenRequest) url.Values {
 	case GrantRefreshToken:
 		form.Set("refresh_token", req.RefreshToken)
 	}
-	for k, v := range req.Params {
-		form.Set(k, v)
+	for k, vs := range req.Params {
+		form[k] = vs
 	}
 	if e.ClientAuth == ClientAuthPost {
 		form.Set("client_id", e.ClientID)

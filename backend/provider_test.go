@@ -21,7 +21,7 @@ func TestProviderPresets(t *testing.T) {
 	}{
 		{
 			name: "oauth2", defaultGrant: GrantClientCredentials,
-			grants:     []GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode, GrantJWTBearer},
+			grants:     []GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode, GrantJWTBearer, GrantTokenExchange},
 			clientAuth: ClientAuthBasic,
 		},
 		{

@@ -19,6 +19,8 @@ type Token struct {
 	Expiry       time.Time `json:"expiry"`
 	// ExpiresFrom says where the lifetime came from (token_lifetime.go).
 	ExpiresFrom ExpiresFrom `json:"expires_from,omitempty"`
+	// IssuedTokenType is RFC 8693's issued_token_type (token exchange).
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
 }
 
 // Remaining is the token's useful life left at now.
@@ -39,6 +41,8 @@ type tokenResponse struct {
 	RefreshToken string          `json:"refresh_token"`
 	IDToken      string          `json:"id_token"`
 	Scope        json.RawMessage `json:"scope"`
+	// IssuedTokenType: RFC 8693 2.2.1.
+	IssuedTokenType string `json:"issued_token_type"`
 }
 
 // ParseTokenResponse decodes a successful token response. obtainedAt is when
@@ -73,6 +77,8 @@ func ParseTokenResponse(body []byte, obtainedAt time.Time, defaultTTL time.Durat
 		ObtainedAt:   obtainedAt,
 		Expiry:       obtainedAt.Add(lifetime),
 		ExpiresFrom:  from,
+		// Only quoted back to the caller, never interpreted.
+		IssuedTokenType: Sanitize(r.IssuedTokenType, 200),
 	}, nil
 }
 
