@@ -163,9 +163,8 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 			return fieldError("private_key", "required for client_auth=private_key_jwt")
 		}
 	case backend.ClientAuthNone:
-		if !held.Key {
-			return fieldError("client_auth", "none is only for grant_type=jwt_bearer, whose assertion is signed with private_key: write private_key")
-		}
+		// No client credential: jwt_bearer's assertion, or a public
+		// device_code client (the roles' checks, role_grants.go).
 	case backend.ClientAuthTLS:
 		if !held.TLSCert {
 			return fieldError("tls_client_cert", "tls_client_cert and tls_client_key are required for client_auth=tls_client_auth")

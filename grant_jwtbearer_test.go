@@ -113,14 +113,13 @@ func TestJWTBearerRoleValidation(t *testing.T) {
 		{"jwt_bearer without a key", map[string]any{"config": "plain", "grant_type": "jwt_bearer"}, "has none"},
 		{"registered claim", map[string]any{"config": "keyed", "grant_type": "jwt_bearer", "jwt_claims": `{"iss":"x"}`}, `jwt_claims: "iss" is set by the engine`},
 		{"claims not an object", map[string]any{"config": "keyed", "grant_type": "jwt_bearer", "jwt_claims": `["a"]`}, "jwt_claims: must be a JSON object"},
-		{"client_auth=none for another grant", map[string]any{"config": "keyed", "grant_type": "client_credentials"}, "client_auth=none, which only grant_type=jwt_bearer"},
+		{"client_auth=none for another grant", map[string]any{"config": "keyed", "grant_type": "client_credentials"}, "client_auth=none, which only grant_type=jwt_bearer and device_code"},
 		{"unknown grant", map[string]any{"config": "plain", "grant_type": "saml2"}, "jwt_bearer"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e.fails(logical.UpdateOperation, "roles/r", c.data, c.want)
 		})
 	}
-	e.fails(logical.UpdateOperation, "config/none-nokey", map[string]any{"token_url": url, "client_id": "c", "client_auth": "none"}, "client_auth: none is only for grant_type=jwt_bearer")
 	e.fails(logical.UpdateOperation, "config/notgoogle", map[string]any{"token_url": url, "credentials": "{}"}, "credentials: is a Google service-account key file")
 	e.fails(logical.UpdateOperation, "config/badkey", map[string]any{"provider": "google-service-account", "credentials": `{"type":"authorized_user"}`}, "not service_account")
 	msg := e.fails(logical.UpdateOperation, "config/nokey", map[string]any{"provider": "google-service-account",

@@ -107,6 +107,8 @@ func (b *idpBackend) fetchToken(ctx context.Context, req *logical.Request, name 
 		if err := jwtBearerRequest(&treq, role, cfg); err != nil {
 			return nil, err
 		}
+	case backend.GrantDeviceCode:
+		return nil, b.deviceLoginNeeded(ctx, req, name)
 	}
 	tok, err := cfg.endpoint.RequestToken(ctx, treq)
 	if err != nil {

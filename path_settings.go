@@ -121,6 +121,7 @@ func hostOutside(e *configEntry, allowed []string) (field, host string) {
 	}
 	for _, u := range []struct{ field, value string }{
 		{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL}, {"issuer", e.Issuer},
+		{"device_authorization_url", e.DeviceAuthorizationURL},
 	} {
 		if u.value == "" {
 			continue

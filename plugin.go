@@ -35,6 +35,8 @@ type idpBackend struct {
 	tokens  backend.TokenStore
 	// exchanges caches caller-supplied token exchanges (path_exchange.go).
 	exchanges backend.ExchangeCache
+	// devices polls for pending device logins (device_poller.go).
+	devices devicePollers
 
 	// writeLock serialises config and role writes, which check each other.
 	writeLock sync.Mutex
@@ -59,6 +61,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
+	b.devices.storage = conf.StorageView
 	return b, nil
 }
 
@@ -66,12 +69,13 @@ func newBackend() *idpBackend {
 	b := &idpBackend{now: time.Now}
 	b.tokens.Now = b.clock
 	b.exchanges.Now = b.clock
+	b.devices.minInterval, b.devices.slowDown = time.Second, backend.SlowDownStep
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			// Configs hold client secrets and operator passwords.
-			SealWrapStorage: []string{configPrefix, authStatePrefix},
+			SealWrapStorage: []string{configPrefix, authStatePrefix, deviceLoginPrefix},
 			// The IdP sends the browser back here; the state is the credential.
 			Unauthenticated: []string{"callback"},
 		},
@@ -87,8 +91,9 @@ func newBackend() *idpBackend {
 			b.pathConfigRotatePaths(),
 			b.pathCredsDropPaths(),
 			b.pathExchange(),
+			b.pathDeviceCode(),
 		),
-		PeriodicFunc:   b.sweepAuthStates,
+		PeriodicFunc:   b.periodic,
 		Secrets:        []*framework.Secret{b.secretAccessToken()},
 		Invalidate:     b.invalidate,
 		Clean:          b.clean,
@@ -119,6 +124,7 @@ func (b *idpBackend) clean(context.Context) {
 	b.configs.Clear()
 	b.roles.Clear()
 	b.tokens.ForgetAll()
+	b.devices.stopAll()
 }
 
 const backendHelp = `

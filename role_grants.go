@@ -171,8 +171,11 @@ func validateRoleGrant(r *roleEntry, cfg *configState) *logical.Response {
 			return fieldError(k, "is for grant_type=%s, and the role's grant_type is %s (write %s= to clear it)", f.grant, grant, k)
 		}
 	}
-	if backend.ClientAuth(cfg.entry.ClientAuth) == backend.ClientAuthNone && grant != backend.GrantJWTBearer {
-		return fieldError("grant_type", "config %q has client_auth=none, which only grant_type=jwt_bearer can use", r.Config)
+	if backend.ClientAuth(cfg.entry.ClientAuth) == backend.ClientAuthNone && grant != backend.GrantJWTBearer && grant != backend.GrantDeviceCode {
+		return fieldError("grant_type", "config %q has client_auth=none, which only grant_type=jwt_bearer and device_code can use", r.Config)
+	}
+	if grant == backend.GrantDeviceCode && cfg.entry.DeviceAuthorizationURL == "" && cfg.entry.Issuer == "" {
+		return fieldError("grant_type", "device_code needs config %q to have a device_authorization_url (or an issuer whose metadata has a device_authorization_endpoint)", r.Config)
 	}
 	for _, res := range r.Resource {
 		// RFC 8707 2: an absolute URI without a fragment.

@@ -38,13 +38,14 @@ type Endpoint struct {
 	// (OnFallback is told); the private_key_jwt signer; whether HTTP
 	// presents a client certificate (tls_client_auth); and discovery, which
 	// fills TokenURL, RevocationURL and ClientAuth when they are empty.
-	RevocationURL        string
-	PreviousClientSecret string
-	Signer               *AssertionSigner
-	PreviousSigner       *AssertionSigner
-	TLSClientCert        bool
-	Discovery            *Discovery
-	OnFallback           func(FallbackEvent)
+	RevocationURL          string
+	DeviceAuthorizationURL string // RFC 8628 (grant_device.go)
+	PreviousClientSecret   string
+	Signer                 *AssertionSigner
+	PreviousSigner         *AssertionSigner
+	TLSClientCert          bool
+	Discovery              *Discovery
+	OnFallback             func(FallbackEvent)
 }
 
 // Exchange describes one HTTP try at the token endpoint, without secrets.

@@ -13,7 +13,7 @@ const (
 // RoleGrants are the grants a role may name; refresh_token is used by the
 // engine itself, never asked for directly. The grants of issue 11 are in
 // grant_jwtbearer.go, grant_exchange.go and grant_device.go.
-var RoleGrants = []GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode, GrantJWTBearer, GrantTokenExchange}
+var RoleGrants = []GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode, GrantJWTBearer, GrantTokenExchange, GrantDeviceCode}
 
 // Wire is the grant_type value sent to the token endpoint: the role's name
 // for RFC 6749's grants, the registered URN for the extension grants.

@@ -21,7 +21,7 @@ func TestProviderPresets(t *testing.T) {
 	}{
 		{
 			name: "oauth2", defaultGrant: GrantClientCredentials,
-			grants:     []GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode, GrantJWTBearer, GrantTokenExchange},
+			grants:     []GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode, GrantJWTBearer, GrantTokenExchange, GrantDeviceCode},
 			clientAuth: ClientAuthBasic,
 		},
 		{
