@@ -152,8 +152,10 @@ func (b *idpBackend) pollDeviceOnce(ctx context.Context, s logical.Storage, name
 	}
 	switch backend.DeviceErrorCode(err) {
 	case backend.DeviceAuthorizationPending:
+		b.Logger().Debug("device login pending", "role", name, "polls", l.Polls)
 		return !b.updateDeviceLogin(ctx, s, l, nil)
 	case backend.DeviceSlowDown:
+		b.Logger().Debug("device login: slow_down", "role", name, "polls", l.Polls)
 		return !b.updateDeviceLogin(ctx, s, l, func(l *deviceLogin) { l.Interval = max(l.Interval, time.Second) + b.devices.slowDown })
 	case backend.DeviceAccessDenied:
 		return b.endDeviceLogin(ctx, s, l, deviceEndDenied, err.Error())

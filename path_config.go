@@ -56,7 +56,7 @@ func configFields() map[string]*framework.FieldSchema {
 		"device_authorization_url": {Type: framework.TypeString, Description: "RFC 8628 device authorization endpoint, for the device_code grant. Default: discovered (device_authorization_endpoint) with issuer."},
 		"client_id":                {Type: framework.TypeString, Description: "OAuth2 client_id."},
 		"client_secret":            secret("OAuth2 client_secret."),
-		"client_auth":              {Type: framework.TypeString, Description: "How the client authenticates: basic (HTTP Basic header) or post (form body). Default from the preset."},
+		"client_auth":              {Type: framework.TypeString, Description: "How the client authenticates: basic (HTTP Basic header), post (form body), private_key_jwt, tls_client_auth, none (jwt_bearer and device_code roles only) or auto (with issuer). Default from the preset."},
 		"username":                 {Type: framework.TypeString, Description: "Resource owner's username, for the password grant (MWI: the LBS operator's username)."},
 		"password":                 secret("Resource owner's password, for the password grant."),
 		"access_code":              {Type: framework.TypeString, Description: "MWI LBS operator's access code."},
@@ -357,5 +357,5 @@ that changing an endpoint URL requires the secrets to be written again.
 
 provider=google-service-account takes a service-account key file
 (credentials=@key.json) for the jwt_bearer grant; client_auth=none sends no
-client authentication and is for jwt_bearer roles only.
+client authentication and is for jwt_bearer and device_code roles only.
 `

@@ -28,7 +28,7 @@ func (b *idpBackend) pathRoles() []*framework.Path {
 			Fields: withRoleGrantFields(map[string]*framework.FieldSchema{
 				"name":         {Type: framework.TypeString, Description: "Name of the role."},
 				"config":       {Type: framework.TypeString, Description: "Config (IdP connection) the role uses. Required."},
-				"grant_type":   {Type: framework.TypeString, Description: "client_credentials, password, authorization_code, jwt_bearer or token_exchange. Default from the config's preset."},
+				"grant_type":   {Type: framework.TypeString, Description: "client_credentials, password, authorization_code, jwt_bearer, token_exchange or device_code. Default from the config's preset."},
 				"scopes":       {Type: framework.TypeCommaStringSlice, Description: "Scopes to ask for (MWI: the api_id). Default the config's."},
 				"extra_params": {Type: framework.TypeKVPairs, Description: "Extra form fields for the token request, such as audience or resource."},
 				"ttl":          {Type: framework.TypeDurationSecond, Description: "Cap on the lease of a creds read. Default: the token's remaining life."},

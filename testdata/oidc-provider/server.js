@@ -25,6 +25,9 @@
 //                 one audience it issues for is OIDC_EXCHANGE_AUDIENCE (default
 //                 urn:idp-tokens:downstream). The issued token's introspection shows
 //                 aud, subject_client (the subject token's client or account) and act.sub.
+//   device-client client_secret_basic  RFC 8628 device authorization grant (features.deviceFlow:
+//                 <issuer>/device/auth, the user enters the code at <issuer>/device and logs
+//                 in with any user name on the dev interaction form), refresh_token
 //
 // Once listening it prints exactly one line to stdout:
 //   issuer: http://127.0.0.1:<port>
@@ -101,6 +104,12 @@ server.listen(port, host, () => {
       },
       {
         ...confidential,
+        client_id: 'device-client',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+      },
+      {
+        ...confidential,
         client_id: 'exchange-client',
         token_endpoint_auth_method: 'client_secret_basic',
         grant_types: [TOKEN_EXCHANGE],
@@ -127,6 +136,7 @@ server.listen(port, host, () => {
     features: {
       devInteractions: { enabled: true },
       clientCredentials: { enabled: true },
+      deviceFlow: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
       // Without a resource indicator oidc-provider issues client_credentials tokens
