@@ -123,6 +123,16 @@ func (b *idpBackend) pollDeviceOnce(ctx context.Context, s logical.Storage, name
 		b.Logger().Warn("device login: reading the role failed", "role", name, "error", err)
 		return false
 	}
+	if resp != nil && role == nil {
+		// The role is gone: so is its login.
+		b.Logger().Info("device login stopped: the role was deleted", "role", name)
+		b.devices.writeMu.Lock()
+		defer b.devices.writeMu.Unlock()
+		if cur, _ := loadDeviceLogin(ctx, s, name); cur != nil && cur.ID == id {
+			_ = s.Delete(ctx, deviceLoginPrefix+name)
+		}
+		return true
+	}
 	if resp != nil || role.grant() != backend.GrantDeviceCode || cachedFingerprint(name, role, cfg) != l.Fingerprint || roleVersion(role) != l.RoleVersion {
 		b.Logger().Info("device login stopped: the role was changed or deleted", "role", name)
 		return b.endDeviceLogin(ctx, s, l, deviceEndRoleChanged, "the role or its config changed")

@@ -85,25 +85,3 @@ func TestTokenExchangeActorRole(t *testing.T) {
 		t.Fatalf("subject %q actor %q; refusals %v", subject, actor, e.sts.Refusals())
 	}
 }
-
-func TestTokenExchangeRoleValidation(t *testing.T) {
-	e := newExchangeEnv(t, fakeidp.TokenExchangeOptions{})
-	e.ok(logical.UpdateOperation, "roles/x1", map[string]any{"config": "sts", "grant_type": "token_exchange", "subject_role": "base"})
-	for _, c := range []struct {
-		name string
-		data map[string]any
-		want string
-	}{
-		{"audience on client_credentials", map[string]any{"config": "sts", "audience": "a"}, "audience: is for grant_type=token_exchange"},
-		{"subject_role on jwt_bearer fields", map[string]any{"config": "sts", "subject_role": "base"}, "subject_role: is for grant_type=token_exchange"},
-		{"jwt field on token_exchange", map[string]any{"config": "sts", "grant_type": "token_exchange", "jwt_subject": "x"}, "jwt_subject: is for grant_type=jwt_bearer"},
-		{"missing subject role", map[string]any{"config": "sts", "grant_type": "token_exchange", "subject_role": "nope"}, `subject_role: no role named "nope"`},
-		{"itself", map[string]any{"config": "sts", "grant_type": "token_exchange", "subject_role": "r"}, "subject_role: cannot be the role itself"},
-		{"chain", map[string]any{"config": "sts", "grant_type": "token_exchange", "subject_role": "x1"}, "exchanges do not chain"},
-		{"actor chain", map[string]any{"config": "sts", "grant_type": "token_exchange", "actor_role": "x1"}, "actor_role: role \"x1\" is itself"},
-		{"resource with fragment", map[string]any{"config": "sts", "grant_type": "token_exchange", "resource": "https://a/#f"}, "resource:"},
-		{"relative resource", map[string]any{"config": "sts", "grant_type": "token_exchange", "resource": "orders"}, "not an absolute URI"},
-	} {
-		t.Run(c.name, func(t *testing.T) { e.fails(logical.UpdateOperation, "roles/r", c.data, c.want) })
-	}
-}

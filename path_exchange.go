@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
@@ -82,7 +81,7 @@ func (b *idpBackend) pathExchangeWrite(ctx context.Context, req *logical.Request
 	if subjectType == "" {
 		subjectType = backend.TokenTypeAccessToken
 	}
-	if b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby) {
+	if !b.isPollingNode() { // a performance standby or secondary
 		return nil, logical.ErrReadOnly
 	}
 	need := max(role.MinTTL, minTTL, leaseSkew+minLease)
