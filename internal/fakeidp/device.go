@@ -226,3 +226,21 @@ func (d *Device) issueLocked() map[string]any {
 	return map[string]any{"access_token": at, "token_type": "Bearer", "refresh_token": rt,
 		"expires_in": int64(d.opts.TokenTTL / time.Second), "scope": d.opts.Scope}
 }
+
+// Issued lists every device code, access token and refresh token the server
+// issued (for tests that look for them where they must not be).
+func (d *Device) Issued() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for dc := range d.codes {
+		out = append(out, dc)
+	}
+	for at := range d.access {
+		out = append(out, at)
+	}
+	for rt := range d.refresh {
+		out = append(out, rt)
+	}
+	return out
+}
