@@ -135,3 +135,22 @@ func TestDeviceCodeRefusals(t *testing.T) {
 		t.Fatalf("standby: %v, want ErrReadOnly", err)
 	}
 }
+
+// A public client (client_auth=none): no client authentication, client_id
+// in the device authorization request and in every poll.
+func TestDeviceCodePublicClient(t *testing.T) {
+	e := newTestEnv(t)
+	idp := fakeidp.NewDevice(fakeidp.DeviceOptions{ClientID: "tv-public", Public: true, Scope: "tv.watch", Interval: 1})
+	srv := httptest.NewServer(idp)
+	t.Cleanup(srv.Close)
+	t.Cleanup(e.b.devices.stopAll)
+	e.ok(logical.UpdateOperation, "config/pub", map[string]any{"token_url": srv.URL + "/token", "device_authorization_url": srv.URL + "/device",
+		"client_id": "tv-public", "client_auth": "none"})
+	e.ok(logical.UpdateOperation, "roles/pub", map[string]any{"config": "pub", "grant_type": "device_code", "scopes": "tv.watch"})
+	uc := e.ok(logical.UpdateOperation, "device-code/pub", nil).Data["user_code"].(string)
+	idp.Approve(uc)
+	creds, last := e.credsEventually("pub", 20*time.Second)
+	if creds == nil || !idp.Valid(creds.Data["access_token"].(string)) {
+		t.Fatalf("no valid token for the public client; creds says %q", last)
+	}
+}

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -115,5 +116,33 @@ func TestJWTBearerRefusedAndRetried(t *testing.T) {
 	}
 	if a := idp.Requests()[0].Form.Get("assertion"); strings.Contains(err.Error(), a) {
 		t.Error("the error quotes the assertion")
+	}
+}
+
+// A retried jwt_bearer request carries a newly signed assertion (a fresh
+// jti), which servers that refuse replays accept.
+func TestJWTBearerRetrySignsAgain(t *testing.T) {
+	keyPEM, key := rsaKeyPEM(t, 2048)
+	s, _ := NewAssertionSigner(keyPEM, "", "")
+	strict := fakeidp.NewJWTBearer(fakeidp.JWTBearerOptions{Key: &key.PublicKey, Issuer: "c"})
+	var assertions []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		assertions = append(assertions, r.PostForm.Get("assertion"))
+		if len(assertions) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		r.Body = io.NopCloser(strings.NewReader(r.PostForm.Encode()))
+		strict.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	ep := &Endpoint{Config: "c", TokenURL: srv.URL + "/token", ClientID: "c", ClientAuth: ClientAuthNone, HTTP: http.DefaultClient,
+		Retry: RetryPolicy{Attempts: 2}}
+	if _, err := ep.RequestToken(context.Background(), TokenRequest{Grant: GrantJWTBearer, Assertion: s.GrantAssertion(BearerClaims{Issuer: "c"})}); err != nil {
+		t.Fatalf("RequestToken: %v (refusals %v)", err, strict.Refusals())
+	}
+	if len(assertions) != 2 || assertions[0] == assertions[1] {
+		t.Fatalf("%d tries, same assertion=%v; want a second try with a new assertion", len(assertions), len(assertions) == 2 && assertions[0] == assertions[1])
 	}
 }

@@ -17,8 +17,11 @@ const DeviceGrantType = "urn:ietf:params:oauth:grant-type:device_code"
 // device authorization, POST /token for polls (and refresh_token).
 type DeviceOptions struct {
 	ClientID, ClientSecret string // HTTP Basic, required on both endpoints
-	Scope                  string // the scope the device authorization must ask for
-	Interval               int    // seconds (default 5)
+	// Public: a public client (RFC 8628 3.1, 3.4): no client authentication,
+	// client_id in the body of every request.
+	Public   bool
+	Scope    string // the scope the device authorization must ask for
+	Interval int    // seconds (default 5)
 	// SlowDownStep is what a too-early poll adds to the interval (RFC 8628
 	// 3.5 says 5 s; default 5).
 	SlowDownStep int
@@ -130,7 +133,13 @@ func (d *Device) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	form, parseErr := readForm(r)
 	e := checkPost(r, form, parseErr)
 	var body map[string]any
-	if e == nil {
+	if e == nil && d.opts.Public {
+		if r.Header.Get("Authorization") != "" || form.Has("client_secret") {
+			e = invalidRequest("a public client does not authenticate")
+		} else if form.Get("client_id") != d.opts.ClientID {
+			e = invalidClient("client_id is required and must name the client")
+		}
+	} else if e == nil {
 		id, secret, ok := parseBasic(r.Header.Get("Authorization"))
 		if !ok || !secureEqual(id, d.opts.ClientID) || !secureEqual(secret, d.opts.ClientSecret) {
 			e = invalidClient("client authentication failed")
