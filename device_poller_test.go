@@ -76,3 +76,22 @@ func TestDeviceCodeRoleDeleted(t *testing.T) {
 		t.Fatalf("%d polls after the role was deleted", after-polls)
 	}
 }
+
+// After a restart, the first creds read of the role resumes polling at once.
+func TestDeviceCodeResumedByCredsRead(t *testing.T) {
+	e := newTestEnv(t)
+	idp, _ := deviceEnv(t, e, fakeidp.DeviceOptions{})
+	uc := e.ok(logical.UpdateOperation, "device-code/tv", nil).Data["user_code"].(string)
+	e.b.devices.stopAll()
+	e2 := newTestEnvOn(t, e.storage)
+	t.Cleanup(e2.b.devices.stopAll)
+	idp.Approve(uc)
+	polls, _, _ := idp.Stats()
+	e2.fails(logical.ReadOperation, "creds/tv", nil, "waits for a device login")
+	if creds, last := e2.credsEventually("tv", 20*time.Second); creds == nil {
+		t.Fatalf("no token after the read resumed polling; creds says %q", last)
+	}
+	if after, _, _ := idp.Stats(); after <= polls {
+		t.Fatal("the token came without a poll by the new backend")
+	}
+}
