@@ -63,13 +63,13 @@ func (b *idpBackend) pathCredsRead(ctx context.Context, req *logical.Request, d 
 
 // fetchToken obtains a new token: by refresh when the stale one has a
 // refresh token, by the role's grant otherwise or when refresh is refused.
-func (b *idpBackend) fetchToken(ctx context.Context, req *logical.Request, name string, role *roleEntry, cfg *configState, current *backend.StoredToken) (*backend.Token, error) {
+func (b *idpBackend) fetchToken(ctx context.Context, vreq *logical.Request, name string, role *roleEntry, cfg *configState, current *backend.StoredToken) (*backend.Token, error) {
 	if b.System().ReplicationState().HasState(consts.ReplicationPerformanceStandby) {
 		// Only the active node mints, so that tokens are stored once;
 		// Vault forwards the request on this error.
 		return nil, logical.ErrReadOnly
 	}
-	if tok, handled, err := b.fetchGrantToken(ctx, req, name, role, cfg, current); handled {
+	if tok, handled, err := b.fetchGrantToken(ctx, vreq, name, role, cfg, current); handled {
 		return tok, err
 	}
 	scopes := role.scopes(cfg)
@@ -92,25 +92,25 @@ func (b *idpBackend) fetchToken(ctx context.Context, req *logical.Request, name 
 		b.metrics.RefreshFallback(role.Config)
 		b.Logger().Info("refresh refused, falling back to the role's grant", "role", name, "config", role.Config, "error", err)
 	}
-	treq := backend.TokenRequest{Grant: role.grant(), Scopes: scopes, Extra: role.ExtraParams}
+	req := backend.TokenRequest{Grant: role.grant(), Scopes: scopes, Extra: role.ExtraParams}
 	switch role.grant() {
 	case backend.GrantPassword:
 		username, err := cfg.provider.ComposeUsername(cfg.entry.operator())
 		if err != nil {
 			return nil, err
 		}
-		treq.Username, treq.Password = username, cfg.entry.Password
-		treq.Redact = []string{cfg.entry.SecurityKey}
+		req.Username, req.Password = username, cfg.entry.Password
+		req.Redact = []string{cfg.entry.SecurityKey}
 	case backend.GrantAuthorizationCode:
 		return nil, &needsLoginError{role: name}
 	case backend.GrantJWTBearer:
-		if err := jwtBearerRequest(&treq, role, cfg); err != nil {
+		if err := jwtBearerRequest(&req, role, cfg); err != nil {
 			return nil, err
 		}
 	case backend.GrantDeviceCode:
-		return nil, b.deviceLoginNeeded(ctx, req, name)
+		return nil, b.deviceLoginNeeded(ctx, vreq, name)
 	}
-	tok, err := cfg.endpoint.RequestToken(ctx, treq)
+	tok, err := cfg.endpoint.RequestToken(ctx, req)
 	if err != nil {
 		return nil, err
 	}
