@@ -15,25 +15,23 @@ import (
 
 // configEntry is one IdP connection as stored (seal-wrapped) in Vault.
 type configEntry struct {
-	Provider      string `json:"provider"`
-	TokenURL      string `json:"token_url"`
-	AuthURL       string `json:"auth_url,omitempty"`
-	RevocationURL string `json:"revocation_url,omitempty"`
-	// DeviceAuthorizationURL is RFC 8628's endpoint (config_device.go).
-	DeviceAuthorizationURL string        `json:"device_authorization_url,omitempty"`
-	ClientID               string        `json:"client_id"`
-	ClientSecret           string        `json:"client_secret,omitempty"`
-	ClientAuth             string        `json:"client_auth"`
-	Username               string        `json:"username,omitempty"`
-	Password               string        `json:"password,omitempty"`
-	AccessCode             string        `json:"access_code,omitempty"`
-	SecurityKey            string        `json:"security_key,omitempty"`
-	Scopes                 []string      `json:"scopes,omitempty"`
-	RequestTimeout         time.Duration `json:"request_timeout,omitempty"`
-	CACert                 string        `json:"ca_cert,omitempty"`
-	DefaultTokenTTL        time.Duration `json:"default_token_ttl,omitempty"`
-	AllowedTokenTypes      []string      `json:"allowed_token_types,omitempty"`
-	AllowInsecureHTTP      bool          `json:"allow_insecure_http,omitempty"`
+	Provider          string        `json:"provider"`
+	TokenURL          string        `json:"token_url"`
+	AuthURL           string        `json:"auth_url,omitempty"`
+	RevocationURL     string        `json:"revocation_url,omitempty"`
+	ClientID          string        `json:"client_id"`
+	ClientSecret      string        `json:"client_secret,omitempty"`
+	ClientAuth        string        `json:"client_auth"`
+	Username          string        `json:"username,omitempty"`
+	Password          string        `json:"password,omitempty"`
+	AccessCode        string        `json:"access_code,omitempty"`
+	SecurityKey       string        `json:"security_key,omitempty"`
+	Scopes            []string      `json:"scopes,omitempty"`
+	RequestTimeout    time.Duration `json:"request_timeout,omitempty"`
+	CACert            string        `json:"ca_cert,omitempty"`
+	DefaultTokenTTL   time.Duration `json:"default_token_ttl,omitempty"`
+	AllowedTokenTypes []string      `json:"allowed_token_types,omitempty"`
+	AllowInsecureHTTP bool          `json:"allow_insecure_http,omitempty"`
 	// Authorization code flow (path_auth_code.go): allowed redirect URIs, the
 	// first being the default, and how long a login may take.
 	RedirectURIs []string      `json:"redirect_uris,omitempty"`
@@ -41,6 +39,9 @@ type configEntry struct {
 	// Any standard server (config_credentials.go): discovery, private_key_jwt, tls_client_auth
 	// and the previous credentials of a rotation.
 	standardsEntry
+	// The grants of issue 11 (config_grants.go): the device authorization
+	// endpoint.
+	grantsConfigEntry
 	// Generation changes whenever the client or resource owner changes, so
 	// tokens minted for the former identity are never handed out again.
 	Generation string `json:"generation"`
@@ -82,18 +83,17 @@ func newConfigState(name string, e *configEntry, now func() time.Time, m *backen
 		entry:    e,
 		provider: p,
 		endpoint: &backend.Endpoint{
-			Config:                 name,
-			TokenURL:               e.TokenURL,
-			DeviceAuthorizationURL: e.DeviceAuthorizationURL,
-			ClientID:               e.ClientID,
-			ClientSecret:           e.ClientSecret,
-			ClientAuth:             backend.ClientAuth(e.ClientAuth),
-			RawBasic:               p.RawBasic,
-			DefaultTokenTTL:        e.DefaultTokenTTL,
-			AllowedTokenTypes:      e.AllowedTokenTypes,
-			HTTP:                   httpClient,
-			Now:                    now,
-			Observe:                func(x backend.Exchange) { m.ObserveExchange(name, x) },
+			Config:            name,
+			TokenURL:          e.TokenURL,
+			ClientID:          e.ClientID,
+			ClientSecret:      e.ClientSecret,
+			ClientAuth:        backend.ClientAuth(e.ClientAuth),
+			RawBasic:          p.RawBasic,
+			DefaultTokenTTL:   e.DefaultTokenTTL,
+			AllowedTokenTypes: e.AllowedTokenTypes,
+			HTTP:              httpClient,
+			Now:               now,
+			Observe:           func(x backend.Exchange) { m.ObserveExchange(name, x) },
 		},
 	}
 	if err := setupStandards(st, now); err != nil {

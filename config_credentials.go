@@ -187,6 +187,7 @@ func (e *configEntry) heldCredentials() backend.HeldCredentials {
 func setupStandards(st *configState, now func() time.Time) error {
 	e, ep := st.entry, st.endpoint
 	ep.RevocationURL = e.RevocationURL
+	ep.DeviceAuthorizationURL = e.DeviceAuthorizationURL
 	ep.PreviousClientSecret = e.PreviousClientSecret
 	var err error
 	if e.PrivateKey != "" {

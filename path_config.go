@@ -48,32 +48,33 @@ func configFields() map[string]*framework.FieldSchema {
 		return &framework.FieldSchema{Type: framework.TypeString, Description: desc + " Write-only.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}}
 	}
 	fields := map[string]*framework.FieldSchema{
-		"name":                     {Type: framework.TypeString, Description: "Name of the connection."},
-		"provider":                 {Type: framework.TypeString, Description: "Preset: " + strings.Join(backend.ProviderNames(), ", ") + ". Default oauth2."},
-		"token_url":                {Type: framework.TypeString, Description: "Token endpoint. Defaults to the preset's where its document gives one (mwi, microtek)."},
-		"auth_url":                 {Type: framework.TypeString, Description: "Authorization endpoint, for the authorization_code grant."},
-		"revocation_url":           {Type: framework.TypeString, Description: "RFC 7009 revocation endpoint (optional)."},
-		"device_authorization_url": {Type: framework.TypeString, Description: "RFC 8628 device authorization endpoint, for the device_code grant. Default: discovered (device_authorization_endpoint) with issuer."},
-		"client_id":                {Type: framework.TypeString, Description: "OAuth2 client_id."},
-		"client_secret":            secret("OAuth2 client_secret."),
-		"client_auth":              {Type: framework.TypeString, Description: "How the client authenticates: basic (HTTP Basic header), post (form body), private_key_jwt, tls_client_auth, none (jwt_bearer and device_code roles only) or auto (with issuer). Default from the preset."},
-		"username":                 {Type: framework.TypeString, Description: "Resource owner's username, for the password grant (MWI: the LBS operator's username)."},
-		"password":                 secret("Resource owner's password, for the password grant."),
-		"access_code":              {Type: framework.TypeString, Description: "MWI LBS operator's access code."},
-		"security_key":             secret("MWI LBS operator's security key."),
-		"scopes":                   {Type: framework.TypeCommaStringSlice, Description: "Default scopes of roles that name none (MWI: the api_id)."},
-		"request_timeout":          {Type: framework.TypeDurationSecond, Description: "Bound of one HTTP exchange with the IdP. Default 10s."},
-		"ca_cert":                  {Type: framework.TypeString, Description: "PEM CA bundle to trust for the IdP, for private CAs."},
-		"default_token_ttl":        {Type: framework.TypeDurationSecond, Description: "Lifetime assumed when the IdP omits expires_in. Without it, a response without expires_in is an error."},
-		"allowed_token_types":      {Type: framework.TypeCommaStringSlice, Description: "token_type values accepted from the IdP. Default Bearer."},
-		"allow_insecure_http":      {Type: framework.TypeBool, Description: "Allow http:// endpoints on non-loopback hosts (credentials then travel in clear). Default false."},
-		"redirect_uris":            {Type: framework.TypeCommaStringSlice, Description: "Redirect URIs auth-url may use (authorization_code); the first is the default. Normally https://<vault>/v1/<mount>/callback."},
-		"auth_state_ttl":           {Type: framework.TypeDurationSecond, Description: "How long a login begun with auth-url may take. Default 10m."},
+		"name":                {Type: framework.TypeString, Description: "Name of the connection."},
+		"provider":            {Type: framework.TypeString, Description: "Preset: " + strings.Join(backend.ProviderNames(), ", ") + ". Default oauth2."},
+		"token_url":           {Type: framework.TypeString, Description: "Token endpoint. Defaults to the preset's where its document gives one (mwi, microtek)."},
+		"auth_url":            {Type: framework.TypeString, Description: "Authorization endpoint, for the authorization_code grant."},
+		"revocation_url":      {Type: framework.TypeString, Description: "RFC 7009 revocation endpoint (optional)."},
+		"client_id":           {Type: framework.TypeString, Description: "OAuth2 client_id."},
+		"client_secret":       secret("OAuth2 client_secret."),
+		"client_auth":         {Type: framework.TypeString, Description: "How the client authenticates: basic (HTTP Basic header) or post (form body). Default from the preset."},
+		"username":            {Type: framework.TypeString, Description: "Resource owner's username, for the password grant (MWI: the LBS operator's username)."},
+		"password":            secret("Resource owner's password, for the password grant."),
+		"access_code":         {Type: framework.TypeString, Description: "MWI LBS operator's access code."},
+		"security_key":        secret("MWI LBS operator's security key."),
+		"scopes":              {Type: framework.TypeCommaStringSlice, Description: "Default scopes of roles that name none (MWI: the api_id)."},
+		"request_timeout":     {Type: framework.TypeDurationSecond, Description: "Bound of one HTTP exchange with the IdP. Default 10s."},
+		"ca_cert":             {Type: framework.TypeString, Description: "PEM CA bundle to trust for the IdP, for private CAs."},
+		"default_token_ttl":   {Type: framework.TypeDurationSecond, Description: "Lifetime assumed when the IdP omits expires_in. Without it, a response without expires_in is an error."},
+		"allowed_token_types": {Type: framework.TypeCommaStringSlice, Description: "token_type values accepted from the IdP. Default Bearer."},
+		"allow_insecure_http": {Type: framework.TypeBool, Description: "Allow http:// endpoints on non-loopback hosts (credentials then travel in clear). Default false."},
+		"redirect_uris":       {Type: framework.TypeCommaStringSlice, Description: "Redirect URIs auth-url may use (authorization_code); the first is the default. Normally https://<vault>/v1/<mount>/callback."},
+		"auth_state_ttl":      {Type: framework.TypeDurationSecond, Description: "How long a login begun with auth-url may take. Default 10m."},
 	}
 	for k, v := range standardsConfigFields(secret) {
 		fields[k] = v
 	}
-	fields["credentials"] = secret("Google service-account JSON key file (provider google-service-account): sets client_id (client_email), private_key, private_key_id and, unless token_url is given, token_url (token_uri). Give it as credentials=@key.json.")
+	for k, v := range grantsConfigFields(secret) {
+		fields[k] = v
+	}
 	return fields
 }
 
@@ -91,28 +92,28 @@ func (b *idpBackend) pathConfigRead(ctx context.Context, req *logical.Request, d
 		return nil, err
 	}
 	data := map[string]any{
-		"provider":                 e.Provider,
-		"token_url":                e.TokenURL,
-		"auth_url":                 e.AuthURL,
-		"revocation_url":           e.RevocationURL,
-		"device_authorization_url": e.DeviceAuthorizationURL,
-		"client_id":                e.ClientID,
-		"client_auth":              e.ClientAuth,
-		"username":                 e.Username,
-		"access_code":              e.AccessCode,
-		"scopes":                   nonNil(e.Scopes),
-		"request_timeout":          int64(e.RequestTimeout.Seconds()),
-		"ca_cert":                  e.CACert,
-		"default_token_ttl":        int64(e.DefaultTokenTTL.Seconds()),
-		"allowed_token_types":      nonNil(e.AllowedTokenTypes),
-		"allow_insecure_http":      e.AllowInsecureHTTP,
-		"redirect_uris":            nonNil(e.RedirectURIs),
-		"auth_state_ttl":           int64(e.AuthStateTTL.Seconds()),
-		"client_secret_set":        e.ClientSecret != "",
-		"password_set":             e.Password != "",
-		"security_key_set":         e.SecurityKey != "",
+		"provider":            e.Provider,
+		"token_url":           e.TokenURL,
+		"auth_url":            e.AuthURL,
+		"revocation_url":      e.RevocationURL,
+		"client_id":           e.ClientID,
+		"client_auth":         e.ClientAuth,
+		"username":            e.Username,
+		"access_code":         e.AccessCode,
+		"scopes":              nonNil(e.Scopes),
+		"request_timeout":     int64(e.RequestTimeout.Seconds()),
+		"ca_cert":             e.CACert,
+		"default_token_ttl":   int64(e.DefaultTokenTTL.Seconds()),
+		"allowed_token_types": nonNil(e.AllowedTokenTypes),
+		"allow_insecure_http": e.AllowInsecureHTTP,
+		"redirect_uris":       nonNil(e.RedirectURIs),
+		"auth_state_ttl":      int64(e.AuthStateTTL.Seconds()),
+		"client_secret_set":   e.ClientSecret != "",
+		"password_set":        e.Password != "",
+		"security_key_set":    e.SecurityKey != "",
 	}
 	addStandardsData(data, e)
+	data["device_authorization_url"] = e.DeviceAuthorizationURL
 	return &logical.Response{Data: data}, nil
 }
 
@@ -135,7 +136,7 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if resp := applyConfigFields(e, d); resp != nil {
 		return resp, nil
 	}
-	if resp := applyServiceAccountKey(e, d); resp != nil {
+	if resp := applyGrantsConfigFields(e, d); resp != nil {
 		return resp, nil
 	}
 	if resp := requireSecretsOnURLChange(old, e, d); resp != nil {
@@ -147,6 +148,9 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	}
 	applyPresetDefaults(e, provider)
 	if resp := validateConfig(e, provider); resp != nil {
+		return resp, nil
+	}
+	if resp := validateGrantsConfig(e); resp != nil {
 		return resp, nil
 	}
 	if resp, err := b.checkConfigHosts(ctx, req.Storage, e); resp != nil || err != nil {
@@ -178,7 +182,7 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 func applyConfigFields(e *configEntry, d *framework.FieldData) *logical.Response {
 	strs := map[string]*string{
 		"provider": &e.Provider, "token_url": &e.TokenURL, "auth_url": &e.AuthURL,
-		"revocation_url": &e.RevocationURL, "device_authorization_url": &e.DeviceAuthorizationURL, "client_id": &e.ClientID, "client_secret": &e.ClientSecret,
+		"revocation_url": &e.RevocationURL, "client_id": &e.ClientID, "client_secret": &e.ClientSecret,
 		"client_auth": &e.ClientAuth, "username": &e.Username, "password": &e.Password,
 		"access_code": &e.AccessCode, "security_key": &e.SecurityKey, "ca_cert": &e.CACert,
 		"issuer": &e.Issuer, "private_key": &e.PrivateKey, "private_key_id": &e.PrivateKeyID,
@@ -270,7 +274,7 @@ func applyPresetDefaults(e *configEntry, p *backend.Provider) {
 func validateConfig(e *configEntry, p *backend.Provider) *logical.Response {
 	texts := []struct{ field, value string }{
 		{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL},
-		{"device_authorization_url", e.DeviceAuthorizationURL}, {"client_id", e.ClientID}, {"client_secret", e.ClientSecret}, {"username", e.Username},
+		{"client_id", e.ClientID}, {"client_secret", e.ClientSecret}, {"username", e.Username},
 		{"password", e.Password}, {"access_code", e.AccessCode}, {"security_key", e.SecurityKey},
 	}
 	for _, t := range texts {
@@ -284,8 +288,7 @@ func validateConfig(e *configEntry, p *backend.Provider) *logical.Response {
 	if e.TokenURL == "" && e.Issuer == "" {
 		return fieldError("token_url", "required for provider %s (or give issuer, for discovery)", p.Name)
 	}
-	urls := []struct{ field, value string }{{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL},
-		{"device_authorization_url", e.DeviceAuthorizationURL}}
+	urls := []struct{ field, value string }{{"token_url", e.TokenURL}, {"auth_url", e.AuthURL}, {"revocation_url", e.RevocationURL}}
 	for _, u := range urls {
 		if u.value == "" {
 			continue
@@ -358,4 +361,5 @@ that changing an endpoint URL requires the secrets to be written again.
 provider=google-service-account takes a service-account key file
 (credentials=@key.json) for the jwt_bearer grant; client_auth=none sends no
 client authentication and is for jwt_bearer and device_code roles only.
+device_authorization_url is the RFC 8628 endpoint of device_code roles.
 `

@@ -31,18 +31,18 @@ const (
 // Metadata is what the engine takes from an authorization server's metadata
 // (OpenID Connect Discovery 1.0 section 3, RFC 8414 section 2).
 type Metadata struct {
-	Issuer                string `json:"issuer"`
-	TokenEndpoint         string `json:"token_endpoint"`
-	AuthorizationEndpoint string `json:"authorization_endpoint"`
-	RevocationEndpoint    string `json:"revocation_endpoint"`
-	// DeviceAuthorizationEndpoint is RFC 8628 4's.
-	DeviceAuthorizationEndpoint string   `json:"device_authorization_endpoint"`
-	TokenEndpointAuthMethods    []string `json:"token_endpoint_auth_methods_supported"`
+	Issuer                   string   `json:"issuer"`
+	TokenEndpoint            string   `json:"token_endpoint"`
+	AuthorizationEndpoint    string   `json:"authorization_endpoint"`
+	RevocationEndpoint       string   `json:"revocation_endpoint"`
+	TokenEndpointAuthMethods []string `json:"token_endpoint_auth_methods_supported"`
 	// MTLSEndpointAliases (RFC 8705 5) are used with tls_client_auth.
 	MTLSEndpointAliases struct {
 		TokenEndpoint      string `json:"token_endpoint"`
 		RevocationEndpoint string `json:"revocation_endpoint"`
 	} `json:"mtls_endpoint_aliases"`
+	// DeviceAuthorizationEndpoint is RFC 8628 4's (grant_device.go).
+	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
 
 	Source  string    `json:"-"` // the URL the metadata was read from
 	Fetched time.Time `json:"-"`

@@ -38,14 +38,16 @@ type Endpoint struct {
 	// (OnFallback is told); the private_key_jwt signer; whether HTTP
 	// presents a client certificate (tls_client_auth); and discovery, which
 	// fills TokenURL, RevocationURL and ClientAuth when they are empty.
-	RevocationURL          string
-	DeviceAuthorizationURL string // RFC 8628 (grant_device.go)
-	PreviousClientSecret   string
-	Signer                 *AssertionSigner
-	PreviousSigner         *AssertionSigner
-	TLSClientCert          bool
-	Discovery              *Discovery
-	OnFallback             func(FallbackEvent)
+	RevocationURL        string
+	PreviousClientSecret string
+	Signer               *AssertionSigner
+	PreviousSigner       *AssertionSigner
+	TLSClientCert        bool
+	Discovery            *Discovery
+	OnFallback           func(FallbackEvent)
+
+	// DeviceAuthorizationURL is RFC 8628's endpoint (grant_device.go).
+	DeviceAuthorizationURL string
 }
 
 // Exchange describes one HTTP try at the token endpoint, without secrets.
@@ -67,16 +69,17 @@ type TokenRequest struct {
 	RedirectURI  string
 	CodeVerifier string // PKCE (RFC 7636)
 	RefreshToken string // refresh_token grant
+	Extra        map[string]string
+	// Redact lists further secret values that must never be quoted back from
+	// an IdP's error (for example MWI's security key).
+	Redact []string
+
 	// Assertion signs the jwt_bearer grant's assertion for the resolved
 	// token URL, once per HTTP try (a fresh jti each time).
 	Assertion AssertionFunc
 	// Params are further form fields of the grant (token exchange, device
 	// code), set by the engine; secret ones also go in Redact.
 	Params url.Values
-	Extra  map[string]string
-	// Redact lists further secret values that must never be quoted back from
-	// an IdP's error (for example MWI's security key).
-	Redact []string
 }
 
 // ReservedParams are form fields the engine sets itself; extra_params must

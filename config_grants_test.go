@@ -60,3 +60,25 @@ func TestGoogleServiceAccount(t *testing.T) {
 		}
 	}
 }
+
+// device_authorization_url is an endpoint like the others: https off
+// loopback, held to the secrets-again rule when it moves, and read back.
+func TestConfigDeviceAuthorizationURL(t *testing.T) {
+	e := newTestEnv(t)
+	_, url := startIdP(t, fakeidp.Options{ClientID: "c", ClientSecret: "s"})
+	base := map[string]any{"token_url": url, "client_id": "c", "client_secret": "s"}
+	with := func(k string, v any) map[string]any {
+		m := map[string]any{k: v}
+		for bk, bv := range base {
+			m[bk] = bv
+		}
+		return m
+	}
+	e.fails(logical.UpdateOperation, "config/d", with("device_authorization_url", "http://idp.example.com/device"), "device_authorization_url:")
+	e.ok(logical.UpdateOperation, "config/d", with("device_authorization_url", "https://idp.example.com/device"))
+	if got := e.ok(logical.ReadOperation, "config/d", nil).Data["device_authorization_url"]; got != "https://idp.example.com/device" {
+		t.Fatalf("read back %v", got)
+	}
+	e.fails(logical.UpdateOperation, "config/d", map[string]any{"device_authorization_url": "https://evil.example.com/device"},
+		"requires client_secret to be written again")
+}
