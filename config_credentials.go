@@ -120,7 +120,7 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 	default:
 		a, ok := backend.ParseClientAuthMethod(e.ClientAuth)
 		if !ok {
-			return fieldError("client_auth", "must be basic, post, private_key_jwt, tls_client_auth or none (jwt_bearer only), or auto with an issuer; not %q", backend.Sanitize(e.ClientAuth, 40))
+			return fieldError("client_auth", "must be basic, post, private_key_jwt, tls_client_auth or none (jwt_bearer and device_code roles), or auto with an issuer; not %q", backend.Sanitize(e.ClientAuth, 40))
 		}
 		e.ClientAuth = string(a)
 	}

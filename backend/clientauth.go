@@ -26,7 +26,8 @@ const (
 	// handshake (RFC 8705 2.1 tls_client_auth); the body names client_id.
 	ClientAuthTLS ClientAuth = "tls_client_auth"
 	// ClientAuthNone sends no client authentication: for the jwt_bearer
-	// grant at servers whose assertion is the only credential (Google).
+	// grant at servers whose assertion is the only credential (Google), and
+	// public device_code clients.
 	ClientAuthNone ClientAuth = "none"
 )
 
