@@ -60,6 +60,8 @@ type configEntry struct {
 	PreviousPrivateKey   string `json:"previous_private_key,omitempty"`
 	PreviousPrivateKeyID string `json:"previous_private_key_id,omitempty"`
 	PreviousSigningAlg   string `json:"previous_signing_alg,omitempty"`
+	// device_code grant (RFC 8628): the device authorization endpoint.
+	DeviceAuthorizationURL string `json:"device_authorization_url,omitempty"`
 	// Generation changes whenever the client or resource owner changes, so
 	// tokens minted for the former identity are never handed out again.
 	Generation string `json:"generation"`

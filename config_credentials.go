@@ -49,7 +49,7 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 	default:
 		a, ok := backend.ParseClientAuthMethod(e.ClientAuth)
 		if !ok {
-			return fieldError("client_auth", "must be basic, post, private_key_jwt or tls_client_auth (or auto with an issuer), not %q", backend.Sanitize(e.ClientAuth, 40))
+			return fieldError("client_auth", "must be basic, post, private_key_jwt, tls_client_auth or none (jwt_bearer and device_code roles), or auto with an issuer; not %q", backend.Sanitize(e.ClientAuth, 40))
 		}
 		e.ClientAuth = string(a)
 	}
@@ -85,6 +85,9 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 		if !held.Key {
 			return fieldError("private_key", "required for client_auth=private_key_jwt")
 		}
+	case backend.ClientAuthNone:
+		// No client credential: jwt_bearer's assertion, or a public
+		// device_code client (the roles' checks, role_grants.go).
 	case backend.ClientAuthTLS:
 		if !held.TLSCert {
 			return fieldError("tls_client_cert", "tls_client_cert and tls_client_key are required for client_auth=tls_client_auth")

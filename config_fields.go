@@ -25,6 +25,7 @@ const (
 	kindDuration                    // seconds
 	kindFlag                        // a bool
 	kindPresetFlag                  // a bool whose unset value is the preset's
+	kindKeyFile                     // a write-only file whose parts are stored in other fields
 )
 
 // configField is everything the engine knows of one config field.
@@ -65,6 +66,9 @@ var configFieldTable = []configField{
 		str: func(e *configEntry) *string { return &e.Issuer }},
 	{name: "auth_url", kind: kindText, endpoint: true, retargets: true, desc: "Authorization endpoint, for the authorization_code grant.",
 		str: func(e *configEntry) *string { return &e.AuthURL }},
+	{name: "device_authorization_url", kind: kindText, endpoint: true, retargets: true,
+		desc: "RFC 8628 device authorization endpoint, for the device_code grant. Default: discovered (device_authorization_endpoint) with issuer.",
+		str:  func(e *configEntry) *string { return &e.DeviceAuthorizationURL }},
 	{name: "revocation_url", kind: kindText, endpoint: true, retargets: true, desc: "RFC 7009 revocation endpoint (optional).",
 		str: func(e *configEntry) *string { return &e.RevocationURL }},
 	{name: "client_id", kind: kindText, identity: true, desc: "OAuth2 client_id.",
@@ -86,6 +90,9 @@ var configFieldTable = []configField{
 		str:  func(e *configEntry) *string { return &e.TLSClientCert }},
 	{name: "tls_client_key", kind: kindSecret, multiline: true, maxLen: maxKeyPEMLen, desc: "PEM private key of tls_client_cert.",
 		str: func(e *configEntry) *string { return &e.TLSClientKey }},
+	{name: "credentials", kind: kindKeyFile,
+		desc: "Google service-account JSON key file (provider google-service-account): sets client_id (client_email), private_key, private_key_id and, " +
+			"unless token_url is given, token_url (token_uri). Give it as credentials=@key.json."},
 	{name: "previous_client_secret", kind: kindPrevious, str: func(e *configEntry) *string { return &e.PreviousClientSecret }},
 	{name: "previous_private_key", kind: kindPrevious, multiline: true, maxLen: maxKeyPEMLen, str: func(e *configEntry) *string { return &e.PreviousPrivateKey }},
 	{name: "username", kind: kindText, identity: true, desc: "Resource owner's username, for the password grant (MWI: the LBS operator's username).",
@@ -145,7 +152,7 @@ func (f configField) schema() *framework.FieldSchema {
 	switch f.kind {
 	case kindText:
 		return &framework.FieldSchema{Type: framework.TypeString, Description: f.desc}
-	case kindSecret:
+	case kindSecret, kindKeyFile:
 		return &framework.FieldSchema{Type: framework.TypeString, Description: f.desc + " Write-only.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}}
 	case kindList, kindScopes:
 		return &framework.FieldSchema{Type: framework.TypeCommaStringSlice, Description: f.desc}

@@ -50,11 +50,33 @@ func respSeconds(desc string) *framework.FieldSchema {
 // credsResponses: creds/<role> read, the leased secret's data.
 func credsResponses() map[int][]framework.Response {
 	return ok200("An access token, leased for as long as it has left.", map[string]*framework.FieldSchema{
-		"access_token": respString("The access token."),
-		"token_type":   respString("Its type, as the IdP named it (Bearer)."),
-		"expires_at":   respString("When the token expires (RFC 3339, UTC)."),
-		"scope":        respString("The scopes granted, space-separated."),
-		"id_token":     {Type: framework.TypeString, Description: "The OpenID Connect ID token, when the IdP sent one."},
+		"access_token":      respString("The access token."),
+		"token_type":        respString("Its type, as the IdP named it (Bearer)."),
+		"expires_at":        respString("When the token expires (RFC 3339, UTC)."),
+		"scope":             respString("The scopes granted, space-separated."),
+		"id_token":          {Type: framework.TypeString, Description: "The OpenID Connect ID token, when the IdP sent one."},
+		"expires_from":      respString("Where the lifetime came from: expires_in, jwt_exp or default_token_ttl."),
+		"issued_token_type": {Type: framework.TypeString, Description: "token_exchange: the type of the token issued (RFC 8693)."},
+	})
+}
+
+// exchangeResponses: exchange/<role>, the caller's token exchanged, leased.
+func exchangeResponses() map[int][]framework.Response {
+	r := credsResponses()
+	fields := r[http.StatusOK][0].Fields
+	delete(fields, "id_token") // RFC 8693 issues no ID token
+	fields["issued_token_type"] = respString("The type of the token issued (RFC 8693).")
+	return r
+}
+
+// deviceCodeResponses: device-code/<role>, a device login begun.
+func deviceCodeResponses() map[int][]framework.Response {
+	return ok200("What a person needs to complete the login; the device code stays in Vault.", map[string]*framework.FieldSchema{
+		"user_code":                 respString("The code the person enters."),
+		"verification_uri":          respString("Where the person enters it."),
+		"verification_uri_complete": {Type: framework.TypeString, Description: "The URI with the code in it, when the IdP sent one."},
+		"expires_at":                respString("When the login expires (RFC 3339, UTC)."),
+		"interval":                  respSeconds("How often Vault polls the token endpoint"),
 	})
 }
 
@@ -65,7 +87,7 @@ func configReadResponses() map[int][]framework.Response {
 
 // roleReadResponses: roles/<name> read.
 func roleReadResponses() map[int][]framework.Response {
-	return ok200("The role.", map[string]*framework.FieldSchema{
+	fields := map[string]*framework.FieldSchema{
 		"config":       respString("Config the role uses."),
 		"grant_type":   respString("Grant."),
 		"scopes":       respList("Scopes asked for."),
@@ -74,7 +96,15 @@ func roleReadResponses() map[int][]framework.Response {
 		"max_ttl":      respSeconds("Cap on the lease and its max TTL"),
 		"min_ttl":      respSeconds("Least time left for a cached token to be handed out"),
 		"prompt":       respList("OIDC prompt values of the role's login URL (authorization_code)."),
-	})
+	}
+	for name, f := range roleGrantFieldDefs {
+		if f.schema.Type == framework.TypeCommaStringSlice {
+			fields[name] = respList(f.schema.Description)
+		} else {
+			fields[name] = respString(f.schema.Description)
+		}
+	}
+	return ok200("The role.", fields)
 }
 
 // rotateResponses: config/<name>/rotate.

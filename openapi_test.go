@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
@@ -34,6 +35,8 @@ var wantOperations = []oasOperation{
 	{"/config/{name}/rotate", "post", "idp-rotate-config", nil},
 	{"/creds/{role}", "get", "idp-read-credentials", []string{"min_ttl"}},
 	{"/creds/{role}/drop", "post", "idp-drop-credentials", nil},
+	{"/device-code/{role}", "post", "idp-write-device-code", nil},
+	{"/exchange/{role}", "post", "idp-write-exchange", nil},
 	{"/metrics", "get", "idp-read-metrics", []string{"format"}},
 	{"/roles/", "get", "idp-list-roles", []string{"list"}},
 	{"/roles/{name}", "get", "idp-read-role", nil},
@@ -270,6 +273,19 @@ func TestResponsesMatchDeclaredSchemas(t *testing.T) {
 
 	c.do(logical.DeleteOperation, "roles/se", nil)
 	c.do(logical.DeleteOperation, "config/se", nil)
+
+	// A device login begun (with and without verification_uri_complete).
+	deviceEnv(t, c.e, fakeidp.DeviceOptions{Complete: true, TokenTTL: 10 * time.Minute})
+	c.do(logical.UpdateOperation, "device-code/tv", nil)
+	// A caller's token exchange, on an environment of its own.
+	ex := newExchangeEnv(t, fakeidp.TokenExchangeOptions{ValidSubject: func(s string) bool { return s != "" },
+		Audience: []string{"orders"}, TokenTTL: 10 * time.Minute})
+	ex.ok(logical.UpdateOperation, "roles/orders", map[string]any{"config": "sts", "grant_type": "token_exchange", "audience": "orders"})
+	exc := &responseCheck{e: ex.testEnv, seen: c.seen, path: c.path}
+	exc.do(logical.UpdateOperation, "exchange/orders", map[string]any{"subject_token": "alice-token-123"})
+	// creds of a token_exchange role whose subject is another role's token.
+	ex.ok(logical.UpdateOperation, "roles/bybase", map[string]any{"config": "sts", "grant_type": "token_exchange", "audience": "orders", "subject_role": "base"})
+	exc.do(logical.ReadOperation, "creds/bybase", nil)
 
 	// Every declared field was answered at least once.
 	for key, p := range c.path {

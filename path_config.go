@@ -59,6 +59,7 @@ func (b *idpBackend) pathConfigRead(ctx context.Context, req *logical.Request, d
 		return nil, err
 	}
 	data := readData(e)
+
 	return &logical.Response{Data: data}, nil
 }
 
@@ -76,6 +77,9 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 		*e = *old
 	}
 	if resp := applyConfigFields(e, d); resp != nil {
+		return resp, nil
+	}
+	if resp := applyServiceAccountKey(e, d); resp != nil {
 		return resp, nil
 	}
 	// Each value is checked, naming its field, before the rules that
@@ -318,4 +322,9 @@ default token_url and scopes, error format); every default can be overridden.
 Secrets (client_secret, password, security_key, private_key, tls_client_key)
 are write-only: a read shows client_secret_set and so on. An update that omits a secret keeps it, except
 that changing an endpoint URL requires the secrets to be written again.
+
+provider=google-service-account takes a service-account key file
+(credentials=@key.json) for the jwt_bearer grant; client_auth=none sends no
+client authentication and is for jwt_bearer and device_code roles only.
+device_authorization_url is the RFC 8628 endpoint of device_code roles.
 `

@@ -89,7 +89,7 @@ func (b *idpBackend) want(req *logical.Request, name string, role *roleEntry, cf
 		SingleActive: cfg.singleActive,
 		CanMint:      b.canMint,
 		Fetch: func(ctx context.Context, current *backend.StoredToken) (*backend.Token, error) {
-			return b.fetchToken(ctx, req.MountPoint, name, role, cfg, current)
+			return b.fetchToken(ctx, req, name, role, cfg, current)
 		},
 	}
 	if cfg.singleActive {
@@ -138,7 +138,10 @@ func (b *idpBackend) storageReadOnly() bool {
 
 // fetchToken obtains a new token: by refresh when the stale one has a
 // refresh token, by the role's grant otherwise or when refresh is refused.
-func (b *idpBackend) fetchToken(ctx context.Context, mount, name string, role *roleEntry, cfg *configState, current *backend.StoredToken) (*backend.Token, error) {
+func (b *idpBackend) fetchToken(ctx context.Context, vreq *logical.Request, name string, role *roleEntry, cfg *configState, current *backend.StoredToken) (*backend.Token, error) {
+	if tok, handled, err := b.fetchGrantToken(ctx, vreq, name, role, cfg, current); handled {
+		return tok, err
+	}
 	scopes := role.scopes(cfg)
 	refreshRefused := false
 	if current != nil && current.RefreshToken != "" {
@@ -161,7 +164,7 @@ func (b *idpBackend) fetchToken(ctx context.Context, mount, name string, role *r
 		b.metrics.RefreshFallback(role.Config)
 		b.Logger().Info("refresh refused, falling back to the role's grant", "role", name, "config", role.Config, "error", err)
 	}
-	tok, err := b.requestGrant(ctx, mount, name, role, cfg, scopes)
+	tok, err := b.requestGrant(ctx, vreq, name, role, cfg, scopes)
 	if err != nil && refreshRefused {
 		// The refused refresh token is never sent again.
 		return nil, backend.RefreshDead(err)
@@ -170,7 +173,7 @@ func (b *idpBackend) fetchToken(ctx context.Context, mount, name string, role *r
 }
 
 // requestGrant performs the role's own grant.
-func (b *idpBackend) requestGrant(ctx context.Context, mount, name string, role *roleEntry, cfg *configState, scopes []string) (*backend.Token, error) {
+func (b *idpBackend) requestGrant(ctx context.Context, vreq *logical.Request, name string, role *roleEntry, cfg *configState, scopes []string) (*backend.Token, error) {
 	req := backend.TokenRequest{Grant: role.grant(), Scopes: scopes, Extra: role.ExtraParams}
 	switch role.grant() {
 	case backend.GrantPassword:
@@ -181,7 +184,13 @@ func (b *idpBackend) requestGrant(ctx context.Context, mount, name string, role 
 		req.Username, req.Password = username, cfg.entry.Password
 		req.Redact = []string{cfg.entry.SecurityKey}
 	case backend.GrantAuthorizationCode:
-		return nil, &needsLoginError{mount: mount, role: name}
+		return nil, &needsLoginError{mount: vreq.MountPoint, role: name}
+	case backend.GrantJWTBearer:
+		if err := jwtBearerRequest(&req, role, cfg); err != nil {
+			return nil, err
+		}
+	case backend.GrantDeviceCode:
+		return nil, b.deviceLoginNeeded(ctx, vreq, name)
 	}
 	tok, err := cfg.endpoint.RequestToken(ctx, req)
 	if err != nil {
@@ -211,6 +220,7 @@ func (e *needsLoginError) Error() string {
 func (b *idpBackend) credsError(name string, err error) (*logical.Response, error) {
 	var idpErr *backend.IdPError
 	var login *needsLoginError
+	var grantUser *grantUserError
 	switch {
 	case errors.Is(err, logical.ErrReadOnly):
 		return nil, err
@@ -219,6 +229,8 @@ func (b *idpBackend) credsError(name string, err error) (*logical.Response, erro
 		return logical.ErrorResponse("role %q: %s", name, idpErr.Error()), nil
 	case errors.As(err, &login):
 		return logical.ErrorResponse("%s", login.Error()), nil
+	case errors.As(err, &grantUser):
+		return logical.ErrorResponse("%s", grantUser.Error()), nil
 	}
 	return nil, err
 }
@@ -240,9 +252,13 @@ func (b *idpBackend) credsResponse(name string, role *roleEntry, got backend.Ser
 		"token_type":   tok.TokenType,
 		"expires_at":   tok.Expiry.UTC().Format(time.RFC3339),
 		"scope":        tok.Scope,
+		"expires_from": string(tok.ExpiresFrom),
 	}
 	if tok.IDToken != "" {
 		data["id_token"] = tok.IDToken
+	}
+	if tok.IssuedTokenType != "" {
+		data["issued_token_type"] = tok.IssuedTokenType
 	}
 	// Vault stores the lease's data and internal data with every lease:
 	// keep the internal part to what revocation reads.

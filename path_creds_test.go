@@ -55,6 +55,9 @@ func TestCredsEachPreset(t *testing.T) {
 				t.Fatalf("the IdP does not accept the token %q", tok)
 			}
 			checkClientAuth(t, idp.LastRequest(), c.auth, c.clientID, c.secret)
+			if resp.Data["expires_from"] != "expires_in" {
+				t.Fatalf("expires_from = %v, want expires_in", resp.Data["expires_from"])
+			}
 			if resp.Data["token_type"] != "Bearer" || resp.Data["scope"] != c.scope {
 				t.Fatalf("token_type=%v scope=%v, want Bearer %q", resp.Data["token_type"], resp.Data["scope"], c.scope)
 			}
@@ -309,8 +312,12 @@ func TestCredsMissingExpiresIn(t *testing.T) {
 	e.ok(logical.UpdateOperation, "roles/r", map[string]any{"config": "c"})
 	e.fails(logical.ReadOperation, "creds/r", nil, "default_token_ttl")
 	e.ok(logical.UpdateOperation, "config/c", map[string]any{"default_token_ttl": 300})
-	if ttl := leaseTTL(e.creds("r")); ttl < 297*time.Second || ttl > 300*time.Second {
+	resp := e.creds("r")
+	if ttl := leaseTTL(resp); ttl < 297*time.Second || ttl > 300*time.Second {
 		t.Fatalf("lease %s, want default_token_ttl 5m", ttl)
+	}
+	if resp.Data["expires_from"] != "default_token_ttl" {
+		t.Fatalf("expires_from = %v, want default_token_ttl", resp.Data["expires_from"])
 	}
 }
 

@@ -26,17 +26,17 @@ func (b *idpBackend) pathRoles() []*framework.Path {
 		{
 			Pattern:      "roles/" + framework.GenericNameRegex("name"),
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
-			Fields: map[string]*framework.FieldSchema{
+			Fields: withRoleGrantFields(map[string]*framework.FieldSchema{
 				"name":         {Type: framework.TypeString, Description: "Name of the role."},
 				"config":       {Type: framework.TypeString, Description: "Config (IdP connection) the role uses. Required."},
-				"grant_type":   {Type: framework.TypeString, Description: "client_credentials, password or authorization_code. Default from the config's preset."},
+				"grant_type":   {Type: framework.TypeString, Description: "client_credentials, password, authorization_code, jwt_bearer, token_exchange or device_code. Default from the config's preset."},
 				"scopes":       {Type: framework.TypeCommaStringSlice, Description: "Scopes to ask for (MWI: the api_id), separated by commas or spaces. Default the config's."},
 				"extra_params": {Type: framework.TypeKVPairs, Description: "Extra form fields for the token request, such as audience or resource."},
 				"ttl":          {Type: framework.TypeDurationSecond, Description: "Cap on the lease of a creds read. Default: the token's remaining life."},
 				"max_ttl":      {Type: framework.TypeDurationSecond, Description: "Cap on the lease and its max TTL. Default: the mount's max."},
 				"min_ttl":      {Type: framework.TypeDurationSecond, Description: "A cached token is handed out only while it has at least this long left (capped at half its lifetime). With single_active_token, the shared token is replaced when it has the largest min_ttl of the config's roles left, and leases end before that."},
 				"prompt":       {Type: framework.TypeCommaStringSlice, Description: "authorization_code: OIDC prompt values of the login URL: login (the IdP always asks the person to log in, even with an SSO session), consent, select_account."},
-			},
+			}),
 			ExistenceCheck: b.roleExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: &framework.PathOperation{Callback: strict(b.pathRoleWrite), Summary: "Create a role.", Responses: noContent()},
@@ -64,7 +64,7 @@ func (b *idpBackend) pathRoleRead(ctx context.Context, req *logical.Request, d *
 	if extra == nil {
 		extra = map[string]string{}
 	}
-	return &logical.Response{Data: map[string]any{
+	data := map[string]any{
 		"config":       r.Config,
 		"grant_type":   r.GrantType,
 		"scopes":       nonNil(r.Scopes),
@@ -73,7 +73,9 @@ func (b *idpBackend) pathRoleRead(ctx context.Context, req *logical.Request, d *
 		"max_ttl":      int64(r.MaxTTL.Seconds()),
 		"min_ttl":      int64(r.MinTTL.Seconds()),
 		"prompt":       nonNil(r.Prompt),
-	}}, nil
+	}
+	addRoleGrantData(data, r)
+	return &logical.Response{Data: data}, nil
 }
 
 func (b *idpBackend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -92,6 +94,9 @@ func (b *idpBackend) pathRoleWrite(ctx context.Context, req *logical.Request, d 
 	if resp := applyRoleFields(r, d); resp != nil {
 		return resp, nil
 	}
+	if resp := applyRoleGrantFields(r, d); resp != nil {
+		return resp, nil
+	}
 	if r.Config == "" {
 		return fieldError("config", "required"), nil
 	}
@@ -107,6 +112,9 @@ func (b *idpBackend) pathRoleWrite(ctx context.Context, req *logical.Request, d 
 	}
 	if resp := validateRole(r, cfg); resp != nil {
 		return resp, nil
+	}
+	if resp, err := b.validateRoleReferences(ctx, req.Storage, name, r); resp != nil || err != nil {
+		return resp, err
 	}
 	resp, err := b.checkSharedToken(ctx, req.Storage, name, r, cfg)
 	if err != nil || resp != nil {
@@ -158,7 +166,7 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData) *logical.Response {
 func validateRole(r *roleEntry, cfg *configState) *logical.Response {
 	grant, ok := backend.ParseGrant(r.GrantType)
 	if !ok {
-		return fieldError("grant_type", "must be one of client_credentials, password, authorization_code, not %q", r.GrantType)
+		return fieldError("grant_type", "must be one of %s, not %q", roleGrantNames(), backend.Sanitize(r.GrantType, 40))
 	}
 	if !cfg.provider.Supports(grant) {
 		return fieldError("grant_type", "provider %s of config %q does not support %s", cfg.provider.Name, r.Config, grant)
@@ -185,7 +193,10 @@ func validateRole(r *roleEntry, cfg *configState) *logical.Response {
 	if r.MaxTTL > 0 && r.TTL > r.MaxTTL {
 		return fieldError("ttl", "must not exceed max_ttl")
 	}
-	return checkPrompt(r)
+	if resp := checkPrompt(r); resp != nil {
+		return resp
+	}
+	return validateRoleGrant(r, cfg)
 }
 
 // checkSharedToken: roles of a single-active config share one token, so they
@@ -253,4 +264,9 @@ on creds/<role> decide who may read it.
 
 min_ttl: a cached token is handed out only while it has at least this long
 left; otherwise a new one is fetched. A creds read may pass its own min_ttl.
+
+grant_type=jwt_bearer (RFC 7523 2.1) signs an assertion with the config's
+private_key: iss jwt_issuer (default client_id), sub jwt_subject, aud
+jwt_audience (default the token endpoint), exp 5 minutes, a fresh jti, and
+the claims of jwt_claims. Fields of one grant are refused on roles of another.
 `

@@ -36,6 +36,10 @@ type idpBackend struct {
 	configs backend.Cache[*configState]
 	roles   backend.Cache[*roleEntry]
 	tokens  backend.TokenStore
+	// exchanges caches caller-supplied token exchanges (path_exchange.go).
+	exchanges backend.ExchangeCache
+	// devices polls for pending device logins (device_poller.go).
+	devices devicePollers
 
 	// writeLock serialises config and role writes, which check each other.
 	writeLock sync.Mutex
@@ -62,20 +66,23 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
+	b.devices.storage = conf.StorageView
 	return b, nil
 }
 
 func newBackend() *idpBackend {
 	b := &idpBackend{now: time.Now, sleep: backend.Sleep}
 	b.tokens.Now, b.tokens.Sleep = b.clock, b.sleepFor
+	b.exchanges.Now = b.clock
+	b.devices.minInterval, b.devices.slowDown = time.Second, backend.SlowDownStep
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			// Configs hold client secrets and operator passwords, tokens
-			// long-lived refresh tokens, login states PKCE verifiers
-			// (seal wrapping takes effect on Vault Enterprise).
-			SealWrapStorage: []string{configPrefix, authStatePrefix, pendingPrefix, backend.TokenPrefix},
+			// long-lived refresh tokens, login states PKCE verifiers and
+			// device codes (seal wrapping takes effect on Vault Enterprise).
+			SealWrapStorage: []string{configPrefix, authStatePrefix, pendingPrefix, deviceLoginPrefix, backend.TokenPrefix},
 			// The IdP sends the browser back here; the state is the credential.
 			Unauthenticated: []string{"callback"},
 		},
@@ -90,8 +97,10 @@ func newBackend() *idpBackend {
 			b.pathSettings(),
 			b.pathConfigRotatePaths(),
 			b.pathCredsDropPaths(),
+			b.pathExchange(),
+			b.pathDeviceCode(),
 		),
-		PeriodicFunc:   b.sweepAuthStates,
+		PeriodicFunc:   b.periodic,
 		Secrets:        []*framework.Secret{b.secretAccessToken()},
 		Invalidate:     b.invalidate,
 		Clean:          b.clean,
@@ -126,6 +135,7 @@ func (b *idpBackend) clean(context.Context) {
 	b.configs.Clear()
 	b.roles.Clear()
 	b.tokens.ForgetAll()
+	b.devices.stopAll()
 }
 
 const backendHelp = `

@@ -28,6 +28,8 @@ type roleEntry struct {
 	// code): prompt=login makes the IdP ask the person to log in even when
 	// their browser holds an SSO session.
 	Prompt []string `json:"prompt,omitempty"`
+	// Fields of the jwt_bearer and token_exchange grants (role_grants.go).
+	roleGrantFields
 }
 
 // scopes is what the role asks for: its own, else the config's (which
@@ -83,6 +85,7 @@ type requestShape struct {
 	Grant      string            `json:"grant"`
 	Scopes     []string          `json:"scopes"`
 	Extra      map[string]string `json:"extra"`
+	Grants     *roleGrantFields  `json:"grants,omitempty"`
 }
 
 // fingerprint identifies the request a token answers: client and operator
@@ -90,9 +93,13 @@ type requestShape struct {
 func fingerprint(r *roleEntry, cfg *configState) string {
 	scopes := slices.Clone(r.scopes(cfg))
 	slices.Sort(scopes)
-	raw, _ := json.Marshal(requestShape{ // map keys marshal sorted
+	shape := requestShape{ // map keys marshal sorted
 		Config: r.Config, Generation: cfg.entry.Generation, Grant: r.GrantType, Scopes: scopes, Extra: r.ExtraParams,
-	})
+	}
+	if !r.roleGrantFields.isZero() {
+		shape.Grants = &r.roleGrantFields
+	}
+	raw, _ := json.Marshal(shape)
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:16])
 }

@@ -17,6 +17,7 @@ func (b *idpBackend) secretAccessToken() *framework.Secret {
 			"token_type":   {Type: framework.TypeString, Description: "Token type, normally Bearer."},
 			"expires_at":   {Type: framework.TypeString, Description: "When the token expires (RFC 3339)."},
 			"scope":        {Type: framework.TypeString, Description: "Scopes granted."},
+			"expires_from": {Type: framework.TypeString, Description: "Where the lifetime came from: expires_in, jwt_exp (the access token's exp claim) or default_token_ttl."},
 			"id_token":     {Type: framework.TypeString, Description: "OIDC ID token, when the IdP sends one."},
 		},
 		// No Renew: an access token cannot be extended, so leases are not renewable.

@@ -25,10 +25,14 @@ const (
 	// ClientAuthTLS presents the config's client certificate in the TLS
 	// handshake (RFC 8705 2.1 tls_client_auth); the body names client_id.
 	ClientAuthTLS ClientAuth = "tls_client_auth"
+	// ClientAuthNone sends no client authentication: for the jwt_bearer
+	// grant at servers whose assertion is the only credential (Google), and
+	// public device_code clients.
+	ClientAuthNone ClientAuth = "none"
 )
 
 // ClientAuthMethods are the client_auth values a config may name.
-var ClientAuthMethods = []ClientAuth{ClientAuthBasic, ClientAuthPost, ClientAuthPrivateKeyJWT, ClientAuthTLS}
+var ClientAuthMethods = []ClientAuth{ClientAuthBasic, ClientAuthPost, ClientAuthPrivateKeyJWT, ClientAuthTLS, ClientAuthNone}
 
 // ParseClientAuthMethod accepts any of ClientAuthMethods, and the
 // registered names client_secret_basic and client_secret_post (RFC 7591
@@ -216,6 +220,8 @@ func (e *Endpoint) clientAuthentication(form url.Values) (url.Values, string, []
 		form.Set("client_assertion_type", ClientAssertionType)
 		form.Set("client_assertion", assertion)
 		return form, "", []string{assertion}, nil
+	case ClientAuthNone:
+		return form, "", nil, nil
 	case ClientAuthTLS:
 		if !e.TLSClientCert {
 			return nil, "", nil, errors.New("client_auth is tls_client_auth but the config has no tls_client_cert")

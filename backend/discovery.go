@@ -41,6 +41,8 @@ type Metadata struct {
 		TokenEndpoint      string `json:"token_endpoint"`
 		RevocationEndpoint string `json:"revocation_endpoint"`
 	} `json:"mtls_endpoint_aliases"`
+	// DeviceAuthorizationEndpoint is RFC 8628 4's (grant_device.go).
+	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
 
 	Source  string    `json:"-"` // the URL the metadata was read from
 	Fetched time.Time `json:"-"`

@@ -47,6 +47,9 @@ type Endpoint struct {
 	TLSClientCert        bool
 	Discovery            *Discovery
 	OnFallback           func(FallbackEvent)
+
+	// DeviceAuthorizationURL is RFC 8628's endpoint (grant_device.go).
+	DeviceAuthorizationURL string
 }
 
 // Exchange describes one HTTP try at the token endpoint, without secrets.
@@ -72,6 +75,13 @@ type TokenRequest struct {
 	// Redact lists further secret values that must never be quoted back from
 	// an IdP's error (for example MWI's security key).
 	Redact []string
+
+	// Assertion signs the jwt_bearer grant's assertion for the resolved
+	// token URL, once per HTTP try (a fresh jti each time).
+	Assertion AssertionFunc
+	// Params are further form fields of the grant (token exchange, device
+	// code), set by the engine; secret ones also go in Redact.
+	Params url.Values
 }
 
 // ReservedParams are form fields the engine sets itself; extra_params must
@@ -79,7 +89,9 @@ type TokenRequest struct {
 var ReservedParams = []string{
 	"grant_type", "client_id", "client_secret", "scope", "username", "password",
 	"code", "redirect_uri", "code_verifier", "refresh_token",
-	"client_assertion", "client_assertion_type",
+	"client_assertion", "client_assertion_type", "assertion",
+	"subject_token", "subject_token_type", "actor_token", "actor_token_type",
+	"requested_token_type", "device_code",
 }
 
 func (e *Endpoint) now() time.Time {
@@ -147,6 +159,10 @@ func (e *Endpoint) try(ctx context.Context, req TokenRequest, form url.Values, a
 		return nil, 0, &IdPError{Config: e.Config, Detail: Sanitize(err.Error(), 200)}
 	}
 	req.Redact = append(req.Redact[:len(req.Redact):len(req.Redact)], sent...)
+	if form, sent, err = req.signAssertion(form, e.TokenURL, started); err != nil {
+		return nil, 0, &IdPError{Config: e.Config, Detail: Sanitize(err.Error(), 200)}
+	}
+	req.Redact = append(req.Redact, sent...)
 	httpReq, err := formPost(ctx, e.TokenURL, form, authHeader)
 	if err != nil {
 		return nil, 0, &IdPError{Config: e.Config, Detail: "the token_url cannot be used"}
@@ -196,7 +212,7 @@ func (e *Endpoint) form(req TokenRequest) url.Values {
 	for k, v := range req.Extra {
 		form.Set(k, v)
 	}
-	form.Set("grant_type", string(req.Grant))
+	form.Set("grant_type", req.Grant.Wire())
 	if len(req.Scopes) > 0 {
 		form.Set("scope", strings.Join(req.Scopes, " "))
 	}
@@ -214,6 +230,9 @@ func (e *Endpoint) form(req TokenRequest) url.Values {
 		}
 	case GrantRefreshToken:
 		form.Set("refresh_token", req.RefreshToken)
+	}
+	for k, vs := range req.Params {
+		form[k] = vs
 	}
 	if e.ClientAuth == ClientAuthPost {
 		form.Set("client_id", e.ClientID)

@@ -34,6 +34,9 @@ func FuzzParseTokenResponse(f *testing.F) {
 		`{"access_token":"a","token_type":"N_A"}`,
 		`<html><body>login</body></html>`,
 		`null`,
+		// JWT access tokens without expires_in: the exp claim decides.
+		`{"access_token":"eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjE3MTU4NjE2MDB9.c2ln"}`,
+		`{"access_token":"eyJhbGciOiJSUzI1NiJ9.eyJleHAiOiJzb29uIn0.c2ln"}`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s), int64(0))
@@ -71,6 +74,16 @@ func FuzzParseTokenResponse(f *testing.F) {
 		}
 		if !slices.Contains(allowed, tok.TokenType) {
 			t.Fatalf("TokenType %q not one of %v", tok.TokenType, allowed)
+		}
+		switch tok.ExpiresFrom {
+		case ExpiresFromExpiresIn:
+		case ExpiresFromJWTExp, ExpiresFromDefaultTTL:
+			// Never longer than default_token_ttl when it is set.
+			if defaultTTL > 0 && tok.Expiry.Sub(obtainedAt) > defaultTTL {
+				t.Fatalf("lifetime %v from %s beyond default_token_ttl %v", tok.Expiry.Sub(obtainedAt), tok.ExpiresFrom, defaultTTL)
+			}
+		default:
+			t.Fatalf("ExpiresFrom = %q", tok.ExpiresFrom)
 		}
 	})
 }

@@ -11,8 +11,18 @@ const (
 )
 
 // RoleGrants are the grants a role may name; refresh_token is used by the
-// engine itself, never asked for directly.
-var RoleGrants = []GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode}
+// engine itself, never asked for directly. The grants of issue 11 are in
+// grant_jwtbearer.go, grant_exchange.go and grant_device.go.
+var RoleGrants = []GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode, GrantJWTBearer, GrantTokenExchange, GrantDeviceCode}
+
+// Wire is the grant_type value sent to the token endpoint: the role's name
+// for RFC 6749's grants, the registered URN for the extension grants.
+func (g GrantType) Wire() string {
+	if urn, ok := grantURNs[g]; ok {
+		return urn
+	}
+	return string(g)
+}
 
 // ParseGrant accepts one of RoleGrants.
 func ParseGrant(s string) (GrantType, bool) {

@@ -37,7 +37,8 @@ const (
 var outcomes = [...]string{OutcomeSuccess, OutcomeRefused, OutcomeError, OutcomeTimeout}
 
 // grants is the fixed grant label set; anything else counts as "other".
-var grants = [...]GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode, GrantRefreshToken}
+var grants = [...]GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode, GrantRefreshToken,
+	GrantJWTBearer, GrantTokenExchange, GrantDeviceCode}
 
 // LatencyBuckets are the upper bounds (seconds) of the IdP latency histogram.
 var LatencyBuckets = [...]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}

@@ -184,3 +184,20 @@ func BenchmarkMetricsCacheHit(b *testing.B) {
 		}
 	})
 }
+
+// The grants of issue 11 are counted under their own names, not "other".
+func TestMetricsExtensionGrants(t *testing.T) {
+	var m Metrics
+	for _, g := range []GrantType{GrantJWTBearer, GrantTokenExchange, GrantDeviceCode} {
+		m.ObserveExchange("c", Exchange{Grant: g, Status: 200, Attempt: 1})
+	}
+	c := m.Snapshot(0).Configs["c"]
+	for _, g := range []string{"jwt_bearer", "token_exchange", "device_code"} {
+		if c.Requests[g]["success"] != 1 {
+			t.Errorf("requests[%s] = %v, want one success", g, c.Requests[g])
+		}
+	}
+	if len(c.Requests["other"]) != 0 {
+		t.Errorf("requests[other] = %v", c.Requests["other"])
+	}
+}

@@ -25,6 +25,9 @@ type Provider struct {
 	// SingleActiveToken: the IdP invalidates every older token of a client
 	// when it issues a new one, so all roles of one config must share a token.
 	SingleActiveToken bool
+	// ScopesInAssertion: the jwt_bearer grant carries the scopes as the
+	// assertion's space-separated scope claim, not as a form field (Google).
+	ScopesInAssertion bool
 	// ComposeUsername builds the username sent in the password grant.
 	ComposeUsername func(Operator) (string, error)
 }

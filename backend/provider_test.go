@@ -21,8 +21,14 @@ func TestProviderPresets(t *testing.T) {
 	}{
 		{
 			name: "oauth2", defaultGrant: GrantClientCredentials,
-			grants:     []GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode},
+			grants:     []GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode, GrantJWTBearer, GrantTokenExchange, GrantDeviceCode},
 			clientAuth: ClientAuthBasic,
+		},
+		{
+			name: "google-service-account", defaultGrant: GrantJWTBearer,
+			grants:     []GrantType{GrantJWTBearer},
+			clientAuth: ClientAuthNone,
+			tokenURL:   "https://oauth2.googleapis.com/token",
 		},
 		{
 			name: "mwi", defaultGrant: GrantPassword,
@@ -130,7 +136,7 @@ func TestLookupProviderUnknown(t *testing.T) {
 }
 
 func TestProviderNamesSorted(t *testing.T) {
-	want := []string{"microtek", "mwi", "myid", "oauth2", "screening-eagle"}
+	want := []string{"google-service-account", "microtek", "mwi", "myid", "oauth2", "screening-eagle"}
 	if got := ProviderNames(); !slices.Equal(got, want) {
 		t.Errorf("ProviderNames() = %v, want %v", got, want)
 	}

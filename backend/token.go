@@ -17,6 +17,10 @@ type Token struct {
 	Scope        string    `json:"scope,omitempty"`
 	ObtainedAt   time.Time `json:"obtained_at"`
 	Expiry       time.Time `json:"expiry"`
+	// ExpiresFrom says where the lifetime came from (token_lifetime.go).
+	ExpiresFrom ExpiresFrom `json:"expires_from,omitempty"`
+	// IssuedTokenType is RFC 8693's issued_token_type (token exchange).
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
 }
 
 // Remaining is the token's useful life left at now.
@@ -37,6 +41,8 @@ type tokenResponse struct {
 	RefreshToken string          `json:"refresh_token"`
 	IDToken      string          `json:"id_token"`
 	Scope        json.RawMessage `json:"scope"`
+	// IssuedTokenType: RFC 8693 2.2.1.
+	IssuedTokenType string `json:"issued_token_type"`
 }
 
 // ParseTokenResponse decodes a successful token response. obtainedAt is when
@@ -54,7 +60,7 @@ func ParseTokenResponse(body []byte, obtainedAt time.Time, defaultTTL time.Durat
 	if err != nil {
 		return nil, err
 	}
-	lifetime, err := parseExpiresIn(r.ExpiresIn, defaultTTL)
+	lifetime, from, err := tokenLifetime(r.ExpiresIn, r.AccessToken, obtainedAt, defaultTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +76,9 @@ func ParseTokenResponse(body []byte, obtainedAt time.Time, defaultTTL time.Durat
 		Scope:        scope,
 		ObtainedAt:   obtainedAt,
 		Expiry:       obtainedAt.Add(lifetime),
+		ExpiresFrom:  from,
+		// Only quoted back to the caller, never interpreted.
+		IssuedTokenType: Sanitize(r.IssuedTokenType, 200),
 	}, nil
 }
 
@@ -92,13 +101,8 @@ func checkTokenType(got string, allowed []string) (string, error) {
 		Sanitize(got, 32), strings.Join(allowed, ", "))
 }
 
-func parseExpiresIn(raw json.RawMessage, defaultTTL time.Duration) (time.Duration, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		if defaultTTL <= 0 {
-			return 0, fmt.Errorf("the token response has no expires_in and the config sets no default_token_ttl")
-		}
-		return defaultTTL, nil
-	}
+// parseExpiresIn reads a present expires_in (see tokenLifetime for an absent one).
+func parseExpiresIn(raw json.RawMessage) (time.Duration, error) {
 	text := string(raw)
 	var s string
 	if json.Unmarshal(raw, &s) == nil {

@@ -1,6 +1,8 @@
 package backend
 
 import (
+	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -194,8 +196,85 @@ func TestParseTokenResponseKeepsAllTokens(t *testing.T) {
 		Scope:        "openid email profile inspect",
 		ObtainedAt:   tokenT0,
 		Expiry:       tokenT0.Add(604800 * time.Second),
+		ExpiresFrom:  ExpiresFromExpiresIn,
 	}
 	if *tok != want {
 		t.Errorf("got  %+v\nwant %+v", *tok, want)
+	}
+}
+
+// jwtWithClaims is an unsigned-looking JWS compact token with the claims:
+// the engine reads exp for the lifetime only, so no signature is needed.
+func jwtWithClaims(claims string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." + enc([]byte(claims)) + "." + enc([]byte("sig"))
+}
+
+func TestParseTokenResponseLifetimeSource(t *testing.T) {
+	exp := tokenT0.Add(30 * time.Minute).Unix()
+	jwtTok := jwtWithClaims(fmt.Sprintf(`{"sub":"x","exp":%d}`, exp))
+	noExp := jwtWithClaims(`{"sub":"x"}`)
+	body := func(tok, extra string) string {
+		return `{"access_token":"` + tok + `","token_type":"Bearer"` + extra + `}`
+	}
+	tests := []struct {
+		name       string
+		body       string
+		defaultTTL time.Duration
+		want       time.Duration
+		from       ExpiresFrom
+	}{
+		{"expires_in wins over the JWT's exp", body(jwtTok, `,"expires_in":120`), time.Hour, 2 * time.Minute, ExpiresFromExpiresIn},
+		{"JWT exp without a default", body(jwtTok, ""), 0, 30 * time.Minute, ExpiresFromJWTExp},
+		{"JWT exp shorter than the default", body(jwtTok, ""), time.Hour, 30 * time.Minute, ExpiresFromJWTExp},
+		{"JWT exp capped by the default", body(jwtTok, ""), 10 * time.Minute, 10 * time.Minute, ExpiresFromJWTExp},
+		{"JWT exp with expires_in null", body(jwtTok, `,"expires_in":null`), 0, 30 * time.Minute, ExpiresFromJWTExp},
+		{"JWT exp beyond a year capped", body(jwtWithClaims(fmt.Sprintf(`{"exp":%d}`, tokenT0.Add(3*MaxExpiresIn).Unix())), ""), 0, MaxExpiresIn, ExpiresFromJWTExp},
+		{"JWT without exp: default", body(noExp, ""), 15 * time.Minute, 15 * time.Minute, ExpiresFromDefaultTTL},
+		{"opaque token: default", body("opaque.token", ""), 15 * time.Minute, 15 * time.Minute, ExpiresFromDefaultTTL},
+		{"payload not JSON: default", body("a.bm90IGpzb24.c", ""), 5 * time.Minute, 5 * time.Minute, ExpiresFromDefaultTTL},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, err := ParseTokenResponse([]byte(tc.body), tokenT0, tc.defaultTTL, nil)
+			if err != nil {
+				t.Fatalf("ParseTokenResponse: %v", err)
+			}
+			if got := tok.Expiry.Sub(tokenT0); got != tc.want {
+				t.Errorf("lifetime = %v, want %v", got, tc.want)
+			}
+			if tok.ExpiresFrom != tc.from {
+				t.Errorf("ExpiresFrom = %q, want %q", tok.ExpiresFrom, tc.from)
+			}
+		})
+	}
+}
+
+func TestParseTokenResponseLifetimeRefused(t *testing.T) {
+	tests := []struct {
+		name, token string
+		defaultTTL  time.Duration
+		wantErr     string
+	}{
+		{"JWT already expired", jwtWithClaims(fmt.Sprintf(`{"exp":%d}`, tokenT0.Add(-time.Minute).Unix())), time.Hour, "not in the future"},
+		{"JWT exp a string", jwtWithClaims(`{"exp":"tomorrow"}`), time.Hour, "not a NumericDate"},
+		{"JWT exp negative", jwtWithClaims(`{"exp":-5}`), time.Hour, "not a NumericDate"},
+		{"opaque, no default", "opaque", 0, "config sets no default_token_ttl"},
+		{"JWT without exp, no default", jwtWithClaims(`{"sub":"x"}`), 0, "not a JWT with an exp claim"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := `{"access_token":"` + tc.token + `","token_type":"Bearer"}`
+			tok, err := ParseTokenResponse([]byte(body), tokenT0, tc.defaultTTL, nil)
+			if err == nil {
+				t.Fatalf("accepted: lifetime %v from %s", tok.Expiry.Sub(tokenT0), tok.ExpiresFrom)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("error %q does not contain %q", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), tc.token) {
+				t.Errorf("error quotes the access token: %q", err)
+			}
+		})
 	}
 }

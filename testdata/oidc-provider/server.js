@@ -19,6 +19,15 @@
 //   code-client   client_secret_basic  authorization_code, refresh_token (login with
 //                 any user name and password on the dev interaction form)
 //   jwt-client    private_key_jwt      client_credentials (keys from OIDC_JWT_CLIENT_JWKS)
+//   exchange-client client_secret_basic  RFC 8693 token exchange (registered below): the
+//                 subject_token (and actor_token) must be an active access token of this
+//                 provider (found with its own AccessToken / ClientCredentials models); the
+//                 one audience it issues for is OIDC_EXCHANGE_AUDIENCE (default
+//                 urn:idp-tokens:downstream). The issued token's introspection shows
+//                 aud, subject_client (the subject token's client or account) and act.sub.
+//   device-client client_secret_basic  RFC 8628 device authorization grant (features.deviceFlow:
+//                 <issuer>/device/auth, the user enters the code at <issuer>/device and logs
+//                 in with any user name on the dev interaction form), refresh_token
 //
 // Once listening it prints exactly one line to stdout:
 //   issuer: http://127.0.0.1:<port>
@@ -26,7 +35,7 @@
 import http from 'node:http';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const host = process.env.OIDC_HOST || '127.0.0.1';
 const port = Number(process.argv[2] || process.env.OIDC_PORT || 0);
@@ -36,6 +45,9 @@ const redirectURIs = (process.env.OIDC_REDIRECT_URI || 'http://127.0.0.1:8250/ca
   .split(',').map((s) => s.trim()).filter(Boolean);
 const resource = process.env.OIDC_RESOURCE || 'urn:idp-tokens:api';
 const apiScopes = 'api:read api:write';
+const exchangeAudience = process.env.OIDC_EXCHANGE_AUDIENCE || 'urn:idp-tokens:downstream';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const jwtClientJWKS = process.env.OIDC_JWT_CLIENT_JWKS
   || (process.env.OIDC_JWT_CLIENT_JWKS_FILE && fs.readFileSync(process.env.OIDC_JWT_CLIENT_JWKS_FILE, 'utf8'));
 
@@ -90,6 +102,18 @@ server.listen(port, host, () => {
         response_types: ['code'],
         redirect_uris: redirectURIs,
       },
+      {
+        ...confidential,
+        client_id: 'device-client',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+      },
+      {
+        ...confidential,
+        client_id: 'exchange-client',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: [TOKEN_EXCHANGE],
+      },
       ...(jwtClientJWKS ? [{
         client_id: 'jwt-client',
         token_endpoint_auth_method: 'private_key_jwt',
@@ -112,6 +136,7 @@ server.listen(port, host, () => {
     features: {
       devInteractions: { enabled: true },
       clientCredentials: { enabled: true },
+      deviceFlow: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
       // Without a resource indicator oidc-provider issues client_credentials tokens
@@ -122,7 +147,7 @@ server.listen(port, host, () => {
         useGrantedResource: async () => true,
         getResourceServerInfo: async (_ctx, indicator) => {
           if (indicator !== resource) {
-            throw new Provider.errors.InvalidTarget(`unknown resource ${indicator}`);
+            throw new errors.InvalidTarget(`unknown resource ${indicator}`);
           }
           return {
             audience: resource,
@@ -143,12 +168,62 @@ server.listen(port, host, () => {
       Interaction: 600,
       Session: 24 * 3600,
     },
+    // The token exchange grant's claims about subject and actor (RFC 8693 4.1).
+    async extraTokenClaims(ctx) {
+      return ctx.exchangeClaims;
+    },
     // Consent for offline_access is given on the dev form; always issue refresh tokens
     // to clients allowed the grant when offline_access was granted.
     async issueRefreshToken(_ctx, client, code) {
       return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access');
     },
   });
+
+  // RFC 8693 token exchange, which oidc-provider does not have built in.
+  const activeAccessToken = async (value) => {
+    if (!value) return undefined;
+    const token = (await provider.AccessToken.find(value)) || (await provider.ClientCredentials.find(value));
+    return token && token.isValid ? token : undefined;
+  };
+  provider.registerGrantType(TOKEN_EXCHANGE, async (ctx, next) => {
+    const { params, client } = ctx.oidc;
+    const { InvalidRequest, InvalidGrant, InvalidTarget } = errors;
+    if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new InvalidRequest(`unsupported subject_token_type ${params.subject_token_type}`);
+    }
+    const subject = await activeAccessToken(params.subject_token);
+    if (!subject) throw new InvalidGrant('subject_token is not an active access token');
+    let act;
+    if (params.actor_token !== undefined) {
+      if (params.actor_token_type !== ACCESS_TOKEN_TYPE) throw new InvalidRequest('actor_token_type must be the access token type');
+      const actor = await activeAccessToken(params.actor_token);
+      if (!actor) throw new InvalidGrant('actor_token is not an active access token');
+      act = { sub: actor.accountId || actor.clientId };
+    }
+    const audiences = [].concat(params.audience || []);
+    if (audiences.length !== 1 || audiences[0] !== exchangeAudience) {
+      throw new InvalidTarget(`audience must be ${exchangeAudience}`);
+    }
+    if (params.requested_token_type && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new InvalidRequest(`unsupported requested_token_type ${params.requested_token_type}`);
+    }
+    // extraTokenClaims (below) puts these in the issued token.
+    ctx.exchangeClaims = { subject_client: subject.accountId || subject.clientId, ...(act ? { act } : {}) };
+    const token = new provider.ClientCredentials({ client, scope: subject.scope });
+    token.resourceServer = new provider.ResourceServer(exchangeAudience, {
+      audience: exchangeAudience, scope: apiScopes, accessTokenTTL: ttl, accessTokenFormat: 'opaque',
+    });
+    ctx.oidc.entity('ClientCredentials', token);
+    const value = await token.save();
+    ctx.body = {
+      access_token: value,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: 'Bearer',
+      expires_in: token.expiration,
+      scope: token.scope || undefined,
+    };
+    await next();
+  }, ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'audience', 'scope'], ['audience']);
 
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
   const callback = provider.callback();

@@ -1,0 +1,145 @@
+package backend
+
+import (
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// DefaultExchangeCacheSize bounds an ExchangeCache whose Max is zero.
+const DefaultExchangeCacheSize = 1000
+
+// ExchangeCache holds the tokens of caller-supplied token exchanges, in
+// memory only: they belong to whoever holds the subject token, so they are
+// keyed by a SHA-256 of it (never the token itself), kept no longer than
+// they are fresh, bounded in number (least recently used first out), and
+// not written to storage, where a restart would otherwise keep other
+// parties' tokens. A restart or failover costs one exchange more.
+type ExchangeCache struct {
+	Max int
+	Now func() time.Time
+
+	mu     sync.Mutex
+	order  *list.List // front = most recently used
+	items  map[string]*list.Element
+	flight singleflight.Group
+}
+
+type exchangeItem struct {
+	key string
+	tok *StoredToken
+}
+
+// SubjectKey is the cache key of role's exchange of a subject token.
+func SubjectKey(role, subjectTokenType, subjectToken string) string {
+	sum := sha256.Sum256([]byte(subjectTokenType + "\x00" + subjectToken))
+	return role + "\x00" + hex.EncodeToString(sum[:])
+}
+
+func (c *ExchangeCache) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// Get returns the cached token for key when it matches fingerprint and has
+// minRemaining left (capped at half its lifetime), else fetches one, at most
+// once at a time per key and fingerprint. fresh says it was just fetched.
+func (c *ExchangeCache) Get(ctx context.Context, key, fingerprint string, minRemaining time.Duration, fetch func(context.Context) (*Token, error)) (tok *StoredToken, fresh bool, err error) {
+	if t := c.lookup(key, fingerprint, minRemaining); t != nil {
+		return t, false, nil
+	}
+	flightCtx := context.WithoutCancel(ctx)
+	v, err, _ := c.flight.Do(key+"\x00"+fingerprint, func() (any, error) {
+		if t := c.lookup(key, fingerprint, minRemaining); t != nil {
+			return exchangeResult{tok: t}, nil
+		}
+		t, err := fetch(flightCtx)
+		if err != nil {
+			return nil, err
+		}
+		stored := &StoredToken{Token: *t, Fingerprint: fingerprint}
+		c.put(key, stored)
+		return exchangeResult{tok: stored, fetched: true}, nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	r := v.(exchangeResult)
+	return r.tok, r.fetched, nil
+}
+
+func (c *ExchangeCache) lookup(key, fingerprint string, minRemaining time.Duration) *StoredToken {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return nil
+	}
+	t := el.Value.(*exchangeItem).tok
+	if !freshEnough(t, fingerprint, minRemaining, c.now()) {
+		return nil
+	}
+	c.order.MoveToFront(el)
+	return t
+}
+
+func (c *ExchangeCache) put(key string, t *StoredToken) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.items == nil {
+		c.items, c.order = map[string]*list.Element{}, list.New()
+	}
+	if el, ok := c.items[key]; ok {
+		el.Value.(*exchangeItem).tok = t
+		c.order.MoveToFront(el)
+		return
+	}
+	c.items[key] = c.order.PushFront(&exchangeItem{key: key, tok: t})
+	max := c.Max
+	if max <= 0 {
+		max = DefaultExchangeCacheSize
+	}
+	for c.order.Len() > max {
+		oldest := c.order.Back()
+		c.order.Remove(oldest)
+		delete(c.items, oldest.Value.(*exchangeItem).key)
+	}
+}
+
+// Len is how many exchanged tokens are held.
+func (c *ExchangeCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.items)
+}
+
+// Clear forgets every exchanged token.
+func (c *ExchangeCache) Clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.items, c.order = nil, nil
+}
+
+// freshEnough is the token store's rule: the same request, and at least
+// minRemaining left, capped at half the token's lifetime.
+func freshEnough(t *StoredToken, fingerprint string, minRemaining time.Duration, now time.Time) bool {
+	if t == nil || t.Fingerprint != fingerprint {
+		return false
+	}
+	need := min(minRemaining, t.Expiry.Sub(t.ObtainedAt)/2)
+	left := t.Remaining(now)
+	return left >= need && left > 0
+}
+
+// exchangeResult is shared by every caller that joined one exchange.
+type exchangeResult struct {
+	tok     *StoredToken
+	fetched bool
+}

@@ -1,0 +1,244 @@
+package idptokens
+
+// Polling for pending device logins (RFC 8628 3.4, 3.5). Only the active
+// node polls: a goroutine per pending login, started when the login is
+// requested, and again after a restart or a leader change by the periodic
+// function (within its minute) or by the first creds read of the role. The
+// poller waits interval between polls (slow_down adds 5 s, authorization_
+// pending just waits) and stops when the login succeeds (the token is
+// stored as the role's), is denied, expires, fails, is replaced by a new
+// request, or the role is changed or deleted.
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
+)
+
+// devicePollers tracks the running pollers of this node, one per role.
+type devicePollers struct {
+	mu      sync.Mutex
+	running map[string]*devicePoller
+	// writeMu serialises writes of device logins (request, poll outcome).
+	writeMu sync.Mutex
+	// minInterval is the least wait between polls, slowDown what slow_down
+	// adds (tests shorten them).
+	minInterval, slowDown time.Duration
+	// storage is the mount's storage, for pollers outside any request.
+	storage logical.Storage
+}
+
+type devicePoller struct {
+	id     string
+	cancel context.CancelFunc
+}
+
+// start runs a poller for the role's login id unless one already runs.
+func (p *devicePollers) start(b *idpBackend, role, id string) {
+	if p.storage == nil || b.storageReadOnly() {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur, ok := p.running[role]; ok {
+		if cur.id == id {
+			return
+		}
+		cur.cancel()
+	}
+	if p.running == nil {
+		p.running = map[string]*devicePoller{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.running[role] = &devicePoller{id: id, cancel: cancel}
+	go func() {
+		b.pollDeviceLogin(ctx, role, id)
+		p.mu.Lock()
+		if cur, ok := p.running[role]; ok && cur.id == id {
+			delete(p.running, role)
+		}
+		p.mu.Unlock()
+		cancel()
+	}()
+}
+
+// stopAll ends every poller (the mount is unloaded).
+func (p *devicePollers) stopAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for role, cur := range p.running {
+		cur.cancel()
+		delete(p.running, role)
+	}
+}
+
+func (p *devicePollers) wait(l *deviceLogin) time.Duration {
+	return max(l.Interval, p.minInterval, time.Millisecond)
+}
+
+// pollDeviceLogin polls until the login ends.
+func (b *idpBackend) pollDeviceLogin(ctx context.Context, role, id string) {
+	s := b.devices.storage
+	for {
+		l, err := loadDeviceLogin(ctx, s, role)
+		if err != nil {
+			b.Logger().Warn("device login: reading the pending login failed", "role", role, "error", err)
+		}
+		if l == nil || l.ID != id || l.Ended != "" {
+			return
+		}
+		t := time.NewTimer(b.devices.wait(l))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if b.storageReadOnly() || b.pollDeviceOnce(ctx, s, role, id) {
+			return
+		}
+	}
+}
+
+// pollDeviceOnce makes one poll; true means the login ended.
+func (b *idpBackend) pollDeviceOnce(ctx context.Context, s logical.Storage, name, id string) bool {
+	l, err := loadDeviceLogin(ctx, s, name)
+	if err != nil || l == nil || l.ID != id || l.Ended != "" {
+		return err == nil
+	}
+	role, cfg, resp, err := b.roleAndConfig(ctx, s, name)
+	if err != nil {
+		b.Logger().Warn("device login: reading the role failed", "role", name, "error", err)
+		return false
+	}
+	if resp != nil && role == nil {
+		// The role is gone: so is its login.
+		b.Logger().Info("device login stopped: the role was deleted", "role", name)
+		b.devices.writeMu.Lock()
+		defer b.devices.writeMu.Unlock()
+		if cur, _ := loadDeviceLogin(ctx, s, name); cur != nil && cur.ID == id {
+			_ = s.Delete(ctx, deviceLoginPrefix+name)
+		}
+		return true
+	}
+	if resp != nil || role.grant() != backend.GrantDeviceCode || cachedFingerprint(name, role, cfg) != l.Fingerprint || roleVersion(role) != l.RoleVersion {
+		b.Logger().Info("device login stopped: the role was changed or deleted", "role", name)
+		return b.endDeviceLogin(ctx, s, l, deviceEndRoleChanged, "the role or its config changed")
+	}
+	if !b.now().Before(l.ExpiresAt) {
+		return b.endDeviceLogin(ctx, s, l, deviceEndExpired, "the device code expired before the login was done")
+	}
+	treq := backend.DeviceTokenRequest(l.DeviceCode)
+	treq.Params.Set("client_id", cfg.entry.ClientID)
+	tok, err := cfg.endpoint.RequestToken(ctx, treq)
+	l.Polls++
+	if err == nil {
+		tok = withScope(tok, role.scopes(cfg))
+		if err := b.tokens.Put(ctx, storageKV{s}, tokenKeyOf(name, role, cfg).String(), l.Fingerprint, tok); err != nil {
+			b.Logger().Error("device login: storing the token failed", "role", name, "error", err)
+			return false
+		}
+		b.devices.writeMu.Lock()
+		defer b.devices.writeMu.Unlock()
+		if cur, _ := loadDeviceLogin(ctx, s, name); cur != nil && cur.ID == id {
+			if err := s.Delete(ctx, deviceLoginPrefix+name); err != nil {
+				b.Logger().Warn("device login: deleting the completed login failed", "role", name, "error", err)
+			}
+		}
+		b.Logger().Info("device login complete", "role", name, "config", role.Config, "polls", l.Polls)
+		return true
+	}
+	switch backend.DeviceErrorCode(err) {
+	case backend.DeviceAuthorizationPending:
+		b.Logger().Debug("device login pending", "role", name, "polls", l.Polls)
+		return !b.updateDeviceLogin(ctx, s, l, nil)
+	case backend.DeviceSlowDown:
+		b.Logger().Debug("device login: slow_down", "role", name, "polls", l.Polls)
+		return !b.updateDeviceLogin(ctx, s, l, func(l *deviceLogin) { l.Interval = max(l.Interval, time.Second) + b.devices.slowDown })
+	case backend.DeviceAccessDenied:
+		return b.endDeviceLogin(ctx, s, l, deviceEndDenied, err.Error())
+	case backend.DeviceExpiredToken:
+		return b.endDeviceLogin(ctx, s, l, deviceEndExpired, err.Error())
+	}
+	var idpErr *backend.IdPError
+	if errors.As(err, &idpErr) && !idpErr.Temporary && backend.IsRefusal(err) {
+		b.Logger().Warn("device login failed", "role", name, "error", err)
+		return b.endDeviceLogin(ctx, s, l, deviceEndFailed, err.Error())
+	}
+	// Unreachable or failing for now: keep polling until the code expires.
+	b.Logger().Warn("device login: poll failed, will retry", "role", name, "error", err)
+	return false
+}
+
+// updateDeviceLogin stores l (after change) if it is still the role's
+// login; false when it was replaced.
+func (b *idpBackend) updateDeviceLogin(ctx context.Context, s logical.Storage, l *deviceLogin, change func(*deviceLogin)) bool {
+	b.devices.writeMu.Lock()
+	defer b.devices.writeMu.Unlock()
+	cur, err := loadDeviceLogin(ctx, s, l.Role)
+	if err != nil || cur == nil || cur.ID != l.ID {
+		return err != nil // a read failure keeps polling
+	}
+	cur.Polls = l.Polls
+	if change != nil {
+		change(cur)
+	}
+	if err := storeDeviceLogin(ctx, s, cur); err != nil {
+		b.Logger().Warn("device login: storing the pending login failed", "role", l.Role, "error", err)
+	}
+	return true
+}
+
+// endDeviceLogin records why the login ended (kept for an hour so that
+// creds can say so); it always ends the poller.
+func (b *idpBackend) endDeviceLogin(ctx context.Context, s logical.Storage, l *deviceLogin, why, reason string) bool {
+	b.updateDeviceLogin(ctx, s, l, func(cur *deviceLogin) {
+		cur.Ended, cur.EndedAt, cur.Reason, cur.DeviceCode = why, b.now(), backend.Sanitize(reason, 300), ""
+	})
+	b.Logger().Info("device login ended", "role", l.Role, "why", why)
+	return true
+}
+
+// resumeDeviceLogins, from the periodic function on the active node,
+// starts pollers for pending logins (after a restart or a leader change)
+// and deletes ended and expired ones after endedDeviceLoginTTL.
+func (b *idpBackend) resumeDeviceLogins(ctx context.Context, s logical.Storage) error {
+	if b.storageReadOnly() {
+		return nil
+	}
+	names, err := s.List(ctx, deviceLoginPrefix)
+	if err != nil {
+		return err
+	}
+	now := b.now()
+	for _, name := range names {
+		l, err := loadDeviceLogin(ctx, s, name)
+		if err != nil || l == nil {
+			continue
+		}
+		if (l.Ended != "" && now.Sub(l.EndedAt) > endedDeviceLoginTTL) || now.Sub(l.ExpiresAt) > endedDeviceLoginTTL {
+			if err := s.Delete(ctx, deviceLoginPrefix+name); err != nil {
+				return err
+			}
+			continue
+		}
+		if l.Ended == "" {
+			b.devices.start(b, name, l.ID)
+		}
+	}
+	return nil
+}
+
+// periodic is the backend's PeriodicFunc: expired authorization states,
+// then device logins.
+func (b *idpBackend) periodic(ctx context.Context, req *logical.Request) error {
+	if err := b.sweepAuthStates(ctx, req); err != nil {
+		return err
+	}
+	return b.resumeDeviceLogins(ctx, req.Storage)
+}

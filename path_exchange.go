@@ -1,0 +1,108 @@
+package idptokens
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
+)
+
+// maxSubjectTokenLen bounds a caller's subject token: JWTs with many claims
+// run to a few KiB.
+const maxSubjectTokenLen = 16 << 10
+
+func (b *idpBackend) pathExchange() []*framework.Path {
+	return []*framework.Path{{
+		Pattern:      "exchange/" + framework.GenericNameRegex("role"),
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "exchange"},
+		Fields: map[string]*framework.FieldSchema{
+			"role": {Type: framework.TypeString, Description: "Name of a token_exchange role without subject_role."},
+			"subject_token": {Type: framework.TypeString, Description: "The token to exchange (RFC 8693 subject_token). Required; never stored or logged.",
+				DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+			"subject_token_type": {Type: framework.TypeString, Description: "Its type URN. Default the role's subject_token_type, else urn:ietf:params:oauth:token-type:access_token."},
+			"min_ttl":            {Type: framework.TypeDurationSecond, Description: "Hand out a cached exchange only if it has at least this long left."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback: strict(b.pathExchangeWrite), Responses: exchangeResponses(), Summary: "Exchange the caller's subject token for a token of the role (leased like creds).",
+				ForwardPerformanceStandby: true,
+			},
+		},
+		HelpSynopsis:    "Exchange a subject token the caller brings (RFC 8693 token exchange).",
+		HelpDescription: strings.TrimSpace(exchangeHelp),
+	}}
+}
+
+func (b *idpBackend) pathExchangeWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("role").(string)
+	var subject, subjectType string
+	var minTTL time.Duration
+	r := fieldReader{d: d}
+	r.text("subject_token", &subject)
+	r.text("subject_token_type", &subjectType)
+	r.duration("min_ttl", &minTTL)
+	if r.err != nil {
+		return r.err, nil
+	}
+	if subject == "" {
+		return fieldError("subject_token", "required"), nil
+	}
+	if len(subject) > maxSubjectTokenLen {
+		return fieldError("subject_token", "longer than %d bytes", maxSubjectTokenLen), nil
+	}
+	if resp := checkText("subject_token_type", subjectType, maxFieldLen, false); resp != nil {
+		return resp, nil
+	}
+	role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
+	if resp != nil || err != nil {
+		return resp, err
+	}
+	if role.grant() != backend.GrantTokenExchange {
+		return logical.ErrorResponse("role %q has grant_type %s; %sexchange/ is for token_exchange roles (read %screds/%s)",
+			name, role.GrantType, req.MountPoint, req.MountPoint, name), nil
+	}
+	if role.SubjectRole != "" {
+		return logical.ErrorResponse("role %q takes its subject token from role %q: read %screds/%s",
+			name, role.SubjectRole, req.MountPoint, name), nil
+	}
+	if subjectType == "" {
+		subjectType = role.SubjectTokenType
+	}
+	if subjectType == "" {
+		subjectType = backend.TokenTypeAccessToken
+	}
+	if b.storageReadOnly() { // a performance standby or secondary
+		return nil, logical.ErrReadOnly
+	}
+	need := max(role.MinTTL, minTTL, backend.HoldSkew+minLease)
+	// The key holds a SHA-256 of the subject token, so only a caller holding
+	// the same subject token gets this exchange back.
+	key := backend.SubjectKey(name, subjectType, subject)
+	tok, fetched, err := b.exchanges.Get(ctx, key, cachedFingerprint(name, role, cfg), need,
+		func(ctx context.Context) (*backend.Token, error) {
+			return b.exchange(ctx, name, role, cfg, backend.Exchange8693{SubjectToken: subject, SubjectTokenType: subjectType})
+		})
+	b.countCacheRead(role.Config, fetched, err)
+	if err != nil {
+		return b.credsError(name, err)
+	}
+	return b.credsResponse(name, role, backend.Served{StoredToken: tok, Hold: tok.Remaining(b.now()) - backend.HoldSkew, Fresh: fetched}), nil
+}
+
+const exchangeHelp = `
+Exchanges a subject token the caller brings for a token of a token_exchange
+role (RFC 8693): vault write <mount>/exchange/<role> subject_token=...
+[subject_token_type=...]. The answer is leased like creds/<role>: its lease
+lasts as long as the issued token.
+
+Exchanges are cached in memory on the active node, keyed by the role and a
+SHA-256 of the subject token (never the token itself), at most 1000 per mount
+(least recently used first out), so a caller gets back only an exchange of
+the very token it brought. They are not written to storage: a restart or a
+failover costs one exchange more. Roles with subject_role exchange another
+role's token instead; read creds/<role> for them.
+`
