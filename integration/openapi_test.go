@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -59,6 +60,17 @@ func TestOpenAPI(t *testing.T) {
 	loginURL, state := v.authURL("myid")
 	code := loginCode(t, loginURL)
 
+	// A device login, and a token exchange of the caller's subject token.
+	device := httptest.NewServer(fakeidp.NewDevice(fakeidp.DeviceOptions{ClientID: "tv", ClientSecret: "tv-secret", Scope: "tv.watch", Interval: 5, Complete: true}))
+	t.Cleanup(device.Close)
+	v.Write("idp/config/tv", "token_url="+device.URL+"/token", "device_authorization_url="+device.URL+"/device", "client_id=tv", "client_secret=tv-secret")
+	v.Write("idp/roles/tv", "config=tv", "grant_type=device_code", "scopes=tv.watch")
+	sts := httptest.NewServer(fakeidp.NewTokenExchange(fakeidp.TokenExchangeOptions{ClientID: "sts", ClientSecret: "sts-secret",
+		ValidSubject: func(s string) bool { return s == "subject-token-1" }, Audience: []string{"orders"}}))
+	t.Cleanup(sts.Close)
+	v.Write("idp/config/sts", "token_url="+sts.URL+"/token", "client_id=sts", "client_secret=sts-secret")
+	v.Write("idp/roles/orders", "config=sts", "grant_type=token_exchange", "audience=orders")
+
 	ops := []apiOperation{
 		{"/idp/config/{name}", "post", "idp-write-config", nil, "idp/config/se",
 			map[string]any{"provider": "screening-eagle", "token_url": se.TokenURL(), "client_id": "se-api", "client_secret": seSecret, "scopes": "openid,inspect"}, nil},
@@ -67,7 +79,9 @@ func TestOpenAPI(t *testing.T) {
 		{"/idp/roles/{name}", "get", "idp-read-role", nil, "idp/roles/se", nil, nil},
 		{"/idp/config/", "get", "idp-list-configs", []string{"list"}, "idp/config/?list=true", nil, nil},
 		{"/idp/roles/", "get", "idp-list-roles", []string{"list"}, "idp/roles/?list=true", nil, nil},
-		{"/idp/creds/{role}", "get", "idp-read-credentials", []string{"min_ttl"}, "idp/creds/se?min_ttl=120", nil, nil},
+		{"/idp/creds/{role}", "get", "idp-read-credentials", []string{"min_ttl"}, "idp/creds/se?min_ttl=120", nil, []string{"issued_token_type"}},
+		{"/idp/device-code/{role}", "post", "idp-write-device-code", nil, "idp/device-code/tv", map[string]any{}, nil},
+		{"/idp/exchange/{role}", "post", "idp-write-exchange", nil, "idp/exchange/orders", map[string]any{"subject_token": "subject-token-1"}, nil},
 		{"/idp/config/{name}/rotate", "post", "idp-rotate-config", nil, "idp/config/se/rotate", map[string]any{"client_secret": "se-rotated+/:%41"}, nil},
 		{"/idp/creds/{role}/drop", "post", "idp-drop-credentials", nil, "idp/creds/se/drop", map[string]any{}, []string{"shared_by"}},
 		{"/idp/auth-url/{role}", "post", "idp-write-auth-url", nil, "idp/auth-url/myid", map[string]any{}, nil},
