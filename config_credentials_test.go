@@ -1,10 +1,7 @@
 package idptokens
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +15,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/testkeys"
 )
 
 // stdIdP is a fake IdP (oauth2 style) behind a server that also serves
@@ -149,7 +147,7 @@ func TestConfigDiscoveryExplicitWinsAndIssuerIsAnEndpoint(t *testing.T) {
 
 func (e *testEnv) entry(name string) *configEntry {
 	e.t.Helper()
-	c, err := loadConfigEntry(testCtx(), e.storage, name)
+	c, err := loadConfigEntry(context.Background(), e.storage, name)
 	if err != nil || c == nil {
 		e.t.Fatalf("config %s: %v", name, err)
 	}
@@ -284,7 +282,7 @@ func TestRevocationOnDropAndDelete(t *testing.T) {
 	if resp.Data["dropped"] != true || len(resp.Warnings) == 0 || !strings.Contains(strings.Join(resp.Warnings, " "), "404") {
 		t.Fatalf("drop with a failing revocation: %v %v", resp.Data, resp.Warnings)
 	}
-	if raw, _ := e.storage.Get(testCtx(), "tokens/role/b"); raw != nil {
+	if raw, _ := e.storage.Get(context.Background(), "tokens/role/b"); raw != nil {
 		t.Fatal("token kept after a failed revocation")
 	}
 	e.ok(logical.DeleteOperation, "config/std", nil)
@@ -312,23 +310,13 @@ func TestDropSharedToken(t *testing.T) {
 	_ = idp
 }
 
-func testRSAKeyPEM(t *testing.T) (string, *rsa.PrivateKey) {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(k)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), k
-}
-
 // private_key_jwt through Vault: the key is write-only, the assertion
 // verifies with its public key, rotation falls back to the previous key,
 // and client_secret is not required.
 func TestConfigPrivateKeyJWT(t *testing.T) {
 	e := newTestEnv(t)
-	keyPEM, key := testRSAKeyPEM(t)
-	nextPEM, _ := testRSAKeyPEM(t)
+	keyPEM, key := testkeys.RSA(t, 2048)
+	nextPEM, _ := testkeys.RSA(t, 2048)
 	var mu sync.Mutex
 	var kids []string
 	var srv *httptest.Server
@@ -387,7 +375,7 @@ func TestConfigPrivateKeyJWT(t *testing.T) {
 // write-only, both go together.
 func TestConfigTLSClientAuthFields(t *testing.T) {
 	e := newTestEnv(t)
-	certPEM, keyPEM := selfSignedClientCert(t)
+	certPEM, keyPEM := testkeys.ClientCert(t)
 	e.fails(logical.UpdateOperation, "config/m", map[string]any{"token_url": "https://idp.example.com/token", "client_id": "c", "client_auth": "tls_client_auth"}, "required for client_auth=tls_client_auth")
 	e.fails(logical.UpdateOperation, "config/m", map[string]any{"token_url": "https://idp.example.com/token", "client_id": "c", "client_auth": "tls_client_auth", "tls_client_cert": certPEM}, "go together")
 	e.ok(logical.UpdateOperation, "config/m", map[string]any{"token_url": "https://idp.example.com/token", "client_id": "c", "client_auth": "tls_client_auth",
@@ -406,11 +394,11 @@ func TestAuthorizationEndpointDiscovered(t *testing.T) {
 	e := newTestEnv(t)
 	idp := startStdIdP(t, fakeidp.Options{ClientID: "c1", ClientSecret: stdSecret})
 	e.ok(logical.UpdateOperation, "config/std", map[string]any{"issuer": idp.srv.URL, "client_id": "c1", "client_secret": stdSecret})
-	cfg, err := e.b.config(testCtx(), e.storage, "std")
+	cfg, err := e.b.config(context.Background(), e.storage, "std")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u, err := cfg.authorizationEndpoint(testCtx()); err != nil || u != idp.srv.URL+"/connect/authorize" {
+	if u, err := cfg.authorizationEndpoint(context.Background()); err != nil || u != idp.srv.URL+"/connect/authorize" {
 		t.Fatalf("authorizationEndpoint = %q, %v", u, err)
 	}
 	// auth-url uses the discovered endpoint when the config names no auth_url.

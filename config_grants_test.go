@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/testkeys"
 )
 
 // serviceAccountKeyFile is a Google service-account key file as the Cloud
@@ -28,7 +29,7 @@ func serviceAccountKeyFile(t *testing.T, keyPEM, tokenURI string) string {
 // endpoint; the scopes travel in the assertion; no client authentication.
 func TestGoogleServiceAccount(t *testing.T) {
 	e := newTestEnv(t)
-	keyPEM, key := testRSAKeyPEM(t)
+	keyPEM, key := testkeys.RSA(t, 2048)
 	idp := fakeidp.NewJWTBearer(fakeidp.JWTBearerOptions{Key: &key.PublicKey, KeyID: "0123abcd",
 		Issuer: "vault@p.iam.gserviceaccount.com", Subject: "admin@example.com", Google: true,
 		Scope: "https://www.googleapis.com/auth/cloud-platform https://www.googleapis.com/auth/devstorage.read_only"})

@@ -8,13 +8,14 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/testkeys"
 )
 
 // The generic grant: the config's client authentication, the scope form
 // field, issuer defaulting to client_id, extra claims.
 func TestJWTBearerGenericRole(t *testing.T) {
 	e := newTestEnv(t)
-	keyPEM, key := testRSAKeyPEM(t)
+	keyPEM, key := testkeys.RSA(t, 2048)
 	idp := fakeidp.NewJWTBearer(fakeidp.JWTBearerOptions{Key: &key.PublicKey, KeyID: "k1", Issuer: "app", Subject: "svc-orders",
 		Audience: "https://as.example/", ClientID: "app", ClientSecret: "app-secret", FormScope: "orders.read",
 		Claims: map[string]string{"tenant": "t1"}, TokenTTL: 10 * time.Minute})

@@ -7,19 +7,13 @@ package idptokens
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -34,6 +28,7 @@ import (
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/testkeys"
 )
 
 // lockedBuffer is an io.Writer safe for the concurrent writes of a logger.
@@ -338,29 +333,10 @@ func TestCACertPrivateIdP(t *testing.T) {
 	// (httptest servers all share one certificate, so make another CA).
 	// A new CA re-targets where the secret goes, as a new URL does: the
 	// secret must come with it.
-	other := otherCAPEM(t)
+	other := testkeys.UnrelatedCA(t)
 	e.fails(logical.UpdateOperation, "config/untrusted", map[string]any{"ca_cert": other}, "client_secret")
 	e.ok(logical.UpdateOperation, "config/untrusted", map[string]any{"ca_cert": other, "client_secret": "tls-secret-42"})
 	e.fails(logical.ReadOperation, "creds/untrusted", nil, "x509")
-}
-
-// otherCAPEM is a fresh self-signed CA certificate that signed nothing.
-func otherCAPEM(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
 // Secrets the echo tests send, with characters that URL and Basic encoding
@@ -515,7 +491,7 @@ func TestTLS11IdPRefused(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
-	cert, key := selfSignedClientCert(t)
+	cert, key := testkeys.ClientCert(t)
 
 	e := newTestEnv(t)
 	e.ok(logical.UpdateOperation, "config/old-tls", map[string]any{

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/testkeys"
 )
 
 // mwiSecretFields are the secrets an MWI config holds.
@@ -225,10 +226,10 @@ func TestConfigUpdateNamesTheBadURL(t *testing.T) {
 // does: the key must be written again with it.
 func TestConfigClientCertChangeNeedsSecrets(t *testing.T) {
 	e := newTestEnv(t)
-	cert, key := selfSignedClientCert(t)
+	cert, key := testkeys.ClientCert(t)
 	e.ok(logical.UpdateOperation, "config/c", map[string]any{"token_url": "https://127.0.0.1:1/token", "client_id": "app",
 		"client_auth": "tls_client_auth", "tls_client_cert": cert, "tls_client_key": key})
-	cert2, key2 := selfSignedClientCert(t)
+	cert2, key2 := testkeys.ClientCert(t)
 	e.fails(logical.UpdateOperation, "config/c", map[string]any{"tls_client_cert": cert2}, "tls_client_key")
 	e.ok(logical.UpdateOperation, "config/c", map[string]any{"tls_client_cert": cert2, "tls_client_key": key2})
 }

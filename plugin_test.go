@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/testkeys"
 )
 
 // sealWrapped says whether Vault seal-wraps the storage key: an entry of
@@ -47,7 +48,7 @@ func TestSealWrapCoversSecrets(t *testing.T) {
 		}
 	}
 
-	cert, key := selfSignedClientCert(t)
+	cert, key := testkeys.ClientCert(t)
 	flows := []struct {
 		name string
 		do   func()
@@ -100,7 +101,7 @@ func storageEntries(t *testing.T, e *testEnv) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, k := range storageKeys(t, e.storage) {
-		entry, err := e.storage.Get(testCtx(), k)
+		entry, err := e.storage.Get(context.Background(), k)
 		if err != nil {
 			t.Fatal(err)
 		}

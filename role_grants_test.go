@@ -7,13 +7,14 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/testkeys"
 )
 
 // Fields that do not fit the grant, and configs that cannot serve it, are
 // refused naming the field.
 func TestJWTBearerRoleValidation(t *testing.T) {
 	e := newTestEnv(t)
-	keyPEM, _ := testRSAKeyPEM(t)
+	keyPEM, _ := testkeys.RSA(t, 2048)
 	_, url := startIdP(t, fakeidp.Options{ClientID: "c", ClientSecret: "s"})
 	e.ok(logical.UpdateOperation, "config/plain", map[string]any{"token_url": url, "client_id": "c", "client_secret": "s"})
 	e.ok(logical.UpdateOperation, "config/keyed", map[string]any{"token_url": url, "client_id": "c", "client_auth": "none", "private_key": keyPEM})

@@ -13,13 +13,14 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/testkeys"
 )
 
 // The JWT bearer grant (RFC 7523 2.1): the assertion's claims and
 // signature, and the request a strict endpoint accepts.
 
 func TestGrantAssertionClaims(t *testing.T) {
-	keyPEM, key := rsaKeyPEM(t, 2048)
+	keyPEM, key := testkeys.RSA(t, 2048)
 	s, err := NewAssertionSigner(keyPEM, "kid-1", "")
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +72,7 @@ func TestGrantAssertionClaims(t *testing.T) {
 // Google's wire format: only grant_type and assertion in the body, no
 // client authentication, the scopes in the assertion.
 func TestJWTBearerNoClientAuthWire(t *testing.T) {
-	keyPEM, key := rsaKeyPEM(t, 2048)
+	keyPEM, key := testkeys.RSA(t, 2048)
 	s, _ := NewAssertionSigner(keyPEM, "k", "")
 	idp := fakeidp.NewJWTBearer(fakeidp.JWTBearerOptions{Key: &key.PublicKey, KeyID: "k", Issuer: "svc@p.iam", Google: true, Scope: "s1 s2"})
 	srv := httptest.NewServer(idp)
@@ -102,8 +103,8 @@ func TestJWTBearerNoClientAuthWire(t *testing.T) {
 // A refused assertion: the IdP's words are quoted for the config, never
 // the assertion itself.
 func TestJWTBearerRefusedAndRetried(t *testing.T) {
-	keyPEM, _ := rsaKeyPEM(t, 2048)
-	_, other := rsaKeyPEM(t, 2048)
+	keyPEM, _ := testkeys.RSA(t, 2048)
+	_, other := testkeys.RSA(t, 2048)
 	s, _ := NewAssertionSigner(keyPEM, "k", "")
 	idp := fakeidp.NewJWTBearer(fakeidp.JWTBearerOptions{Key: &other.PublicKey, KeyID: "k", Issuer: "c", ClientID: "c", ClientSecret: "sec", FormScope: "read"})
 	srv := httptest.NewServer(idp)
@@ -122,7 +123,7 @@ func TestJWTBearerRefusedAndRetried(t *testing.T) {
 // A retried jwt_bearer request carries a newly signed assertion (a fresh
 // jti), which servers that refuse replays accept.
 func TestJWTBearerRetrySignsAgain(t *testing.T) {
-	keyPEM, key := rsaKeyPEM(t, 2048)
+	keyPEM, key := testkeys.RSA(t, 2048)
 	s, _ := NewAssertionSigner(keyPEM, "", "")
 	strict := fakeidp.NewJWTBearer(fakeidp.JWTBearerOptions{Key: &key.PublicKey, Issuer: "c"})
 	var assertions []string

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/testkeys"
 )
 
 func TestParseServiceAccountKey(t *testing.T) {
-	keyPEM, _ := rsaKeyPEM(t, 2048)
+	keyPEM, _ := testkeys.RSA(t, 2048)
 	raw, _ := json.Marshal(map[string]string{"type": "service_account", "client_email": "a@p.iam.gserviceaccount.com",
 		"private_key": keyPEM, "private_key_id": "kid", "token_uri": "https://oauth2.googleapis.com/token"})
 	k, err := ParseServiceAccountKey(string(raw))

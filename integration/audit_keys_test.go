@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/testkeys"
 )
 
 // TestAuditAuthCodeAndKeysHoldNoSecrets is TestAuditAndLogsHoldNoSecrets for
@@ -56,8 +57,8 @@ func TestAuditAuthCodeAndKeysHoldNoSecrets(t *testing.T) {
 	v.ReadCreds("myid")
 
 	// private_key_jwt, and a rotation to a key the IdP does not know yet.
-	keyPEM, key := ecKeyPEM(t)
-	newKeyPEM, _ := ecKeyPEM(t)
+	keyPEM, key := testkeys.ECPKCS8(t)
+	newKeyPEM, _ := testkeys.ECPKCS8(t)
 	keyFile, newKeyFile := filepath.Join(dir, "key.pem"), filepath.Join(dir, "new-key.pem")
 	writeFile(t, keyFile, keyPEM)
 	writeFile(t, newKeyFile, newKeyPEM)
@@ -73,7 +74,7 @@ func TestAuditAuthCodeAndKeysHoldNoSecrets(t *testing.T) {
 	secrets["private_key"], secrets["rotated private_key"] = keyPEM, newKeyPEM
 
 	// tls_client_auth.
-	certPEM, tlsKeyPEM := clientCertPEM(t)
+	certPEM, tlsKeyPEM := testkeys.ClientCert(t)
 	tlsIdP := startKeyIdP(t, nil)
 	certFile, tlsKeyFile, caFile := filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key"), filepath.Join(dir, "ca.pem")
 	writeFile(t, certFile, certPEM)
