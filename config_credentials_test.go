@@ -18,37 +18,21 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/testkeys"
 )
 
-// stdIdP is a fake IdP (oauth2 style) behind a server that also serves
-// discovery metadata and records revocation requests.
+// stdIdP is a fake IdP (oauth2 style, serving its discovery metadata)
+// behind a server that records revocation requests.
 type stdIdP struct {
 	*fakeidp.Server
-	srv      *httptest.Server
-	mu       sync.Mutex
-	metadata func(base string) string // nil: 404
-	revoked  []url.Values
+	srv     *httptest.Server
+	mu      sync.Mutex
+	revoked []url.Values
 }
 
 func startStdIdP(t *testing.T, opts fakeidp.Options) *stdIdP {
 	t.Helper()
 	opts.Style = fakeidp.StyleOAuth2
 	s := &stdIdP{Server: fakeidp.New(opts)}
-	s.metadata = func(base string) string {
-		return `{"issuer":"` + base + `","token_endpoint":"` + base + `/connect/token","revocation_endpoint":"` + base + `/connect/revocation",` +
-			`"authorization_endpoint":"` + base + `/connect/authorize","token_endpoint_auth_methods_supported":["client_secret_post","client_secret_basic"]}`
-	}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/.well-known/openid-configuration":
-			s.mu.Lock()
-			md := s.metadata
-			s.mu.Unlock()
-			if md == nil {
-				http.NotFound(w, r)
-				return
-			}
-			w.Header().Set("Content-Type", "application/json")
-			io.WriteString(w, md(s.srv.URL))
-			return
 		case "/connect/revocation":
 			body, _ := io.ReadAll(r.Body)
 			form, _ := url.ParseQuery(string(body))
@@ -98,18 +82,14 @@ func TestConfigDiscovery(t *testing.T) {
 	}
 
 	// Issuer mismatch, unreachable issuer and no metadata fail the write, naming the URL.
-	idp.mu.Lock()
-	idp.metadata = func(string) string {
+	idp.SetMetadata(func(string) string {
 		return `{"issuer":"https://other.example","token_endpoint":"https://other.example/token"}`
-	}
-	idp.mu.Unlock()
+	})
 	msg := e.fails(logical.UpdateOperation, "config/bad", map[string]any{"issuer": idp.srv.URL, "client_id": "c1", "client_secret": stdSecret}, "issuer")
 	if !strings.Contains(msg, idp.srv.URL+"/.well-known/openid-configuration") || !strings.Contains(msg, "other.example") {
 		t.Fatalf("mismatch error %q", msg)
 	}
-	idp.mu.Lock()
-	idp.metadata = nil
-	idp.mu.Unlock()
+	idp.SetMetadata(func(string) string { return "" })
 	msg = e.fails(logical.UpdateOperation, "config/bad", map[string]any{"issuer": idp.srv.URL, "client_id": "c1", "client_secret": stdSecret}, "404")
 	if !strings.Contains(msg, "/.well-known/oauth-authorization-server") {
 		t.Fatalf("no-metadata error %q does not name the RFC 8414 URL", msg)
@@ -124,9 +104,9 @@ func TestConfigDiscovery(t *testing.T) {
 func TestConfigDiscoveryExplicitWinsAndIssuerIsAnEndpoint(t *testing.T) {
 	e := newTestEnv(t)
 	idp := startStdIdP(t, fakeidp.Options{ClientID: "c1", ClientSecret: stdSecret, Scopes: []string{"api"}})
-	idp.metadata = func(base string) string {
+	idp.SetMetadata(func(base string) string {
 		return `{"issuer":"` + base + `","token_endpoint":"` + base + `/nowhere","token_endpoint_auth_methods_supported":["client_secret_post"]}`
-	}
+	})
 	e.ok(logical.UpdateOperation, "config/std", map[string]any{"issuer": idp.srv.URL, "token_url": idp.srv.URL + "/connect/token",
 		"client_auth": "basic", "client_id": "c1", "client_secret": stdSecret, "scopes": "api"})
 	e.ok(logical.UpdateOperation, "roles/std", map[string]any{"config": "std"})

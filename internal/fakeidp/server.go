@@ -90,8 +90,9 @@ type Server struct {
 	failNextStatus  int
 	failEvery       int
 	failEveryStatus int
-	failEverySeen   int // token requests since SetFailEvery, for its phase
-	loseNext        int // successful answers still to lose (LoseNextAnswers)
+	failEverySeen   int                      // token requests since SetFailEvery, for its phase
+	metadata        func(base string) string // SetMetadata; nil: the server's own
+	loseNext        int                      // successful answers still to lose (LoseNextAnswers)
 	loseHow         Loss
 	inFlight        int // token requests being handled now
 	maxInFlight     int
@@ -159,6 +160,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.handleAuthorize(w, r)
 	case "/connect/revocation":
 		s.handleRevocation(w, r)
+	case "/.well-known/openid-configuration":
+		s.handleDiscovery(w, r)
 	case "/api/resource":
 		s.handleResource(w, r)
 	default:
