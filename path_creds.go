@@ -139,8 +139,9 @@ func (b *idpBackend) storageReadOnly() bool {
 // fetchToken obtains a new token: by refresh when the stale one has a
 // refresh token, by the role's grant otherwise or when refresh is refused.
 func (b *idpBackend) fetchToken(ctx context.Context, vreq *logical.Request, name string, role *roleEntry, cfg *configState, current *backend.StoredToken) (*backend.Token, error) {
-	if tok, handled, err := b.fetchGrantToken(ctx, vreq, name, role, cfg, current); handled {
-		return tok, err
+	if role.grant() == backend.GrantTokenExchange {
+		// Exchanged again rather than refreshed: the subject may have changed.
+		return b.exchangeForRole(ctx, vreq, name, role, cfg)
 	}
 	scopes := role.scopes(cfg)
 	refreshRefused := false
@@ -208,6 +209,12 @@ func withScope(t *backend.Token, asked []string) *backend.Token {
 	}
 	return t
 }
+
+// grantUserError is a refusal the user can act on (a 400), such as a role
+// that takes its subject token from the caller being read through creds.
+type grantUserError struct{ msg string }
+
+func (e *grantUserError) Error() string { return e.msg }
 
 // needsLoginError: an authorization_code role without a usable token can
 // only be fixed by a person logging in.

@@ -1,4 +1,4 @@
-// Role fields of the grants of issue 11: jwt_bearer (RFC 7523 2.1), and
+// Role fields of the extension grants: jwt_bearer (RFC 7523 2.1), and
 // their checks. Each field belongs to one grant; a role of another grant
 // that sets it is refused with a 400 naming the field.
 

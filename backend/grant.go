@@ -11,7 +11,7 @@ const (
 )
 
 // RoleGrants are the grants a role may name; refresh_token is used by the
-// engine itself, never asked for directly. The grants of issue 11 are in
+// engine itself, never asked for directly. The extension grants are in
 // grant_jwtbearer.go, grant_exchange.go and grant_device.go.
 var RoleGrants = []GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode, GrantJWTBearer, GrantTokenExchange, GrantDeviceCode}
 
