@@ -40,31 +40,40 @@ func (b *idpBackend) pathCredsRead(ctx context.Context, req *logical.Request, d 
 	if resp != nil {
 		return resp, nil
 	}
-	got, role, resp, err := b.serveToken(ctx, req, name, minTTL)
+	got, resp, err := b.serveToken(ctx, req, name, minTTL, readCreds)
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	return b.credsResponse(name, role, got), nil
+	return b.credsResponse(name, got.role, got.Served), nil
+}
+
+// served is a token handed out to a read of role, and whether the role's
+// config keeps one live token per client.
+type served struct {
+	backend.Served
+	role         *roleEntry
+	singleActive bool
 }
 
 // serveToken hands out the role's token: the cached one while it is fresh
 // enough, else one fetched once however many readers ask. A token dropped
 // (drop, delete) while it was being fetched is revoked, and the read made
-// again against what the role is now.
-func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name string, readerMinTTL time.Duration) (backend.Served, *roleEntry, *logical.Response, error) {
+// again against what the role is now. path says which read it is, for
+// the metrics.
+func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name string, readerMinTTL time.Duration, path readPath) (served, *logical.Response, error) {
 	for attempt := 1; ; attempt++ {
 		role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
 		if resp != nil || err != nil {
-			return backend.Served{}, nil, resp, err
+			return served{}, resp, err
 		}
 		if cfg.singleActive && readerMinTTL > role.MinTTL {
-			return backend.Served{}, nil, fieldError("min_ttl", "config %q keeps one live token per client (single_active_token), "+
+			return served{}, fieldError("min_ttl", "config %q keeps one live token per client (single_active_token), "+
 				"so a min_ttl above the role's (%s) would mint a new token while other holders' leases of the current one still run; raise the role's min_ttl instead",
 				role.Config, role.MinTTL), nil
 		}
 		key := tokenKeyOf(name, role, cfg)
 		got, err := b.tokens.Serve(ctx, storageKV{req.Storage}, b.want(req, name, role, cfg, key, readerMinTTL))
-		b.countCacheRead(role.Config, got.Fresh, err)
+		b.countCacheRead(role.Config, path, got.Fresh, err)
 		var dropped *backend.DroppedError
 		if errors.As(err, &dropped) && attempt == 1 {
 			b.Logger().Info("token dropped while it was being fetched; revoking it and reading again", "role", name, "token_key", key.String())
@@ -73,9 +82,9 @@ func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name 
 		}
 		if err != nil {
 			resp, err := b.credsError(name, err)
-			return backend.Served{}, nil, resp, err
+			return served{}, resp, err
 		}
-		return got, role, nil, nil
+		return served{Served: got, role: role, singleActive: cfg.singleActive}, nil, nil
 	}
 }
 
