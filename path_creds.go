@@ -44,7 +44,7 @@ func (b *idpBackend) pathCredsRead(ctx context.Context, req *logical.Request, d 
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	return b.credsResponse(name, got.role, got.Served), nil
+	return b.credsResponse(name, got), nil
 }
 
 // served is a token handed out to a read of role, and whether the role's
@@ -234,14 +234,10 @@ func (b *idpBackend) credsError(name string, err error) (*logical.Response, erro
 // credsResponse is the leased secret: its TTL is how long the token may be
 // relied on (its remaining life less the skew; for a single-active config,
 // until the next token may be minted), capped by the role and the mount.
-func (b *idpBackend) credsResponse(name string, role *roleEntry, got backend.Served) *logical.Response {
-	ttl := got.Hold
-	for _, limit := range []time.Duration{role.TTL, role.MaxTTL, b.mountMaxTTL()} {
-		if limit > 0 && ttl > limit {
-			ttl = limit
-		}
-	}
-	ttl = max(ttl.Truncate(time.Second), minLease)
+// It is renewable only for a role with renewable_leases on a config that
+// is not single-active, and then never past that same time (MaxTTL).
+func (b *idpBackend) credsResponse(name string, got served) *logical.Response {
+	ttl := b.capLease(got.role, got.Hold)
 	tok := got.StoredToken
 	data := map[string]any{
 		"access_token": tok.AccessToken,
@@ -253,12 +249,29 @@ func (b *idpBackend) credsResponse(name string, role *roleEntry, got backend.Ser
 		data["id_token"] = tok.IDToken
 	}
 	// Vault stores the lease's data and internal data with every lease:
-	// keep the internal part to what revocation reads.
-	resp := b.Secret(secretAccessTokenType).Response(data, map[string]any{"role": name})
+	// keep the internal part to what revocation and renewal read.
+	internal := map[string]any{"role": name}
+	renewable := got.role.RenewableLeases && !got.singleActive
+	if renewable {
+		internal["token"] = tokenTag(tok.AccessToken)
+	}
+	resp := b.Secret(secretAccessTokenType).Response(data, internal)
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
-	resp.Secret.Renewable = false
+	resp.Secret.Renewable = renewable
 	return resp
+}
+
+// capLease is a holding period capped by the role's ttl and max_ttl and
+// the mount's max lease TTL, in whole seconds, never below minLease.
+func (b *idpBackend) capLease(role *roleEntry, hold time.Duration) time.Duration {
+	ttl := hold
+	for _, limit := range []time.Duration{role.TTL, role.MaxTTL, b.mountMaxTTL()} {
+		if limit > 0 && ttl > limit {
+			ttl = limit
+		}
+	}
+	return max(ttl.Truncate(time.Second), minLease)
 }
 
 const credsHelp = `
@@ -268,6 +281,9 @@ left, so most reads make no request to the IdP; concurrent reads of an expired
 role make one. Never returns the refresh token or any client secret.
 
 The lease is not renewable (an access token cannot be extended): read again
-for a new one. Revoking a lease does not revoke the token, which other leases
+for a new one. A role with renewable_leases=true (not on a single_active_token
+config) makes leases renewable, so that Vault Proxy and Agent's API proxy
+cache them; a renewal never extends the token nor the lease past the time the
+token may be relied on, and grants nothing once the role has another token. Revoking a lease does not revoke the token, which other leases
 may share.
 `

@@ -28,6 +28,9 @@ type roleEntry struct {
 	// code): prompt=login makes the IdP ask the person to log in even when
 	// their browser holds an SSO session.
 	Prompt []string `json:"prompt,omitempty"`
+	// RenewableLeases makes creds leases renewable (secret_renew.go), for
+	// Vault Proxy's cache; never on a single-active config.
+	RenewableLeases bool `json:"renewable_leases,omitempty"`
 }
 
 // scopes is what the role asks for: its own, else the config's (which

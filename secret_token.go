@@ -19,7 +19,9 @@ func (b *idpBackend) secretAccessToken() *framework.Secret {
 			"scope":        {Type: framework.TypeString, Description: "Scopes granted."},
 			"id_token":     {Type: framework.TypeString, Description: "OIDC ID token, when the IdP sends one."},
 		},
-		// No Renew: an access token cannot be extended, so leases are not renewable.
+		// Renew never extends the token, only a renewable lease up to what
+		// is left of the token's holding period (secret_renew.go).
+		Renew:  b.renewAccessToken,
 		Revoke: b.revokeAccessToken,
 	}
 }
