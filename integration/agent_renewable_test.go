@@ -18,11 +18,15 @@ import (
 // renews the lease instead of sleeping on it, and re-reads when the renewal
 // can grant no more (10-20 % of the lease left). It still renders a fresh
 // token before the one it rendered expires, one IdP request per rendered
-// token.
+// token. On a single-node raft Vault, where renewals are raft writes.
 func TestAgentTemplateRenewableLease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("raft Agent test skipped in -short mode")
+	}
 	t.Parallel()
 	const ttl = 20 * time.Second
-	v := StartDevVault(t)
+	v := startRaftCluster(t, 1)[0].Vault
+	v.RegisterAndMount()
 	idp := StartFakeIdP(t, fakeidp.Options{
 		Style: fakeidp.StyleOAuth2, ClientID: "agent-client", ClientSecret: "agent-secret",
 		Scopes: []string{"read"}, TokenTTL: ttl,

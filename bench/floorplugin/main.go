@@ -63,11 +63,16 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 			Pattern: "token/" + framework.GenericNameRegex("role"),
 			Fields:  map[string]*framework.FieldSchema{"role": {Type: framework.TypeString}},
 			Operations: map[logical.Operation]framework.OperationHandler{
+				// The same five fields as idp/token/<role>, values of the same
+				// length (the fake IdP's tokens are 50 characters), so that
+				// the ratio measures the engine's work, not the answer's size.
 				logical.ReadOperation: &framework.PathOperation{Callback: func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 					return &logical.Response{Data: map[string]any{
-						"access_token": "floor-constant-token-0123456789abcdef",
+						"access_token": "oauth2_floor-constant-token-0123456789abcdefghijklm",
 						"token_type":   "Bearer",
+						"expires_at":   time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
 						"expires_in":   int64(3600),
+						"scope":        "read",
 					}}, nil
 				}},
 			},
