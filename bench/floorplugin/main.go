@@ -68,7 +68,7 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 				// the ratio measures the engine's work, not the answer's size.
 				logical.ReadOperation: &framework.PathOperation{Callback: func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 					return &logical.Response{Data: map[string]any{
-						"access_token": "oauth2_floor-constant-token-0123456789abcdefghijklm",
+						"access_token": "oauth2_floor-constant-token-0123456789abcdefghijkl",
 						"token_type":   "Bearer",
 						"expires_at":   time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
 						"expires_in":   int64(3600),
