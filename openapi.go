@@ -60,6 +60,18 @@ func credsResponses() map[int][]framework.Response {
 	})
 }
 
+// tokenResponses: token/<role> read, the unleased token.
+func tokenResponses() map[int][]framework.Response {
+	return ok200("The role's access token, without a lease.", map[string]*framework.FieldSchema{
+		"access_token": respString("The access token."),
+		"token_type":   respString("Its type, as the IdP named it (Bearer)."),
+		"expires_at":   respString("When the token expires (RFC 3339, UTC)."),
+		"expires_in":   {Type: framework.TypeInt, Description: "Seconds the token may be relied on: its remaining life, or on a single_active_token config until the next token may be minted.", Required: true},
+		"scope":        respString("The scopes granted, space-separated."),
+		"id_token":     {Type: framework.TypeString, Description: "The OpenID Connect ID token, when the IdP sent one."},
+	})
+}
+
 // exchangeResponses: exchange/<role>, the caller's token exchanged, leased.
 func exchangeResponses() map[int][]framework.Response {
 	r := credsResponses()
@@ -88,14 +100,15 @@ func configReadResponses() map[int][]framework.Response {
 // roleReadResponses: roles/<name> read.
 func roleReadResponses() map[int][]framework.Response {
 	fields := map[string]*framework.FieldSchema{
-		"config":       respString("Config the role uses."),
-		"grant_type":   respString("Grant."),
-		"scopes":       respList("Scopes asked for."),
-		"extra_params": {Type: framework.TypeKVPairs, Description: "Extra form fields of the token request.", Required: true},
-		"ttl":          respSeconds("Cap on the lease"),
-		"max_ttl":      respSeconds("Cap on the lease and its max TTL"),
-		"min_ttl":      respSeconds("Least time left for a cached token to be handed out"),
-		"prompt":       respList("OIDC prompt values of the role's login URL (authorization_code)."),
+		"config":           respString("Config the role uses."),
+		"grant_type":       respString("Grant."),
+		"scopes":           respList("Scopes asked for."),
+		"extra_params":     {Type: framework.TypeKVPairs, Description: "Extra form fields of the token request.", Required: true},
+		"ttl":              respSeconds("Cap on the lease"),
+		"max_ttl":          respSeconds("Cap on the lease and its max TTL"),
+		"min_ttl":          respSeconds("Least time left for a cached token to be handed out"),
+		"prompt":           respList("OIDC prompt values of the role's login URL (authorization_code)."),
+		"renewable_leases": respBool("Whether creds leases are renewable (within the token's life)."),
 	}
 	for name, f := range roleGrantFieldDefs {
 		if f.schema.Type == framework.TypeCommaStringSlice {

@@ -43,6 +43,7 @@ var wantOperations = []oasOperation{
 	{"/roles/{name}", "post", "idp-write-role", nil},
 	{"/roles/{name}", "delete", "idp-delete-role", nil},
 	{"/settings", "get", "idp-read-settings", nil},
+	{"/token/{role}", "get", "idp-read-token", []string{"min_ttl"}},
 	{"/settings", "post", "idp-write-settings", nil},
 }
 
@@ -247,6 +248,8 @@ func TestResponsesMatchDeclaredSchemas(t *testing.T) {
 	// creds with and without an id_token, and the min_ttl query parameter.
 	c.do(logical.ReadOperation, "creds/se", map[string]any{"min_ttl": 120})
 	c.do(logical.ReadOperation, "creds/mt", nil)
+	c.do(logical.ReadOperation, "token/se", map[string]any{"min_ttl": 120})
+	c.do(logical.ReadOperation, "token/mt", nil)
 	if seIdP.TokenRequests() != 1 {
 		t.Fatalf("Screening Eagle saw %d token requests, want 1", seIdP.TokenRequests())
 	}

@@ -41,31 +41,40 @@ func (b *idpBackend) pathCredsRead(ctx context.Context, req *logical.Request, d 
 	if r.duration("min_ttl", &minTTL); r.err != nil {
 		return r.err, nil
 	}
-	got, role, resp, err := b.serveToken(ctx, req, name, minTTL)
+	got, resp, err := b.serveToken(ctx, req, name, minTTL, readCreds)
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	return b.credsResponse(name, role, got), nil
+	return b.credsResponse(name, got), nil
+}
+
+// served is a token handed out to a read of role, and whether the role's
+// config keeps one live token per client.
+type served struct {
+	backend.Served
+	role         *roleEntry
+	singleActive bool
 }
 
 // serveToken hands out the role's token: the cached one while it is fresh
 // enough, else one fetched once however many readers ask. A token dropped
 // (drop, delete) while it was being fetched is revoked, and the read made
-// again against what the role is now.
-func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name string, readerMinTTL time.Duration) (backend.Served, *roleEntry, *logical.Response, error) {
+// again against what the role is now. path says which read it is, for
+// the metrics.
+func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name string, readerMinTTL time.Duration, path readPath) (served, *logical.Response, error) {
 	for attempt := 1; ; attempt++ {
 		role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
 		if resp != nil || err != nil {
-			return backend.Served{}, nil, resp, err
+			return served{}, resp, err
 		}
 		if cfg.singleActive && readerMinTTL > role.MinTTL {
-			return backend.Served{}, nil, fieldError("min_ttl", "config %q keeps one live token per client (single_active_token), "+
+			return served{}, fieldError("min_ttl", "config %q keeps one live token per client (single_active_token), "+
 				"so a min_ttl above the role's (%s) would mint a new token while other holders' leases of the current one still run; raise the role's min_ttl instead",
 				role.Config, role.MinTTL), nil
 		}
 		key := tokenKeyOf(name, role, cfg)
 		got, err := b.tokens.Serve(ctx, storageKV{req.Storage}, b.want(req, name, role, cfg, key, readerMinTTL))
-		b.countCacheRead(role.Config, got.Fresh, err)
+		b.countCacheRead(role.Config, path, got.Fresh, err)
 		var dropped *backend.DroppedError
 		if errors.As(err, &dropped) && attempt == 1 {
 			b.Logger().Info("token dropped while it was being fetched; revoking it and reading again", "role", name, "token_key", key.String())
@@ -74,9 +83,9 @@ func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name 
 		}
 		if err != nil {
 			resp, err := b.credsError(name, err)
-			return backend.Served{}, nil, resp, err
+			return served{}, resp, err
 		}
-		return got, role, nil, nil
+		return served{Served: got, role: role, singleActive: cfg.singleActive}, nil, nil
 	}
 }
 
@@ -245,14 +254,10 @@ func (b *idpBackend) credsError(name string, err error) (*logical.Response, erro
 // credsResponse is the leased secret: its TTL is how long the token may be
 // relied on (its remaining life less the skew; for a single-active config,
 // until the next token may be minted), capped by the role and the mount.
-func (b *idpBackend) credsResponse(name string, role *roleEntry, got backend.Served) *logical.Response {
-	ttl := got.Hold
-	for _, limit := range []time.Duration{role.TTL, role.MaxTTL, b.mountMaxTTL()} {
-		if limit > 0 && ttl > limit {
-			ttl = limit
-		}
-	}
-	ttl = max(ttl.Truncate(time.Second), minLease)
+// It is renewable only for a role with renewable_leases on a config that
+// is not single-active, and then never past that same time (MaxTTL).
+func (b *idpBackend) credsResponse(name string, got served) *logical.Response {
+	ttl := b.capLease(got.role, got.Hold)
 	tok := got.StoredToken
 	data := map[string]any{
 		"access_token": tok.AccessToken,
@@ -268,12 +273,29 @@ func (b *idpBackend) credsResponse(name string, role *roleEntry, got backend.Ser
 		data["issued_token_type"] = tok.IssuedTokenType
 	}
 	// Vault stores the lease's data and internal data with every lease:
-	// keep the internal part to what revocation reads.
-	resp := b.Secret(secretAccessTokenType).Response(data, map[string]any{"role": name})
+	// keep the internal part to what revocation and renewal read.
+	internal := map[string]any{"role": name}
+	renewable := got.role.RenewableLeases && !got.singleActive
+	if renewable {
+		internal["token"] = tokenTag(tok.AccessToken)
+	}
+	resp := b.Secret(secretAccessTokenType).Response(data, internal)
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
-	resp.Secret.Renewable = false
+	resp.Secret.Renewable = renewable
 	return resp
+}
+
+// capLease is a holding period capped by the role's ttl and max_ttl and
+// the mount's max lease TTL, in whole seconds, never below minLease.
+func (b *idpBackend) capLease(role *roleEntry, hold time.Duration) time.Duration {
+	ttl := hold
+	for _, limit := range []time.Duration{role.TTL, role.MaxTTL, b.mountMaxTTL()} {
+		if limit > 0 && ttl > limit {
+			ttl = limit
+		}
+	}
+	return max(ttl.Truncate(time.Second), minLease)
 }
 
 const credsHelp = `
@@ -283,6 +305,9 @@ left, so most reads make no request to the IdP; concurrent reads of an expired
 role make one. Never returns the refresh token or any client secret.
 
 The lease is not renewable (an access token cannot be extended): read again
-for a new one. Revoking a lease does not revoke the token, which other leases
+for a new one. A role with renewable_leases=true (not on a single_active_token
+config) makes leases renewable, so that Vault Proxy and Agent's API proxy
+cache them; a renewal never extends the token nor the lease past the time the
+token may be relied on, and grants nothing once the role has another token. Revoking a lease does not revoke the token, which other leases
 may share.
 `

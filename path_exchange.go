@@ -86,11 +86,16 @@ func (b *idpBackend) pathExchangeWrite(ctx context.Context, req *logical.Request
 		func(ctx context.Context) (*backend.Token, error) {
 			return b.exchange(ctx, name, role, cfg, backend.Exchange8693{SubjectToken: subject, SubjectTokenType: subjectType})
 		})
-	b.countCacheRead(role.Config, fetched, err)
+	b.countCacheRead(role.Config, readCreds, fetched, err)
 	if err != nil {
 		return b.credsError(name, err)
 	}
-	return b.credsResponse(name, role, backend.Served{StoredToken: tok, Hold: tok.Remaining(b.now()) - backend.HoldSkew, Fresh: fetched}), nil
+	// An exchange is not the role's cached token, which renewal checks
+	// against: its lease is never renewable.
+	leased := *role
+	leased.RenewableLeases = false
+	return b.credsResponse(name, served{Served: backend.Served{StoredToken: tok, Hold: tok.Remaining(b.now()) - backend.HoldSkew, Fresh: fetched},
+		role: &leased, singleActive: cfg.singleActive}), nil
 }
 
 const exchangeHelp = `

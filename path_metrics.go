@@ -61,23 +61,32 @@ func (b *idpBackend) pathMetricsRead(ctx context.Context, req *logical.Request, 
 	}}, nil
 }
 
-// countCacheRead counts a creds read as a hit (served without asking the
-// IdP, from memory or, after a restart, from storage) or a miss (it fetched,
-// joined a fetch, or failed to fetch).
-func (b *idpBackend) countCacheRead(config string, fetched bool, err error) {
+// The reads that hand out a token, as metric labels.
+type readPath = backend.ReadPath
+
+const (
+	readCreds = backend.ReadCreds
+	readToken = backend.ReadToken
+)
+
+// countCacheRead counts a creds or token read as a hit (served without
+// asking the IdP, from memory or, after a restart, from storage) or a miss
+// (it fetched, joined a fetch, or failed to fetch).
+func (b *idpBackend) countCacheRead(config string, path readPath, fetched bool, err error) {
 	if err != nil || fetched {
-		b.metrics.CacheMiss(config)
+		b.metrics.CacheMissOn(config, path)
 		return
 	}
-	b.metrics.CacheHit(config)
+	b.metrics.CacheHitOn(config, path)
 }
 
 const metricsHelp = `
 Counters of this plugin process (one per Vault node, reset when the plugin
 restarts), labelled by config: token requests to the IdP by grant and outcome
 (success, refused, error, timeout), retries, refreshes and refresh fallbacks,
-authorization-code logins, creds reads served from the cache (hits) or not
-(misses), a histogram of IdP latency, and the number of cached tokens. No
+authorization-code logins, creds and token reads served from the cache
+(hits) or not (misses), in total and per path (reads_total{path="creds"} and
+{path="token"}), a histogram of IdP latency, and the number of cached tokens. No
 secrets and no tokens appear, and there is no per-role series: the number of
 series grows with the number of configs only.
 

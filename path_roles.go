@@ -27,15 +27,16 @@ func (b *idpBackend) pathRoles() []*framework.Path {
 			Pattern:      "roles/" + framework.GenericNameRegex("name"),
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
 			Fields: withRoleGrantFields(map[string]*framework.FieldSchema{
-				"name":         {Type: framework.TypeString, Description: "Name of the role."},
-				"config":       {Type: framework.TypeString, Description: "Config (IdP connection) the role uses. Required."},
-				"grant_type":   {Type: framework.TypeString, Description: "client_credentials, password, authorization_code, jwt_bearer, token_exchange or device_code. Default from the config's preset."},
-				"scopes":       {Type: framework.TypeCommaStringSlice, Description: "Scopes to ask for (MWI: the api_id), separated by commas or spaces. Default the config's."},
-				"extra_params": {Type: framework.TypeKVPairs, Description: "Extra form fields for the token request, such as audience or resource."},
-				"ttl":          {Type: framework.TypeDurationSecond, Description: "Cap on the lease of a creds read. Default: the token's remaining life."},
-				"max_ttl":      {Type: framework.TypeDurationSecond, Description: "Cap on the lease and its max TTL. Default: the mount's max."},
-				"min_ttl":      {Type: framework.TypeDurationSecond, Description: "A cached token is handed out only while it has at least this long left (capped at half its lifetime). With single_active_token, the shared token is replaced when it has the largest min_ttl of the config's roles left, and leases end before that."},
-				"prompt":       {Type: framework.TypeCommaStringSlice, Description: "authorization_code: OIDC prompt values of the login URL: login (the IdP always asks the person to log in, even with an SSO session), consent, select_account."},
+				"name":             {Type: framework.TypeString, Description: "Name of the role."},
+				"config":           {Type: framework.TypeString, Description: "Config (IdP connection) the role uses. Required."},
+				"grant_type":       {Type: framework.TypeString, Description: "client_credentials, password, authorization_code, jwt_bearer, token_exchange or device_code. Default from the config's preset."},
+				"scopes":           {Type: framework.TypeCommaStringSlice, Description: "Scopes to ask for (MWI: the api_id), separated by commas or spaces. Default the config's."},
+				"extra_params":     {Type: framework.TypeKVPairs, Description: "Extra form fields for the token request, such as audience or resource."},
+				"ttl":              {Type: framework.TypeDurationSecond, Description: "Cap on the lease of a creds read. Default: the token's remaining life."},
+				"max_ttl":          {Type: framework.TypeDurationSecond, Description: "Cap on the lease and its max TTL. Default: the mount's max."},
+				"min_ttl":          {Type: framework.TypeDurationSecond, Description: "A cached token is handed out only while it has at least this long left (capped at half its lifetime). With single_active_token, the shared token is replaced when it has the largest min_ttl of the config's roles left, and leases end before that."},
+				"renewable_leases": {Type: framework.TypeBool, Description: "Make creds leases renewable (never past the time the token may be relied on), so that Vault Proxy and Agent's API proxy cache them: one lease per token life. Not on a single_active_token config. Default false."},
+				"prompt":           {Type: framework.TypeCommaStringSlice, Description: "authorization_code: OIDC prompt values of the login URL: login (the IdP always asks the person to log in, even with an SSO session), consent, select_account."},
 			}),
 			ExistenceCheck: b.roleExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -65,14 +66,15 @@ func (b *idpBackend) pathRoleRead(ctx context.Context, req *logical.Request, d *
 		extra = map[string]string{}
 	}
 	data := map[string]any{
-		"config":       r.Config,
-		"grant_type":   r.GrantType,
-		"scopes":       nonNil(r.Scopes),
-		"extra_params": extra,
-		"ttl":          int64(r.TTL.Seconds()),
-		"max_ttl":      int64(r.MaxTTL.Seconds()),
-		"min_ttl":      int64(r.MinTTL.Seconds()),
-		"prompt":       nonNil(r.Prompt),
+		"config":           r.Config,
+		"grant_type":       r.GrantType,
+		"scopes":           nonNil(r.Scopes),
+		"extra_params":     extra,
+		"ttl":              int64(r.TTL.Seconds()),
+		"max_ttl":          int64(r.MaxTTL.Seconds()),
+		"min_ttl":          int64(r.MinTTL.Seconds()),
+		"prompt":           nonNil(r.Prompt),
+		"renewable_leases": r.RenewableLeases,
 	}
 	addRoleGrantData(data, r)
 	return &logical.Response{Data: data}, nil
@@ -156,6 +158,7 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData) *logical.Response {
 	f.text("grant_type", &r.GrantType)
 	f.scopes("scopes", &r.Scopes)
 	f.list("prompt", &r.Prompt)
+	f.flag("renewable_leases", &r.RenewableLeases)
 	f.pairs("extra_params", &r.ExtraParams)
 	f.duration("ttl", &r.TTL)
 	f.duration("max_ttl", &r.MaxTTL)
@@ -192,6 +195,10 @@ func validateRole(r *roleEntry, cfg *configState) *logical.Response {
 	}
 	if r.MaxTTL > 0 && r.TTL > r.MaxTTL {
 		return fieldError("ttl", "must not exceed max_ttl")
+	}
+	if r.RenewableLeases && cfg.singleActive {
+		return fieldError("renewable_leases", "config %q keeps one live token per client (single_active_token): Vault Proxy replays a cached lease's "+
+			"first lease_duration to later readers, who would then rely on the token past the next mint, which kills it; leases stay non-renewable", r.Config)
 	}
 	if resp := checkPrompt(r); resp != nil {
 		return resp

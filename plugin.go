@@ -90,6 +90,7 @@ func newBackend() *idpBackend {
 			// creds first: the framework tries path patterns in order, and
 			// creds is the hot path.
 			b.pathCreds(),
+			b.pathToken(),
 			b.pathConfig(),
 			b.pathRoles(),
 			b.pathMetrics(),

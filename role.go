@@ -30,6 +30,9 @@ type roleEntry struct {
 	Prompt []string `json:"prompt,omitempty"`
 	// Fields of the jwt_bearer and token_exchange grants (role_grants.go).
 	roleGrantFields
+	// RenewableLeases makes creds leases renewable (secret_renew.go), for
+	// Vault Proxy's cache; never on a single-active config.
+	RenewableLeases bool `json:"renewable_leases,omitempty"`
 }
 
 // scopes is what the role asks for: its own, else the config's (which

@@ -20,7 +20,9 @@ func (b *idpBackend) secretAccessToken() *framework.Secret {
 			"expires_from": {Type: framework.TypeString, Description: "Where the lifetime came from: expires_in, jwt_exp (the access token's exp claim) or default_token_ttl."},
 			"id_token":     {Type: framework.TypeString, Description: "OIDC ID token, when the IdP sends one."},
 		},
-		// No Renew: an access token cannot be extended, so leases are not renewable.
+		// Renew never extends the token, only a renewable lease up to what
+		// is left of the token's holding period (secret_renew.go).
+		Renew:  b.renewAccessToken,
 		Revoke: b.revokeAccessToken,
 	}
 }

@@ -47,6 +47,7 @@ type configMetrics struct {
 	requests         [len(grants) + 1][len(outcomes)]atomic.Uint64
 	cacheHits        atomic.Uint64
 	cacheMisses      atomic.Uint64
+	reads            [len(readPaths)][2]atomic.Uint64 // per path: hit, miss
 	retries          atomic.Uint64
 	refreshes        atomic.Uint64
 	refreshFallbacks atomic.Uint64
@@ -114,10 +115,26 @@ func ExchangeOutcome(x Exchange) string {
 }
 
 // CacheHit counts a creds read served from the cache (no IdP request).
-func (m *Metrics) CacheHit(config string) { m.config(config).cacheHits.Add(1) }
+func (m *Metrics) CacheHit(config string) { m.CacheHitOn(config, ReadCreds) }
 
 // CacheMiss counts a creds read that fetched, or joined a fetch of, a token.
-func (m *Metrics) CacheMiss(config string) { m.config(config).cacheMisses.Add(1) }
+func (m *Metrics) CacheMiss(config string) { m.CacheMissOn(config, ReadCreds) }
+
+// CacheHitOn counts a read of path served from the cache: in the totals
+// and in the path's own series.
+func (m *Metrics) CacheHitOn(config string, path ReadPath) {
+	c := m.config(config)
+	c.cacheHits.Add(1)
+	c.reads[path][0].Add(1)
+}
+
+// CacheMissOn counts a read of path that fetched, or joined a fetch of, a
+// token.
+func (m *Metrics) CacheMissOn(config string, path ReadPath) {
+	c := m.config(config)
+	c.cacheMisses.Add(1)
+	c.reads[path][1].Add(1)
+}
 
 // Refresh counts a token obtained with a refresh token.
 func (m *Metrics) Refresh(config string) { m.config(config).refreshes.Add(1) }
@@ -174,6 +191,7 @@ type ConfigSnapshot struct {
 	Requests         map[string]map[string]uint64 `json:"token_requests"`
 	CacheHits        uint64                       `json:"cache_hits"`
 	CacheMisses      uint64                       `json:"cache_misses"`
+	Reads            map[string]map[string]uint64 `json:"reads"` // path (creds, token) -> hit, miss
 	Retries          uint64                       `json:"retries"`
 	Refreshes        uint64                       `json:"refreshes"`
 	RefreshFallbacks uint64                       `json:"refresh_fallbacks"`
@@ -212,11 +230,15 @@ func (c *configMetrics) snapshot() ConfigSnapshot {
 		Requests:         map[string]map[string]uint64{},
 		CacheHits:        c.cacheHits.Load(),
 		CacheMisses:      c.cacheMisses.Load(),
+		Reads:            map[string]map[string]uint64{},
 		Retries:          c.retries.Load(),
 		Refreshes:        c.refreshes.Load(),
 		RefreshFallbacks: c.refreshFallbacks.Load(),
 		AuthCodeLogins:   map[string]uint64{"success": c.authCodeLogins[0].Load(), "failure": c.authCodeLogins[1].Load()},
 		SecretFallbacks:  map[string]uint64{"success": c.secretFallbacks[0].Load(), "failure": c.secretFallbacks[1].Load()},
+	}
+	for p, name := range readPaths {
+		s.Reads[name] = map[string]uint64{"hit": c.reads[p][0].Load(), "miss": c.reads[p][1].Load()}
 	}
 	for g := range c.requests {
 		for o := range c.requests[g] {
@@ -282,6 +304,14 @@ func (s Snapshot) WritePrometheus(w io.Writer) error {
 	}
 	perConfig("cache_hits_total", "counter", "Creds reads served from the token cache, by config.", func(c ConfigSnapshot) uint64 { return c.CacheHits })
 	perConfig("cache_misses_total", "counter", "Creds reads that fetched or waited for a new token, by config.", func(c ConfigSnapshot) uint64 { return c.CacheMisses })
+	family("reads_total", "counter", "Reads served from the token cache (result hit) or not (miss), by config and path (creds: leased, token: unleased).")
+	for _, n := range names {
+		for _, p := range readPaths {
+			for _, r := range []string{"hit", "miss"} {
+				fmt.Fprintf(&b, "%sreads_total{config=\"%s\",path=\"%s\",result=\"%s\"} %d\n", MetricPrefix, escapeLabel(n), p, r, s.Configs[n].Reads[p][r])
+			}
+		}
+	}
 	perConfig("retries_total", "counter", "Token requests that were retries of a failed try, by config.", func(c ConfigSnapshot) uint64 { return c.Retries })
 	perConfig("refreshes_total", "counter", "Tokens obtained with a refresh token, by config.", func(c ConfigSnapshot) uint64 { return c.Refreshes })
 	perConfig("refresh_fallbacks_total", "counter", "Refused refreshes followed by the role's own grant, by config.", func(c ConfigSnapshot) uint64 { return c.RefreshFallbacks })

@@ -96,6 +96,8 @@ func TestMetricsPrometheusText(t *testing.T) {
 		m.ObserveExchange("a", Exchange{Grant: GrantPassword, Duration: time.Duration(i*30) * time.Millisecond, Attempt: 1})
 	}
 	m.CacheMiss("a")
+	m.CacheHitOn("a", ReadToken)
+	m.CacheHitOn("a", ReadToken)
 	m.ObserveExchange(`we"ird\name`, Exchange{Grant: GrantRefreshToken, Status: 400, Err: &IdPError{Status: 400}, Duration: 3 * time.Second, Attempt: 2})
 	m.Refresh("a")
 	m.RefreshFallback(`we"ird\name`)
@@ -118,8 +120,12 @@ func TestMetricsPrometheusText(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{p + "cache_hits_total", map[string]string{"config": "a"}, 3},
+		{p + "cache_hits_total", map[string]string{"config": "a"}, 5},
 		{p + "cache_misses_total", map[string]string{"config": "a"}, 1},
+		{p + "reads_total", map[string]string{"config": "a", "path": "creds", "result": "hit"}, 3},
+		{p + "reads_total", map[string]string{"config": "a", "path": "creds", "result": "miss"}, 1},
+		{p + "reads_total", map[string]string{"config": "a", "path": "token", "result": "hit"}, 2},
+		{p + "reads_total", map[string]string{"config": "a", "path": "token", "result": "miss"}, 0},
 		{p + "token_requests_total", map[string]string{"config": "a", "grant": "password", "outcome": "success"}, 3},
 		{p + "token_requests_total", map[string]string{"config": "a", "grant": "password", "outcome": "refused"}, 0},
 		{p + "token_requests_total", map[string]string{"config": `we"ird\name`, "grant": "refresh_token", "outcome": "refused"}, 1},
@@ -142,8 +148,8 @@ func TestMetricsPrometheusText(t *testing.T) {
 			t.Errorf("%s%v = %v (present %v), want %v", c.sample, c.labels, got, ok, c.want)
 		}
 	}
-	if len(fams) != 10 {
-		t.Errorf("%d families, want 10", len(fams))
+	if len(fams) != 11 {
+		t.Errorf("%d families, want 11", len(fams))
 	}
 
 	m.DropConfig(`we"ird\name`)

@@ -30,6 +30,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/vault/api"
+
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/promtext"
@@ -50,6 +52,11 @@ type options struct {
 	cold    int
 	herd    []int
 	roles   int
+	raftN   int
+	expire  int
+	restart int
+	expTTL  time.Duration
+	noRaft  bool
 	out     string
 	logPath string
 }
@@ -63,6 +70,11 @@ func main() {
 	flag.IntVar(&o.cold, "cold", 40, "cold reads (and direct IdP calls)")
 	flag.StringVar(&herd, "herd", "1,10,100,1000", "herd sizes: concurrent cold reads")
 	flag.IntVar(&o.roles, "roles", 10000, "roles with cached tokens for the scale test")
+	flag.IntVar(&o.raftN, "raft-n", 3000, "requests per cell on the raft Vault (leased reads are raft writes: slower)")
+	flag.IntVar(&o.expire, "expire", 20000, "leases made to expire together on the raft Vault")
+	flag.DurationVar(&o.expTTL, "expire-ttl", 45*time.Second, "lease of the expiry stage's reads (long enough to make them all before the first expires)")
+	flag.IntVar(&o.restart, "restart", 10000, "configs and roles (each) in storage for the raft restart")
+	flag.BoolVar(&o.noRaft, "no-raft", false, "skip the raft Vault")
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "markdown file whose results section is replaced (empty: print only)")
 	flag.Parse()
 	var err error
@@ -115,6 +127,10 @@ type env struct {
 	o     options
 	srv   *vaultproc.Server
 	v     *vaultHTTP
+	dev   *vaultTarget
+	raft  *vaultTarget
+	tmp   string
+	vault string // the Vault binary
 	idp   *fakeidp.Server
 	idpTS *httptest.Server
 	rep   *report
@@ -178,24 +194,40 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
-	e := &env{o: o, srv: srv, rep: newReport()}
+	e := &env{o: o, srv: srv, rep: newReport(), tmp: tmp, vault: vaultBin}
 	e.idp = fakeidp.New(fakeidp.Options{ClientID: clientID, ClientSecret: secret, Scopes: []string{"read", "write"}})
 	e.idpTS = httptest.NewServer(e.idp)
 	defer e.idpTS.Close()
 	e.v = newVaultHTTP(srv.Addr, srv.Token, 2*max(slicesMax(o.herd), slicesMax(o.conc)))
-
-	if err := e.v.write("idp/config/c", map[string]any{
-		"token_url": e.idpTS.URL + e.idp.TokenPath(), "client_id": clientID, "client_secret": secret,
-	}); err != nil {
+	e.dev = &vaultTarget{label: "dev", srv: srv, v: e.v}
+	if err := e.setupTarget(e.dev); err != nil {
 		return err
 	}
-	for _, r := range []string{"hot", "cold", "herd"} {
-		if err := e.v.write("idp/roles/"+r, map[string]any{"config": "c", "scopes": "read"}); err != nil {
+	if !o.noRaft {
+		logf("starting a single-node raft vault")
+		rs, err := vaultproc.StartRaft(ctx, vaultproc.Options{VaultBin: vaultBin, PluginDir: pluginDir, Dir: filepath.Join(tmp, "raft"), HealthTimeout: 90 * time.Second})
+		if err != nil {
 			return err
 		}
-	}
-	if err := e.v.write("secret/data/bench", map[string]any{"data": map[string]any{"value": "constant"}}); err != nil {
-		return err
+		defer rs.Stop()
+		go func() { <-ctx.Done(); rs.Stop() }()
+		for _, p := range []struct{ name, sha string }{{pluginName, shaIdP}, {floorName, shaFloor}} {
+			if err := rs.RegisterPlugin(p.name, p.sha); err != nil {
+				return err
+			}
+		}
+		for _, m := range []struct{ path, typ string }{{"idp", pluginName}, {"floor", floorName}} {
+			if err := rs.Mount(m.path, m.typ); err != nil {
+				return err
+			}
+		}
+		if err := rs.Client.Sys().Mount("secret", &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
+			return err
+		}
+		e.raft = &vaultTarget{label: "raft", srv: rs.Server, raft: rs, v: newVaultHTTP(rs.Addr, rs.Token, 2*max(slicesMax(o.conc), 64))}
+		if err := e.setupTarget(e.raft); err != nil {
+			return err
+		}
 	}
 	if err := e.describeMachine(vaultBin); err != nil {
 		return err
@@ -204,11 +236,23 @@ func run(ctx context.Context, o options) error {
 		name string
 		f    func() error
 	}{
-		{"cache-hit reads vs floor vs KV", e.hot},
+		{"cache-hit reads vs floor vs KV (dev)", func() error { return e.hotOn(e.dev, o.n) }},
 		{"cold reads vs direct IdP POST", e.coldReads},
 		{"scale", e.scale},
 		{"thundering herd", e.herdReads},
 		{"metrics path through Vault", e.metricsCheck},
+		{"storage calls at a restart (in-process)", e.startupCalls},
+	}
+	if e.raft != nil {
+		stages = append(stages, []struct {
+			name string
+			f    func() error
+		}{
+			{"cache-hit reads vs floor vs KV (raft)", func() error { return e.hotOn(e.raft, o.raftN) }},
+			{"live leases and raft writes per 1,000 reads (raft)", e.leaseCost},
+			{"many leases expiring (raft)", e.expiry},
+			{"restart with configs and roles in storage (raft)", e.restartRaft},
+		}...)
 	}
 	for _, s := range stages {
 		if ctx.Err() != nil {
@@ -267,79 +311,14 @@ func (e *env) describeMachine(vaultBin string) error {
 	if err := json.Unmarshal(b, &health); err != nil {
 		return err
 	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) >= 3 {
+			e.rep.load = fmt.Sprintf("Load average when the run began: %s %s %s (the machine is shared with other jobs; compare ratios within this run, not absolute numbers across runs).", f[0], f[1], f[2])
+		}
+	}
 	e.rep.machine = fmt.Sprintf("%s, %d logical CPUs, %s/%s; Go %s; Vault %s (%s)",
 		cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, strings.TrimPrefix(runtime.Version(), "go"), health.Version, filepath.Base(vaultBin))
-	return nil
-}
-
-// hot: cache-hit idp/creds vs the floor's leased read vs a KV v2 read, each
-// cell split into rounds interleaved across the three targets (rotating
-// the order) so that drift on a shared machine hits all three alike.
-func (e *env) hot() error {
-	targets := []struct{ name, path string }{
-		{"idp/creds (cache hit)", "idp/creds/hot"},
-		{"floor/creds (constant leased)", "floor/creds/hot"},
-		{"secret/data (KV v2)", "secret/data/bench"},
-	}
-	before := e.idp.TokenRequests()
-	// Warm-up: connections, the plugin processes, the token cache.
-	for _, t := range targets {
-		if s := load(e.v, 8, 300, func(int) string { return t.path }); s.err != nil {
-			return s.err
-		}
-	}
-	if e.idp.TokenRequests() != before+1 {
-		return fmt.Errorf("warm-up made %d IdP requests, want 1", e.idp.TokenRequests()-before)
-	}
-	// CPU per request of the processes involved: Vault, this plugin, the floor.
-	procs := map[string]int{"vault": e.srv.VaultPID()}
-	for _, name := range []string{pluginName, floorName} {
-		pids, err := e.srv.PluginPIDs(name)
-		if err != nil || len(pids) != 1 {
-			return fmt.Errorf("want one %s process, found %v (%v)", name, pids, err)
-		}
-		procs[name] = pids[0]
-	}
-	cpu := func() map[string]time.Duration {
-		out := map[string]time.Duration{}
-		for name, pid := range procs {
-			out[name], _ = vaultproc.CPUTime(pid)
-		}
-		return out
-	}
-	for _, c := range e.o.conc {
-		got := make([]sample, len(targets))
-		cpuUsed := make([]map[string]time.Duration, len(targets))
-		rounds := make([][]stats, len(targets))
-		per := e.o.n / e.o.rounds
-		for r := range e.o.rounds {
-			for k := range targets {
-				i := (k + r) % len(targets)
-				c0 := cpu()
-				s := load(e.v, c, per, func(int) string { return targets[i].path })
-				c1 := cpu()
-				if cpuUsed[i] == nil {
-					cpuUsed[i] = map[string]time.Duration{}
-				}
-				for name := range c1 {
-					cpuUsed[i][name] += c1[name] - c0[name]
-				}
-				if s.err != nil {
-					return fmt.Errorf("%s: %d errors, first: %w", targets[i].name, s.errs, s.err)
-				}
-				got[i].add(s)
-				rounds[i] = append(rounds[i], s.stats())
-			}
-		}
-		for i, t := range targets {
-			e.rep.hot = append(e.rep.hot, hotRow{clients: c, target: t.name, st: got[i].stats(), rounds: rounds[i],
-				vaultCPU:  cpuUsed[i]["vault"] / time.Duration(len(got[i].lat)),
-				pluginCPU: (cpuUsed[i][pluginName] + cpuUsed[i][floorName]) / time.Duration(len(got[i].lat))})
-		}
-	}
-	if n := e.idp.TokenRequests() - before; n != 1 {
-		return fmt.Errorf("cache-hit reads made %d IdP requests, want 1 (the warm-up's)", n)
-	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,7 +44,9 @@ func (v *vaultHTTP) do(method, path string, body any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("X-Vault-Token", v.token)
+	if v.token != "" { // through Vault Proxy with use_auto_auth_token: none
+		req.Header.Set("X-Vault-Token", v.token)
+	}
 	resp, err := v.client.Do(req)
 	if err != nil {
 		return nil, err
@@ -60,6 +63,26 @@ func (v *vaultHTTP) do(method, path string, body any) ([]byte, error) {
 }
 
 func (v *vaultHTTP) get(path string) ([]byte, error) { return v.do(http.MethodGet, path, nil) }
+
+// count is how many keys a LIST of path answers (0 when there are none).
+func (v *vaultHTTP) count(path string) (int, error) {
+	b, err := v.do("LIST", path, nil)
+	if err != nil {
+		if strings.Contains(err.Error(), "HTTP 404") {
+			return 0, nil
+		}
+		return 0, err
+	}
+	var env struct {
+		Data struct {
+			Keys []string `json:"keys"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(b, &env); err != nil {
+		return 0, err
+	}
+	return len(env.Data.Keys), nil
+}
 
 // getJSON reads path and decodes the response's data into out.
 func (v *vaultHTTP) getData(path string, out any) error {

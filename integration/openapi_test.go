@@ -90,6 +90,7 @@ func TestOpenAPI(t *testing.T) {
 		{"/idp/metrics", "get", "idp-read-metrics", []string{"format"}, "idp/metrics", nil, nil},
 		{"/idp/settings", "post", "idp-write-settings", nil, "idp/settings", map[string]any{"allowed_hosts": "127.0.0.1"}, nil},
 		{"/idp/settings", "get", "idp-read-settings", nil, "idp/settings", nil, nil},
+		{"/idp/token/{role}", "get", "idp-read-token", []string{"min_ttl"}, "idp/token/se?min_ttl=120", nil, nil},
 		{"/idp/roles/{name}", "delete", "idp-delete-role", nil, "idp/roles/se", nil, nil},
 		{"/idp/config/{name}", "delete", "idp-delete-config", nil, "idp/config/se", nil, nil},
 	}

@@ -1,8 +1,9 @@
 // Command floorplugin is the benchmark's floor: the least an external
-// secrets plugin can do for a leased read. creds/<role> returns a constant
-// as a leased, non-renewable secret with a TTL of one hour, through the
-// same SDK framework and plugin.ServeMultiplex as the real engine, so the
-// difference between the two is what the engine itself costs.
+// secrets plugin can do for a read. creds/<role> returns a constant as a
+// leased, non-renewable secret with a TTL of one hour, and token/<role> the
+// same constant with no lease, through the same SDK framework and
+// plugin.ServeMultiplex as the real engine, so the difference between each
+// and the engine's read of the same kind is what the engine itself costs.
 package main
 
 import (
@@ -55,6 +56,24 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 					resp.Secret.MaxTTL = time.Hour
 					resp.Secret.Renewable = false
 					return resp, nil
+				}},
+			},
+		}, {
+			// The unleased floor of idp/token/<role>, after creds as in the engine.
+			Pattern: "token/" + framework.GenericNameRegex("role"),
+			Fields:  map[string]*framework.FieldSchema{"role": {Type: framework.TypeString}},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				// The same five fields as idp/token/<role>, values of the same
+				// length (the fake IdP's tokens are 50 characters), so that
+				// the ratio measures the engine's work, not the answer's size.
+				logical.ReadOperation: &framework.PathOperation{Callback: func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+					return &logical.Response{Data: map[string]any{
+						"access_token": "oauth2_floor-constant-token-0123456789abcdefghijkl",
+						"token_type":   "Bearer",
+						"expires_at":   time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
+						"expires_in":   int64(3600),
+						"scope":        "read",
+					}}, nil
 				}},
 			},
 		}},

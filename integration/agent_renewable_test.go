@@ -1,0 +1,106 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+)
+
+// TestAgentTemplateRenewableLease: with renewable_leases, Agent's template
+// renews the lease instead of sleeping on it, and re-reads when the renewal
+// can grant no more (10-20 % of the lease left). It still renders a fresh
+// token before the one it rendered expires, one IdP request per rendered
+// token. On a single-node raft Vault, where renewals are raft writes.
+func TestAgentTemplateRenewableLease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("raft Agent test skipped in -short mode")
+	}
+	t.Parallel()
+	const ttl = 20 * time.Second
+	v := startRaftCluster(t, 1)[0].Vault
+	v.RegisterAndMount()
+	idp := StartFakeIdP(t, fakeidp.Options{
+		Style: fakeidp.StyleOAuth2, ClientID: "agent-client", ClientSecret: "agent-secret",
+		Scopes: []string{"read"}, TokenTTL: ttl,
+	})
+	v.Write("idp/config/agent", "token_url="+idp.TokenURL(), "client_id=agent-client", "client_secret=agent-secret", "scopes=read")
+	v.Write("idp/roles/agent", "config=agent", "renewable_leases=true", "min_ttl=10s")
+	token := v.policyToken("agent", `path "idp/creds/agent" { capabilities = ["read"] }`)
+
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "vault-token")
+	writeFile(t, tokenFile, token)
+	rendered := filepath.Join(dir, "rendered", "access_token")
+	conf := filepath.Join(dir, "agent.hcl")
+	writeFile(t, conf, fmt.Sprintf(`
+pid_file = %q
+vault {
+  address = %q
+}
+auto_auth {
+  method "token_file" {
+    config = {
+      token_file_path = %q
+    }
+  }
+}
+template_config {
+  exit_on_retry_failure = true
+}
+template {
+  contents    = "{{ with secret \"idp/creds/agent\" }}{{ .Data.access_token }}{{ end }}"
+  destination = %q
+  perms       = "0600"
+}
+`, filepath.Join(dir, "agent.pid"), v.Addr, tokenFile, rendered))
+	agent := startProc(t, "vault agent", filepath.Join(dir, "agent.log"), v.cliEnv(""), vaultBin, "agent", "-config="+conf)
+	read := func() string {
+		b, err := os.ReadFile(rendered)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	var first string
+	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
+		first = read()
+		return first != "" || agent.Exited()
+	}) || first == "" {
+		t.Fatalf("Agent rendered no token within 30 s (exited: %v)", agent.Exited())
+	}
+	rendered1 := time.Now()
+	for round := 1; round <= 2; round++ {
+		var next string
+		var oldStillValid bool
+		if !eventually(40*time.Second, 100*time.Millisecond, func() bool {
+			next = read()
+			if next != "" && next != first {
+				oldStillValid = idp.Valid(first)
+				return true
+			}
+			return agent.Exited()
+		}) || next == "" || next == first {
+			t.Fatalf("round %d: Agent rendered no new token within 40 s (exited: %v, IdP token requests %d)", round, agent.Exited(), idp.TokenRequests())
+		}
+		t.Logf("round %d: new token rendered %v after the previous one", round, time.Since(rendered1).Round(100*time.Millisecond))
+		rendered1 = time.Now()
+		if !oldStillValid {
+			t.Errorf("round %d: the new token was rendered only after the old one had expired, want before", round)
+		}
+		if got := bearerStatus(t, idp.ResourceURL(), next); got != http.StatusOK {
+			t.Errorf("round %d: the newly rendered token gets %d at the IdP", round, got)
+		}
+		first = next
+	}
+	if n := idp.TokenRequests(); n != 3 {
+		t.Errorf("IdP saw %d token requests for three rendered tokens, want 3", n)
+	}
+}

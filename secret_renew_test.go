@@ -1,0 +1,140 @@
+package idptokens
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+)
+
+// renew asks the backend to renew a lease handed out at issued, as Vault's
+// expiration manager does, with the caller's increment.
+func (e *testEnv) renew(lease *logical.Response, issued time.Time, increment time.Duration) *logical.Response {
+	e.t.Helper()
+	s := *lease.Secret
+	s.IssueTime, s.Increment = issued, increment
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Path: "creds/x", Secret: &s, Storage: e.storage})
+	if err != nil {
+		e.t.Fatalf("renew: %v", err)
+	}
+	return resp
+}
+
+// leaseEnd is where Vault puts a renewed lease's end: the TTL (or the
+// caller's increment) from now, never past IssueTime+MaxTTL in whole
+// seconds (framework.CalculateTTL).
+func leaseEnd(r *logical.Response, issued, now time.Time) time.Time {
+	ttl := r.Secret.TTL
+	if r.Secret.Increment > 0 {
+		ttl = r.Secret.Increment
+	}
+	end := now.Add(ttl)
+	if bound := issued.Truncate(time.Second).Add(r.Secret.MaxTTL); r.Secret.MaxTTL > 0 && end.After(bound) {
+		end = bound
+	}
+	return end
+}
+
+func renewableEnv(t *testing.T, ttl time.Duration) (*testEnv, *fakeidp.Server, *promiseClock) {
+	t.Helper()
+	e := newTestEnv(t)
+	clock := &promiseClock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
+	e.b.now, e.b.sleep = clock.Now, clock.Sleep
+	idp, url := startIdP(t, fakeidp.Options{ClientID: "app", ClientSecret: "secret", Scopes: []string{"read"}, TokenTTL: ttl})
+	idp.SetClock(clock.Now)
+	e.ok(logical.UpdateOperation, "config/c", map[string]any{"token_url": url, "client_id": "app", "client_secret": "secret"})
+	e.ok(logical.UpdateOperation, "roles/x", map[string]any{"config": "c", "scopes": "read", "renewable_leases": true, "min_ttl": "10m"})
+	return e, idp, clock
+}
+
+// A renewable lease is renewed up to what is left of the token's life and
+// never past it, whatever increment the caller asks; the access token stays
+// the same (it cannot be extended).
+func TestRenewGrantsAtMostTheTokensRemainingLife(t *testing.T) {
+	e, idp, clock := renewableEnv(t, time.Hour)
+	issued := clock.Now()
+	lease := e.creds("x")
+	if !lease.Secret.Renewable || lease.Secret.MaxTTL != lease.Secret.TTL || lease.Secret.TTL > time.Hour-time.Second {
+		t.Fatalf("lease renewable=%v ttl=%s max=%s; want renewable, max = ttl <= 59m59s", lease.Secret.Renewable, lease.Secret.TTL, lease.Secret.MaxTTL)
+	}
+	tokenEnd, _ := idp.ExpiresAt(lease.Data["access_token"].(string))
+	if tag, _ := lease.Secret.InternalData["token"].(string); len(tag) != 16 {
+		t.Fatalf("internal data %v: want a 16-character tag of the token", lease.Secret.InternalData)
+	}
+	for k, v := range lease.Secret.InternalData {
+		if v == lease.Data["access_token"] {
+			t.Fatalf("the lease's internal data %q holds the access token", k)
+		}
+	}
+	for _, step := range []time.Duration{20 * time.Minute, 25 * time.Minute, 10 * time.Minute, 4*time.Minute + 50*time.Second} {
+		clock.Advance(step)
+		for _, inc := range []time.Duration{0, 24 * time.Hour} {
+			r := e.renew(lease, issued, inc)
+			if r.IsError() {
+				t.Fatalf("renewal at %s: %v", clock.Now().Sub(issued), respErr(r))
+			}
+			if end := leaseEnd(r, issued, clock.Now()); end.After(tokenEnd.Add(-time.Second)) {
+				t.Fatalf("renewal at %s (increment %s) ends the lease at %s, past the token's end %s less the skew",
+					clock.Now().Sub(issued), inc, end.Format(time.TimeOnly), tokenEnd.Format(time.TimeOnly))
+			}
+			if r.Secret.TTL > tokenEnd.Sub(clock.Now()) {
+				t.Fatalf("renewal TTL %s with %s left of the token", r.Secret.TTL, tokenEnd.Sub(clock.Now()))
+			}
+		}
+	}
+	if idp.TokenRequests() != 1 {
+		t.Fatalf("renewals made %d IdP requests, want only the first read's", idp.TokenRequests())
+	}
+}
+
+// Once the role holds another token (a drop here; the same after a role
+// change or the next mint), the old lease is granted nothing further.
+func TestRenewGrantsNothingOnceTheRoleHasAnotherToken(t *testing.T) {
+	e, _, clock := renewableEnv(t, time.Hour)
+	issued := clock.Now()
+	lease := e.creds("x")
+	e.ok(logical.UpdateOperation, "creds/x/drop", nil)
+	clock.Advance(time.Minute)
+	if r := e.renew(lease, issued, 0); !r.IsError() || !strings.Contains(respErr(r), "read") {
+		t.Fatalf("renewal after a drop: %v, want an error that says to read again", r)
+	}
+	next := e.creds("x")
+	if next.Data["access_token"] == lease.Data["access_token"] {
+		t.Fatal("the drop kept the token")
+	}
+	if r := e.renew(lease, issued, 0); !r.IsError() {
+		t.Fatalf("the old lease was renewed on the role's new token: ttl %s", r.Secret.TTL)
+	}
+	if r := e.renew(next, clock.Now(), 0); r.IsError() {
+		t.Fatalf("the new lease was refused: %s", respErr(r))
+	}
+}
+
+// Leases are not renewable by default, nor ever on a single_active_token
+// config: a role write asking for it there is refused, and a role made
+// renewable before its config became single-active gets non-renewable
+// leases whose renewals are refused.
+func TestRenewableLeasesOnlyWhereTheyKeepThePromise(t *testing.T) {
+	e := newTestEnv(t)
+	e.setupMWI(fakeidp.Options{})
+	if lease := e.creds("mwi"); lease.Secret.Renewable {
+		t.Fatal("a role without renewable_leases got a renewable lease")
+	}
+	m := setupMicroTek(t, 20*time.Second)
+	m.fails(logical.UpdateOperation, "roles/x", map[string]any{"config": "mt", "renewable_leases": true}, "single_active_token")
+
+	e2, _, clock := renewableEnv(t, time.Hour)
+	lease := e2.creds("x")
+	e2.ok(logical.UpdateOperation, "config/c", map[string]any{"single_active_token": true})
+	clock.Advance(time.Minute)
+	if r := e2.renew(lease, clock.Now().Add(-time.Minute), 0); !r.IsError() {
+		t.Fatalf("a lease was renewed after its config became single-active: ttl %s", r.Secret.TTL)
+	}
+	if again := e2.creds("x"); again.Secret.Renewable {
+		t.Fatal("a single-active config handed out a renewable lease")
+	}
+}
