@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -79,17 +77,8 @@ func sameClient(a, b *configEntry) bool {
 	return a.Issuer != "" && sameURL(a.Issuer, b.Issuer)
 }
 
-// sameURL compares URLs as a server sees them: scheme and host case-blind,
-// a trailing slash of the path ignored.
-func sameURL(a, b string) bool {
-	ua, errA := url.Parse(a)
-	ub, errB := url.Parse(b)
-	if errA != nil || errB != nil {
-		return a == b
-	}
-	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host) &&
-		strings.TrimSuffix(ua.Path, "/") == strings.TrimSuffix(ub.Path, "/") && ua.RawQuery == ub.RawQuery
-}
+// sameURL compares URLs as a server sees them (normalURL).
+func sameURL(a, b string) bool { return normalURL(a) == normalURL(b) }
 
 // operator is the resource owner for the password grant.
 func (c *configEntry) operator() backend.Operator {

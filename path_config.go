@@ -117,6 +117,9 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if err := b.storeConfig(ctx, req.Storage, st); err != nil {
 		return nil, err
 	}
+	if err := b.indexConfig(ctx, req.Storage, name, old, e); err != nil {
+		return nil, err
+	}
 	return b.afterConfigChange(ctx, req.Storage, old, st)
 }
 
@@ -135,7 +138,7 @@ func (b *idpBackend) checkSingleActiveClient(ctx context.Context, s logical.Stor
 			return resp, nil
 		}
 	}
-	names, err := s.List(ctx, configPrefix)
+	names, err := b.configsOfClient(ctx, s, st.entry)
 	if err != nil {
 		return nil, err
 	}
@@ -282,6 +285,15 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 	revoke, err := b.tokensOfConfigToRevoke(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
+	}
+	old, err := loadConfigEntry(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if old != nil {
+		if err := b.indexConfig(ctx, req.Storage, name, old, nil); err != nil {
+			return nil, err
+		}
 	}
 	if err := b.dropTokensOfConfig(ctx, req.Storage, name); err != nil {
 		return nil, err

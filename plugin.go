@@ -7,6 +7,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -43,6 +44,8 @@ type idpBackend struct {
 
 	// writeLock serialises config and role writes, which check each other.
 	writeLock sync.Mutex
+	// clientIndexBuilt: the client index holds every config (config_client_index.go).
+	clientIndexBuilt atomic.Bool
 	// stateLock makes taking an authorization state single-use (path_auth_code.go).
 	stateLock sync.Mutex
 
@@ -82,7 +85,7 @@ func newBackend() *idpBackend {
 			// Configs hold client secrets and operator passwords, tokens
 			// long-lived refresh tokens, login states PKCE verifiers and
 			// device codes (seal wrapping takes effect on Vault Enterprise).
-			SealWrapStorage: []string{configPrefix, authStatePrefix, pendingPrefix, deviceLoginPrefix, backend.TokenPrefix},
+			SealWrapStorage: []string{configPrefix, clientIndexPrefix, authStatePrefix, pendingPrefix, deviceLoginPrefix, backend.TokenPrefix},
 			// The IdP sends the browser back here; the state is the credential.
 			Unauthenticated: []string{"callback"},
 		},

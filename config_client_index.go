@@ -1,0 +1,165 @@
+// The client index: which configs name which client of which IdP, so that
+// a config write finds another config of a single-active client without
+// reading every config (a mount may hold thousands).
+
+package idptokens
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	// clientIndexPrefix holds, per client key, the names of its configs.
+	clientIndexPrefix = "clientindex/"
+	// clientIndexBuiltKey marks the index as complete: configs stored
+	// before the index existed are entered once, on first use.
+	clientIndexBuiltKey = "clientindex-built"
+)
+
+// clientKeys are the index keys of a config's client: its client_id at its
+// token endpoint, and at its issuer.
+func clientKeys(e *configEntry) []string {
+	var keys []string
+	for _, at := range []struct{ kind, url string }{{"token", e.TokenURL}, {"issuer", e.Issuer}} {
+		if at.url != "" {
+			sum := sha256.Sum256([]byte(at.kind + "\x00" + normalURL(at.url) + "\x00" + e.ClientID))
+			keys = append(keys, hex.EncodeToString(sum[:16]))
+		}
+	}
+	return keys
+}
+
+// normalURL is a URL as a server sees it: scheme and host case-blind, a
+// trailing slash of the path ignored.
+func normalURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimSuffix(u.Path, "/") + "?" + u.RawQuery
+}
+
+// configsOfClient names the configs that may hold e's client (sameClient
+// decides).
+func (b *idpBackend) configsOfClient(ctx context.Context, s logical.Storage, e *configEntry) ([]string, error) {
+	if err := b.ensureClientIndex(ctx, s); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, k := range clientKeys(e) {
+		list, err := readClientIndex(ctx, s, k)
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, list...)
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
+
+// indexConfig moves a config from the keys of its former client (old, nil
+// for a new config) to those of its client now (e, nil when deleted).
+func (b *idpBackend) indexConfig(ctx context.Context, s logical.Storage, name string, old, e *configEntry) error {
+	if err := b.ensureClientIndex(ctx, s); err != nil {
+		return err
+	}
+	var before, after []string
+	if old != nil {
+		before = clientKeys(old)
+	}
+	if e != nil {
+		after = clientKeys(e)
+	}
+	for _, k := range before {
+		if !slices.Contains(after, k) {
+			if err := editClientIndex(ctx, s, k, name, false); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range after {
+		if err := editClientIndex(ctx, s, k, name, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureClientIndex enters every stored config once, the first time the
+// index is used.
+func (b *idpBackend) ensureClientIndex(ctx context.Context, s logical.Storage) error {
+	if b.clientIndexBuilt.Load() {
+		return nil
+	}
+	marker, err := s.Get(ctx, clientIndexBuiltKey)
+	if err != nil {
+		return err
+	}
+	if marker == nil {
+		names, err := s.List(ctx, configPrefix)
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			e, err := loadConfigEntry(ctx, s, name)
+			if err != nil || e == nil {
+				return err
+			}
+			for _, k := range clientKeys(e) {
+				if err := editClientIndex(ctx, s, k, name, true); err != nil {
+					return err
+				}
+			}
+		}
+		if err := s.Put(ctx, &logical.StorageEntry{Key: clientIndexBuiltKey, Value: []byte("1")}); err != nil {
+			return err
+		}
+	}
+	b.clientIndexBuilt.Store(true)
+	return nil
+}
+
+func readClientIndex(ctx context.Context, s logical.Storage, key string) ([]string, error) {
+	raw, err := s.Get(ctx, clientIndexPrefix+key)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	var names []string
+	if err := raw.DecodeJSON(&names); err != nil {
+		return nil, err
+	}
+	return names, nil
+}
+
+// editClientIndex adds name to key's list, or removes it.
+func editClientIndex(ctx context.Context, s logical.Storage, key, name string, add bool) error {
+	names, err := readClientIndex(ctx, s, key)
+	if err != nil {
+		return err
+	}
+	has := slices.Contains(names, name)
+	switch {
+	case add && !has:
+		names = append(names, name)
+		slices.Sort(names)
+	case !add && has:
+		names = slices.DeleteFunc(names, func(n string) bool { return n == name })
+	default:
+		return nil
+	}
+	if len(names) == 0 {
+		return s.Delete(ctx, clientIndexPrefix+key)
+	}
+	entry, err := logical.StorageEntryJSON(clientIndexPrefix+key, names)
+	if err != nil {
+		return err
+	}
+	return s.Put(ctx, entry)
+}
