@@ -272,12 +272,12 @@ func (s *TokenStore) mint(ctx context.Context, kv KV, w Want, current *StoredTok
 
 // hold says whether t may be handed out for w at now, and for how long.
 func (s *TokenStore) hold(t *StoredToken, w Want, now time.Time) (time.Duration, bool) {
+	if w.SingleActive {
+		// No reader's min_ttl applies: the holding period is the rule.
+		return s.HoldOf(t, w, now)
+	}
 	if t == nil || t.Unusable || t.Fingerprint != w.Fingerprint {
 		return 0, false
-	}
-	if w.SingleActive {
-		hold := t.mintAfter().Sub(now) - HoldSkew
-		return hold, hold >= MinHold
 	}
 	remaining := t.Remaining(now)
 	need := min(w.MinRemaining, t.Expiry.Sub(t.ObtainedAt)/2)
