@@ -3,11 +3,7 @@
 package integration
 
 import (
-	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,46 +31,14 @@ func TestAgentTemplateRenewableLease(t *testing.T) {
 	v.Write("idp/roles/agent", "config=agent", "renewable_leases=true", "min_ttl=10s")
 	token := v.policyToken("agent", `path "idp/creds/agent" { capabilities = ["read"] }`)
 
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "vault-token")
-	writeFile(t, tokenFile, token)
-	rendered := filepath.Join(dir, "rendered", "access_token")
-	conf := filepath.Join(dir, "agent.hcl")
-	writeFile(t, conf, fmt.Sprintf(`
-pid_file = %q
-vault {
-  address = %q
-}
-auto_auth {
-  method "token_file" {
-    config = {
-      token_file_path = %q
-    }
-  }
-}
-template_config {
-  exit_on_retry_failure = true
-}
-template {
-  contents    = "{{ with secret \"idp/creds/agent\" }}{{ .Data.access_token }}{{ end }}"
-  destination = %q
-  perms       = "0600"
-}
-`, filepath.Join(dir, "agent.pid"), v.Addr, tokenFile, rendered))
-	agent := startProc(t, "vault agent", filepath.Join(dir, "agent.log"), v.cliEnv(""), vaultBin, "agent", "-config="+conf)
-	read := func() string {
-		b, err := os.ReadFile(rendered)
-		if err != nil {
-			return ""
-		}
-		return strings.TrimSpace(string(b))
-	}
+	agent := startAgentTemplate(t, v, token, "idp/creds/agent", "exit_on_retry_failure = true")
+	read := agent.read
 	var first string
 	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
 		first = read()
-		return first != "" || agent.Exited()
+		return first != "" || agent.proc.Exited()
 	}) || first == "" {
-		t.Fatalf("Agent rendered no token within 30 s (exited: %v)", agent.Exited())
+		t.Fatalf("Agent rendered no token within 30 s (exited: %v)", agent.proc.Exited())
 	}
 	rendered1 := time.Now()
 	for round := 1; round <= 2; round++ {
@@ -86,9 +50,9 @@ template {
 				oldStillValid = idp.Valid(first)
 				return true
 			}
-			return agent.Exited()
+			return agent.proc.Exited()
 		}) || next == "" || next == first {
-			t.Fatalf("round %d: Agent rendered no new token within 40 s (exited: %v, IdP token requests %d)", round, agent.Exited(), idp.TokenRequests())
+			t.Fatalf("round %d: Agent rendered no new token within 40 s (exited: %v, IdP token requests %d)", round, agent.proc.Exited(), idp.TokenRequests())
 		}
 		t.Logf("round %d: new token rendered %v after the previous one", round, time.Since(rendered1).Round(100*time.Millisecond))
 		rendered1 = time.Now()

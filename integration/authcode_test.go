@@ -64,42 +64,50 @@ func (b *browser) get(u string) page {
 }
 
 var (
-	formRE  = regexp.MustCompile(`(?s)<form[^>]*action="([^"]+)"[^>]*method="post"[^>]*>(.*?)</form>`)
+	formRE  = regexp.MustCompile(`(?s)<form([^>]*)>(.*?)</form>`)
 	inputRE = regexp.MustCompile(`<input[^>]*>`)
 	attrRE  = regexp.MustCompile(`(\w+)="([^"]*)"`)
 )
 
-// submitForm posts the page's first form, with its hidden inputs and the
-// given values for the others.
+// submitForm posts the page's first POST form, whatever the order of its
+// attributes (oidc-provider's device pages put method before action), with
+// its inputs and the given values for them.
 func (b *browser) submitForm(p page, values map[string]string) page {
 	b.t.Helper()
-	m := formRE.FindStringSubmatch(p.Body)
-	if m == nil {
-		b.t.Fatalf("no form on %s (HTTP %d):\n%s", p.URL.Redacted(), p.Status, p.Body)
-	}
-	action, err := p.URL.Parse(html.UnescapeString(m[1]))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	form := url.Values{}
-	for _, in := range inputRE.FindAllString(m[2], -1) {
+	for _, m := range formRE.FindAllStringSubmatch(p.Body, -1) {
 		attrs := map[string]string{}
-		for _, a := range attrRE.FindAllStringSubmatch(in, -1) {
+		for _, a := range attrRE.FindAllStringSubmatch(m[1], -1) {
 			attrs[a[1]] = html.UnescapeString(a[2])
 		}
-		if name := attrs["name"]; name != "" {
-			form.Set(name, attrs["value"])
-			if v, ok := values[name]; ok {
-				form.Set(name, v)
+		if !strings.EqualFold(attrs["method"], "post") {
+			continue
+		}
+		action, err := p.URL.Parse(attrs["action"])
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		form := url.Values{}
+		for _, in := range inputRE.FindAllString(m[2], -1) {
+			ia := map[string]string{}
+			for _, a := range attrRE.FindAllStringSubmatch(in, -1) {
+				ia[a[1]] = html.UnescapeString(a[2])
+			}
+			if name := ia["name"]; name != "" {
+				form.Set(name, ia["value"])
+				if v, ok := values[name]; ok {
+					form.Set(name, v)
+				}
 			}
 		}
+		req, err := http.NewRequest(http.MethodPost, action.String(), strings.NewReader(form.Encode()))
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return b.do(req)
 	}
-	req, err := http.NewRequest(http.MethodPost, action.String(), strings.NewReader(form.Encode()))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return b.do(req)
+	b.t.Fatalf("no POST form on %s (HTTP %d):\n%s", p.URL.Redacted(), p.Status, p.Body)
+	return page{}
 }
 
 // callbackURL is the redirect_uri to register at the IdP: Vault's own

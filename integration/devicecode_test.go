@@ -4,59 +4,12 @@ package integration
 
 import (
 	"encoding/json"
-	"html"
 	"math"
-	"net/http"
-	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
-
-var anyFormRE = regexp.MustCompile(`(?s)<form([^>]*)>(.*?)</form>`)
-
-// submitPostForm posts the page's first POST form whatever the order of its
-// attributes (oidc-provider's device pages put method before action), with
-// its inputs and the given values for them.
-func (b *browser) submitPostForm(p page, values map[string]string) page {
-	b.t.Helper()
-	for _, m := range anyFormRE.FindAllStringSubmatch(p.Body, -1) {
-		attrs := map[string]string{}
-		for _, a := range attrRE.FindAllStringSubmatch(m[1], -1) {
-			attrs[a[1]] = html.UnescapeString(a[2])
-		}
-		if !strings.EqualFold(attrs["method"], "post") {
-			continue
-		}
-		action, err := p.URL.Parse(attrs["action"])
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		form := url.Values{}
-		for _, in := range inputRE.FindAllString(m[2], -1) {
-			ia := map[string]string{}
-			for _, a := range attrRE.FindAllStringSubmatch(in, -1) {
-				ia[a[1]] = html.UnescapeString(a[2])
-			}
-			if name := ia["name"]; name != "" {
-				form.Set(name, ia["value"])
-				if v, ok := values[name]; ok {
-					form.Set(name, v)
-				}
-			}
-		}
-		req, err := http.NewRequest(http.MethodPost, action.String(), strings.NewReader(form.Encode()))
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		return b.do(req)
-	}
-	b.t.Fatalf("no POST form on %s (HTTP %d):\n%s", p.URL.Redacted(), p.Status, p.Body)
-	return page{}
-}
 
 // TestDeviceCodeOIDCProvider: RFC 8628 through a real Vault against
 // oidc-provider's own device flow. The device authorization endpoint is
@@ -98,9 +51,9 @@ func TestDeviceCodeOIDCProvider(t *testing.T) {
 	// The person: enter the code, confirm, log in, consent.
 	br := newBrowser(t)
 	p := br.get(verify)
-	p = br.submitPostForm(p, map[string]string{"user_code": userCode})
+	p = br.submitForm(p, map[string]string{"user_code": userCode})
 	for step := 0; step < 6 && !strings.Contains(p.Body, "Sign-in Success"); step++ {
-		p = br.submitPostForm(p, map[string]string{"login": "alice", "password": "any"})
+		p = br.submitForm(p, map[string]string{"login": "alice", "password": "any"})
 	}
 	if !strings.Contains(p.Body, "Sign-in Success") {
 		t.Fatalf("the device login did not complete at the provider (%s, HTTP %d):\n%s", p.URL.Redacted(), p.Status, p.Body)
