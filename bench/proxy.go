@@ -39,39 +39,12 @@ func (e *env) startProxy(ctx context.Context, t *vaultTarget) (string, *vaultpro
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", nil, err
 	}
-	for name, v := range map[string]any{"role-id": rid.Data["role_id"], "secret-id": sid.Data["secret_id"]} {
-		if err := os.WriteFile(filepath.Join(dir, name), fmt.Appendf(nil, "%v", v), 0o600); err != nil {
-			return "", nil, err
-		}
-	}
 	port, err := vaultproc.FreePort()
 	if err != nil {
 		return "", nil, err
 	}
-	conf := filepath.Join(dir, "proxy.hcl")
-	hcl := fmt.Sprintf(`
-vault {
-  address = %q
-}
-auto_auth {
-  method "approle" {
-    config = {
-      role_id_file_path                   = %q
-      secret_id_file_path                 = %q
-      remove_secret_id_file_after_reading = false
-    }
-  }
-}
-api_proxy {
-  use_auto_auth_token = true
-}
-cache {}
-listener "tcp" {
-  address     = "127.0.0.1:%d"
-  tls_disable = true
-}
-`, t.srv.Addr, filepath.Join(dir, "role-id"), filepath.Join(dir, "secret-id"), port)
-	if err := os.WriteFile(conf, []byte(hcl), 0o600); err != nil {
+	conf, err := vaultproc.WriteProxyConfig(dir, t.srv.Addr, fmt.Sprint(rid.Data["role_id"]), fmt.Sprint(sid.Data["secret_id"]), port)
+	if err != nil {
 		return "", nil, err
 	}
 	p, err := vaultproc.StartProc(e.vault, []string{"proxy", "-config=" + conf}, vaultproc.Env(dir, t.srv.Addr), filepath.Join(dir, "proxy.log"))

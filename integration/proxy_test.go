@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/vaultproc"
 )
 
 // proxyRead is what one app saw on one read through Vault Proxy.
@@ -43,33 +44,11 @@ func startProxy(t *testing.T, v *Vault, policy string) string {
 	v.JSON(&roleID, "read", "auth/approle/role/proxy/role-id")
 	v.JSON(&secretID, "write", "-f", "auth/approle/role/proxy/secret-id")
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "role-id"), roleID.Data["role_id"].(string))
-	writeFile(t, filepath.Join(dir, "secret-id"), secretID.Data["secret_id"].(string))
 	port := freePort(t)
-	conf := filepath.Join(dir, "proxy.hcl")
-	writeFile(t, conf, fmt.Sprintf(`
-pid_file = %q
-vault {
-  address = %q
-}
-auto_auth {
-  method "approle" {
-    config = {
-      role_id_file_path                   = %q
-      secret_id_file_path                 = %q
-      remove_secret_id_file_after_reading = false
-    }
-  }
-}
-api_proxy {
-  use_auto_auth_token = true
-}
-cache {}
-listener "tcp" {
-  address     = "127.0.0.1:%d"
-  tls_disable = true
-}
-`, filepath.Join(dir, "proxy.pid"), v.Addr, filepath.Join(dir, "role-id"), filepath.Join(dir, "secret-id"), port))
+	conf, err := vaultproc.WriteProxyConfig(dir, v.Addr, roleID.Data["role_id"].(string), secretID.Data["secret_id"].(string), port)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := startProc(t, "vault proxy", filepath.Join(dir, "proxy.log"), append(v.cliEnv(""), "VAULT_LOG_LEVEL=debug"), vaultBin, "proxy", "-config="+conf)
 	addr := fmt.Sprintf("http://127.0.0.1:%d", port)
 	if !eventually(30*time.Second, 200*time.Millisecond, func() bool {
