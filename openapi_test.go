@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/oasdoc"
 )
 
 // oasOperation is what the OpenAPI document must say about one operation.
@@ -47,65 +48,9 @@ var wantOperations = []oasOperation{
 	{"/settings", "post", "idp-write-settings", nil},
 }
 
-// oasDoc is the part of an OpenAPI document the tests read.
-type oasDoc struct {
-	Paths      map[string]map[string]oasOp // path -> method -> operation
-	Components struct {
-		Schemas map[string]struct {
-			Properties map[string]any `json:"properties"`
-		} `json:"schemas"`
-	} `json:"components"`
-}
-
-type oasOp struct {
-	OperationID string `json:"operationId"`
-	Parameters  []struct {
-		Name string `json:"name"`
-		In   string `json:"in"`
-	} `json:"parameters"`
-	Responses map[string]struct {
-		Content map[string]struct {
-			Schema struct {
-				Ref string `json:"$ref"`
-			} `json:"schema"`
-		} `json:"content"`
-	} `json:"responses"`
-}
-
-// decodeOASDoc reads the operations of every path (a path item also holds
-// a description and parameters, which are not operations).
-func decodeOASDoc(raw []byte) (oasDoc, error) {
-	var top struct {
-		Paths      map[string]map[string]json.RawMessage `json:"paths"`
-		Components json.RawMessage                       `json:"components"`
-	}
-	var doc oasDoc
-	if err := json.Unmarshal(raw, &top); err != nil {
-		return doc, err
-	}
-	if err := json.Unmarshal(top.Components, &doc.Components); err != nil {
-		return doc, err
-	}
-	doc.Paths = map[string]map[string]oasOp{}
-	for path, item := range top.Paths {
-		doc.Paths[path] = map[string]oasOp{}
-		for method, v := range item {
-			if method != "get" && method != "post" && method != "delete" {
-				continue
-			}
-			var op oasOp
-			if err := json.Unmarshal(v, &op); err != nil {
-				return doc, err
-			}
-			doc.Paths[path][method] = op
-		}
-	}
-	return doc, nil
-}
-
 // openAPIDoc is the document the framework generates for the backend, as
 // Vault asks for it (a help request on the mount's root).
-func openAPIDoc(t *testing.T, e *testEnv) oasDoc {
+func openAPIDoc(t *testing.T, e *testEnv) oasdoc.Doc {
 	t.Helper()
 	e.sys.PluginEnvironment = &logical.PluginEnvironment{VaultVersion: "v1.21.0"}
 	resp, err := e.do(logical.HelpOperation, "", nil)
@@ -116,7 +61,7 @@ func openAPIDoc(t *testing.T, e *testEnv) oasDoc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := decodeOASDoc(raw)
+	doc, err := oasdoc.Decode(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
