@@ -14,51 +14,14 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/storagecount"
 )
-
-// countingStorage counts the calls a request makes to Vault's storage; in
-// the real plugin each is a gRPC round trip to Vault.
-type countingStorage struct {
-	logical.Storage
-	gets, lists, puts, deletes atomic.Int64
-}
-
-func (s *countingStorage) Get(ctx context.Context, k string) (*logical.StorageEntry, error) {
-	s.gets.Add(1)
-	return s.Storage.Get(ctx, k)
-}
-
-func (s *countingStorage) List(ctx context.Context, p string) ([]string, error) {
-	s.lists.Add(1)
-	return s.Storage.List(ctx, p)
-}
-
-func (s *countingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	s.puts.Add(1)
-	return s.Storage.Put(ctx, e)
-}
-
-func (s *countingStorage) Delete(ctx context.Context, k string) error {
-	s.deletes.Add(1)
-	return s.Storage.Delete(ctx, k)
-}
-
-func (s *countingStorage) total() int64 {
-	return s.gets.Load() + s.lists.Load() + s.puts.Load() + s.deletes.Load()
-}
-
-func (s *countingStorage) reset() {
-	s.gets.Store(0)
-	s.lists.Store(0)
-	s.puts.Store(0)
-	s.deletes.Store(0)
-}
 
 // newWarmEnv mounts the backend over counting storage, with role "app" of a
 // client_credentials config and its token already cached.
-func newWarmEnv(tb testing.TB) (*idpBackend, *countingStorage, *logical.Request) {
+func newWarmEnv(tb testing.TB) (*idpBackend, *storagecount.Storage, *logical.Request) {
 	tb.Helper()
-	storage := &countingStorage{Storage: &logical.InmemStorage{}}
+	storage := &storagecount.Storage{Storage: &logical.InmemStorage{}}
 	conf := logical.TestBackendConfig()
 	conf.StorageView = storage
 	conf.Logger = hclog.NewNullLogger()
@@ -98,7 +61,7 @@ func newWarmEnv(tb testing.TB) (*idpBackend, *countingStorage, *logical.Request)
 // (in a real Vault each would be a round trip from the plugin to Vault).
 func TestCredsCacheHitMakesNoStorageCalls(t *testing.T) {
 	b, storage, req := newWarmEnv(t)
-	storage.reset()
+	storage.Reset()
 	for range 10 {
 		r := *req
 		resp, err := b.HandleRequest(context.Background(), &r)
@@ -106,9 +69,9 @@ func TestCredsCacheHitMakesNoStorageCalls(t *testing.T) {
 			t.Fatalf("creds: %v %v", err, resp)
 		}
 	}
-	if n := storage.total(); n != 0 {
+	if n := storage.Total(); n != 0 {
 		t.Fatalf("10 cache-hit reads made %d storage calls (get %d list %d put %d delete %d), want 0",
-			n, storage.gets.Load(), storage.lists.Load(), storage.puts.Load(), storage.deletes.Load())
+			n, storage.Gets.Load(), storage.Lists.Load(), storage.Puts.Load(), storage.Deletes.Load())
 	}
 }
 
@@ -149,7 +112,7 @@ func TestCredsCacheHitReusesMountMaxTTL(t *testing.T) {
 func BenchmarkCredsCacheHit(b *testing.B) {
 	be, storage, req := newWarmEnv(b)
 	ctx := context.Background()
-	storage.reset()
+	storage.Reset()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -159,14 +122,14 @@ func BenchmarkCredsCacheHit(b *testing.B) {
 			b.Fatal(err, resp)
 		}
 	}
-	b.ReportMetric(float64(storage.total())/float64(b.N), "storage-calls/op")
+	b.ReportMetric(float64(storage.Total())/float64(b.N), "storage-calls/op")
 }
 
 // BenchmarkCredsCacheHitParallel is the same with GOMAXPROCS readers.
 func BenchmarkCredsCacheHitParallel(b *testing.B) {
 	be, storage, req := newWarmEnv(b)
 	ctx := context.Background()
-	storage.reset()
+	storage.Reset()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -178,7 +141,7 @@ func BenchmarkCredsCacheHitParallel(b *testing.B) {
 			}
 		}
 	})
-	b.ReportMetric(float64(storage.total())/float64(b.N), "storage-calls/op")
+	b.ReportMetric(float64(storage.Total())/float64(b.N), "storage-calls/op")
 }
 
 // BenchmarkCachedTokenMemory creates one role and reads its token per

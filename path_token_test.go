@@ -128,14 +128,14 @@ func TestTokenSingleActiveExpiresInIsTheHoldingPeriod(t *testing.T) {
 // A cache-hit token read makes no storage call, as a creds read.
 func TestTokenCacheHitMakesNoStorageCalls(t *testing.T) {
 	b, storage, _ := newWarmEnv(t)
-	storage.reset()
+	storage.Reset()
 	for range 10 {
 		resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "token/app", Storage: storage})
 		if err != nil || resp.IsError() || resp.Data["access_token"] == "" {
 			t.Fatalf("token: %v %v", err, resp)
 		}
 	}
-	if n := storage.total(); n != 0 {
+	if n := storage.Total(); n != 0 {
 		t.Fatalf("10 cache-hit token reads made %d storage calls, want 0", n)
 	}
 }
@@ -174,7 +174,7 @@ func TestTokenReadsAreCountedByPath(t *testing.T) {
 func BenchmarkTokenCacheHit(b *testing.B) {
 	be, storage, _ := newWarmEnv(b)
 	ctx := context.Background()
-	storage.reset()
+	storage.Reset()
 	b.ReportAllocs()
 	for b.Loop() {
 		resp, err := be.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "token/app", Storage: storage})
@@ -182,5 +182,5 @@ func BenchmarkTokenCacheHit(b *testing.B) {
 			b.Fatal(err, resp)
 		}
 	}
-	b.ReportMetric(float64(storage.total())/float64(b.N), "storage-calls/op")
+	b.ReportMetric(float64(storage.Total())/float64(b.N), "storage-calls/op")
 }

@@ -3,52 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	idptokens "github.com/idp-tokens/vault-plugin-idp-tokens"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/storagecount"
 )
-
-// countingStorage counts the storage calls the plugin makes; in a real
-// Vault each is a gRPC round trip from the plugin to Vault.
-type countingStorage struct {
-	logical.Storage
-	gets, lists, puts, deletes atomic.Int64
-}
-
-func (s *countingStorage) Get(ctx context.Context, k string) (*logical.StorageEntry, error) {
-	s.gets.Add(1)
-	return s.Storage.Get(ctx, k)
-}
-
-func (s *countingStorage) List(ctx context.Context, p string) ([]string, error) {
-	s.lists.Add(1)
-	return s.Storage.List(ctx, p)
-}
-
-func (s *countingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	s.puts.Add(1)
-	return s.Storage.Put(ctx, e)
-}
-
-func (s *countingStorage) Delete(ctx context.Context, k string) error {
-	s.deletes.Add(1)
-	return s.Storage.Delete(ctx, k)
-}
-
-func (s *countingStorage) reset() {
-	s.gets.Store(0)
-	s.lists.Store(0)
-	s.puts.Store(0)
-	s.deletes.Store(0)
-}
-
-func (s *countingStorage) String() string {
-	return fmt.Sprintf("%d get, %d list, %d put, %d delete", s.gets.Load(), s.lists.Load(), s.puts.Load(), s.deletes.Load())
-}
 
 // startupCalls counts, in-process, the storage calls the plugin makes when
 // it starts on storage that holds o.restart configs and roles (what a Vault
@@ -87,7 +49,7 @@ func (e *env) startupCalls() error {
 	if err := do(b, mem, logical.ReadOperation, "token/r00000", nil); err != nil { // a stored token too
 		return err
 	}
-	counted := &countingStorage{Storage: mem}
+	counted := &storagecount.Storage{Storage: mem}
 	t0 := time.Now()
 	b2, err := mount(counted)
 	if err != nil {
@@ -95,7 +57,7 @@ func (e *env) startupCalls() error {
 	}
 	e.rep.raft.startCalls = counted.String()
 	e.rep.raft.startTime = time.Since(t0)
-	counted.reset()
+	counted.Reset()
 	if err := do(b2, counted, logical.ReadOperation, "token/r00000", nil); err != nil {
 		return err
 	}
