@@ -2,8 +2,6 @@ package fakeidp
 
 import (
 	"crypto"
-	"crypto/rand"
-	"encoding/base64"
 	"net/http"
 	"slices"
 	"strings"
@@ -99,9 +97,7 @@ func (j *JWTBearer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, e.status, map[string]any{"error": e.code, "error_description": e.desc})
 		return
 	}
-	buf := make([]byte, 24)
-	rand.Read(buf)
-	tok := "jb-" + base64.RawURLEncoding.EncodeToString(buf)
+	tok := randomToken("jb-")
 	j.mu.Lock()
 	j.tokens[tok] = time.Now().Add(j.opts.TokenTTL)
 	j.mu.Unlock()

@@ -1,8 +1,6 @@
 package fakeidp
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"maps"
 	"net/http"
 	"slices"
@@ -100,9 +98,7 @@ func (x *TokenExchange) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, e.status, map[string]any{"error": e.code, "error_description": e.desc})
 		return
 	}
-	buf := make([]byte, 24)
-	rand.Read(buf)
-	tok := "tx-" + base64.RawURLEncoding.EncodeToString(buf)
+	tok := randomToken("tx-")
 	x.mu.Lock()
 	x.issued[tok] = exchanged{subject: form.Get("subject_token"), actor: form.Get("actor_token"), expires: time.Now().Add(x.opts.TokenTTL)}
 	x.mu.Unlock()
