@@ -82,7 +82,7 @@ func (b *idpBackend) revokeDropped(ctx context.Context, list []toRevoke) (warnin
 			err := r.cfg.endpoint.Revoke(ctx, t.token, t.hint)
 			switch {
 			case errors.Is(err, backend.ErrNoRevocationEndpoint):
-				b.Logger().Debug("dropped token not revoked: the config has no revocation endpoint", "config", r.cfg.name, "token_key", r.key)
+				b.Logger().Debug("dropped token not revoked: the config has no revocation endpoint", "config", r.cfg.name, "token_key", r.key.String())
 				return append(warnings, "the token was not revoked at the IdP: config "+r.cfg.name+" has no revocation_url (nor an issuer whose metadata names one)")
 			case err != nil:
 				b.Logger().Warn("revocation of a dropped token failed", "config", r.cfg.name, "token_key", r.key.String(), "token_type_hint", t.hint, "error", err)
