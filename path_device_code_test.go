@@ -60,6 +60,9 @@ func TestDeviceCodeLogin(t *testing.T) {
 			t.Fatalf("the answer shows the device code in %s", k)
 		}
 	}
+	if da := e.metricsJSON().Configs["tv"].DeviceAuths; da["success"] != 1 {
+		t.Errorf("metrics count device authorizations %v, want one success", da)
+	}
 	msg := e.fails(logical.ReadOperation, "creds/tv", nil, "waits for a device login")
 	if !strings.Contains(msg, uc) || !strings.Contains(msg, base+"/activate") {
 		t.Fatalf("pending creds message %q lacks the user code or URL", msg)

@@ -52,13 +52,16 @@ type Endpoint struct {
 	DeviceAuthorizationURL string
 }
 
-// Exchange describes one HTTP try at the token endpoint, without secrets.
+// Exchange describes one HTTP try at the token endpoint (or, when
+// DeviceAuthorization is set, at RFC 8628's device authorization endpoint),
+// without secrets.
 type Exchange struct {
-	Grant    GrantType
-	Status   int // 0 when no response arrived
-	Duration time.Duration
-	Attempt  int
-	Err      error
+	Grant               GrantType
+	DeviceAuthorization bool
+	Status              int // 0 when no response arrived
+	Duration            time.Duration
+	Attempt             int
+	Err                 error
 }
 
 // TokenRequest is one grant's parameters.

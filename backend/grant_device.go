@@ -91,8 +91,14 @@ func (e *Endpoint) RequestDeviceAuthorization(ctx context.Context, scopes []stri
 	return out, err
 }
 
-func (e *Endpoint) deviceAuthorizationOnce(ctx context.Context, endpoint string, scopes []string, extra map[string]string) (*DeviceAuthorization, error) {
+func (e *Endpoint) deviceAuthorizationOnce(ctx context.Context, endpoint string, scopes []string, extra map[string]string) (d *DeviceAuthorization, err error) {
 	started := e.now()
+	sent, status := false, 0 // observed once the request went out
+	defer func() {
+		if sent && e.Observe != nil {
+			e.Observe(Exchange{Grant: GrantDeviceCode, DeviceAuthorization: true, Status: status, Duration: e.now().Sub(started), Attempt: 1, Err: err})
+		}
+	}()
 	form := url.Values{}
 	for k, v := range extra {
 		form.Set(k, v)
@@ -101,7 +107,7 @@ func (e *Endpoint) deviceAuthorizationOnce(ctx context.Context, endpoint string,
 	if len(scopes) > 0 {
 		form.Set("scope", strings.Join(scopes, " "))
 	}
-	form, authHeader, sent, err := e.clientAuthentication(form)
+	form, authHeader, redact, err := e.clientAuthentication(form)
 	if err != nil {
 		return nil, &IdPError{Config: e.Config, Detail: Sanitize(err.Error(), 200)}
 	}
@@ -110,10 +116,12 @@ func (e *Endpoint) deviceAuthorizationOnce(ctx context.Context, endpoint string,
 		return nil, &IdPError{Config: e.Config, Detail: "the device_authorization_url cannot be used"}
 	}
 	resp, err := e.HTTP.Do(httpReq)
+	sent = true
 	if err != nil {
 		return nil, &IdPError{Config: e.Config, Detail: "device authorization: " + networkDetail(err), Temporary: ctx.Err() == nil && !errors.Is(err, ErrHostNotAllowed)}
 	}
 	defer resp.Body.Close()
+	status = resp.StatusCode
 	body, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
 	idpErr := &IdPError{Config: e.Config, Status: resp.StatusCode}
 	switch {
@@ -124,11 +132,11 @@ func (e *Endpoint) deviceAuthorizationOnce(ctx context.Context, endpoint string,
 		idpErr.Detail = "device authorization: the endpoint redirected; redirects are not followed"
 		return nil, idpErr
 	case resp.StatusCode != http.StatusOK:
-		parseErrorBody(idpErr, body, e.redactor(TokenRequest{Redact: sent}))
+		parseErrorBody(idpErr, body, e.redactor(TokenRequest{Redact: redact}))
 		idpErr.Temporary = resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
 		return nil, idpErr
 	}
-	d, err := ParseDeviceAuthorization(body, started)
+	d, err = ParseDeviceAuthorization(body, started)
 	if err != nil {
 		idpErr.Detail = err.Error()
 		return nil, idpErr

@@ -52,6 +52,7 @@ type configMetrics struct {
 	refreshes        atomic.Uint64
 	refreshFallbacks atomic.Uint64
 	authCodeLogins   [2]atomic.Uint64 // success, failure
+	deviceAuths      [len(outcomes)]atomic.Uint64
 	secretFallbacks  [2]atomic.Uint64 // success, failure
 	latency          histogram
 }
@@ -86,6 +87,11 @@ func (m *Metrics) config(name string) *configMetrics {
 // meant as Endpoint.Observe.
 func (m *Metrics) ObserveExchange(config string, x Exchange) {
 	c := m.config(config)
+	if x.DeviceAuthorization {
+		// Not a token request: its own counter, out of the token endpoint's latency.
+		c.deviceAuths[slices.Index(outcomes[:], ExchangeOutcome(x))].Add(1)
+		return
+	}
 	g := slices.Index(grants[:], x.Grant)
 	if g < 0 {
 		g = len(grants)
@@ -196,6 +202,7 @@ type ConfigSnapshot struct {
 	Refreshes        uint64                       `json:"refreshes"`
 	RefreshFallbacks uint64                       `json:"refresh_fallbacks"`
 	AuthCodeLogins   map[string]uint64            `json:"auth_code_logins"`
+	DeviceAuths      map[string]uint64            `json:"device_authorizations"` // outcome -> count
 	SecretFallbacks  map[string]uint64            `json:"secret_fallbacks"`
 	Latency          HistogramSnapshot            `json:"idp_latency_seconds"`
 }
@@ -236,6 +243,10 @@ func (c *configMetrics) snapshot() ConfigSnapshot {
 		RefreshFallbacks: c.refreshFallbacks.Load(),
 		AuthCodeLogins:   map[string]uint64{"success": c.authCodeLogins[0].Load(), "failure": c.authCodeLogins[1].Load()},
 		SecretFallbacks:  map[string]uint64{"success": c.secretFallbacks[0].Load(), "failure": c.secretFallbacks[1].Load()},
+		DeviceAuths:      map[string]uint64{},
+	}
+	for o, name := range outcomes {
+		s.DeviceAuths[name] = c.deviceAuths[o].Load()
 	}
 	for p, name := range readPaths {
 		s.Reads[name] = map[string]uint64{"hit": c.reads[p][0].Load(), "miss": c.reads[p][1].Load()}
@@ -320,6 +331,13 @@ func (s Snapshot) WritePrometheus(w io.Writer) error {
 	for _, n := range names {
 		for _, o := range []string{"success", "failure"} {
 			fmt.Fprintf(&b, "%sauth_code_logins_total{config=\"%s\",outcome=\"%s\"} %d\n", MetricPrefix, escapeLabel(n), o, s.Configs[n].AuthCodeLogins[o])
+		}
+	}
+
+	family("device_authorizations_total", "counter", "HTTP requests to the IdP's device authorization endpoint (RFC 8628), by config and outcome.")
+	for _, n := range names {
+		for _, o := range outcomes {
+			fmt.Fprintf(&b, "%sdevice_authorizations_total{config=\"%s\",outcome=\"%s\"} %d\n", MetricPrefix, escapeLabel(n), o, s.Configs[n].DeviceAuths[o])
 		}
 	}
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -105,6 +107,8 @@ func TestMetricsPrometheusText(t *testing.T) {
 	m.AuthCodeLogin("a", false)
 	m.AuthCodeLogin("a", false)
 	m.SecretFallback("a", true)
+	m.ObserveExchange("a", Exchange{Grant: GrantDeviceCode, DeviceAuthorization: true, Status: 200, Duration: 20 * time.Second, Attempt: 1})
+	m.ObserveExchange("a", Exchange{Grant: GrantDeviceCode, DeviceAuthorization: true, Status: 400, Err: &IdPError{Status: 400}, Attempt: 1})
 
 	var buf bytes.Buffer
 	if err := m.Snapshot(7).WritePrometheus(&buf); err != nil {
@@ -135,6 +139,10 @@ func TestMetricsPrometheusText(t *testing.T) {
 		{p + "auth_code_logins_total", map[string]string{"config": "a", "outcome": "failure"}, 2},
 		{p + "secret_fallbacks_total", map[string]string{"config": "a", "outcome": "success"}, 1},
 		{p + "secret_fallbacks_total", map[string]string{"config": "a", "outcome": "failure"}, 0},
+		{p + "device_authorizations_total", map[string]string{"config": "a", "outcome": "success"}, 1},
+		{p + "device_authorizations_total", map[string]string{"config": "a", "outcome": "refused"}, 1},
+		{p + "device_authorizations_total", map[string]string{"config": "a", "outcome": "timeout"}, 0},
+		{p + "idp_request_duration_seconds_count", map[string]string{"config": "a"}, 3}, // device authorization is not a token request
 		{p + "idp_request_duration_seconds_bucket", map[string]string{"config": "a", "le": "0.005"}, 1},
 		{p + "idp_request_duration_seconds_bucket", map[string]string{"config": "a", "le": "0.05"}, 2},
 		{p + "idp_request_duration_seconds_bucket", map[string]string{"config": "a", "le": "0.1"}, 3},
@@ -148,8 +156,8 @@ func TestMetricsPrometheusText(t *testing.T) {
 			t.Errorf("%s%v = %v (present %v), want %v", c.sample, c.labels, got, ok, c.want)
 		}
 	}
-	if len(fams) != 11 {
-		t.Errorf("%d families, want 11", len(fams))
+	if len(fams) != 12 {
+		t.Errorf("%d families, want 12", len(fams))
 	}
 
 	m.DropConfig(`we"ird\name`)
@@ -205,5 +213,38 @@ func TestMetricsExtensionGrants(t *testing.T) {
 	}
 	if len(c.Requests["other"]) != 0 {
 		t.Errorf("requests[other] = %v", c.Requests["other"])
+	}
+}
+
+// TestTelemetryDocListsEveryMetric keeps docs/telemetry.md's table and the
+// exposition in step: every family written is documented with its type, and
+// nothing documented is missing from the output.
+func TestTelemetryDocListsEveryMetric(t *testing.T) {
+	doc, err := os.ReadFile("../docs/telemetry.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]string{} // name -> type
+	for _, m := range regexp.MustCompile("(?m)^\\| `("+MetricPrefix+"[a-z_]+)` \\| ([a-z]+) \\|").FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = m[2]
+	}
+	var m Metrics
+	m.CacheHit("a")
+	var buf bytes.Buffer
+	if err := m.Snapshot(1).WritePrometheus(&buf); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := promtext.Parse(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range fams {
+		if typ, ok := documented[name]; !ok || typ != f.Type {
+			t.Errorf("%s (%s) is written but docs/telemetry.md lists it as %q", name, f.Type, typ)
+		}
+		delete(documented, name)
+	}
+	for name := range documented {
+		t.Errorf("docs/telemetry.md lists %s, which is not written", name)
 	}
 }
