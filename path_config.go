@@ -3,6 +3,7 @@ package idptokens
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -286,6 +287,10 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return nil, err
 	}
+	users, err := b.rolesOf(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
 	old, err := loadConfigEntry(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
@@ -305,7 +310,13 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 	b.revokeDropped(ctx, revoke)
 	b.dropConfigState(name)
 	b.metrics.DropConfig(name)
-	return nil, nil
+	if len(users) == 0 {
+		return nil, nil
+	}
+	roles := slices.Sorted(maps.Keys(users))
+	return &logical.Response{Warnings: []string{fmt.Sprintf(
+		"roles %s name config %q: their reads fail until a config of that name is written again, and the tokens they held were dropped (revoked at the IdP where it has a revocation endpoint), also under leases handed out before this delete",
+		strings.Join(roles, ", "), name)}}, nil
 }
 
 // providerOrDefault is the named preset, or oauth2's for a name no longer

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -257,4 +258,25 @@ func TestScopesSeparatedBySpacesOrCommas(t *testing.T) {
 		t.Fatalf("sent scope %q", sent)
 	}
 	e.fails(logical.UpdateOperation, "roles/inspect", map[string]any{"scopes": `openid "email"`}, "scopes")
+}
+
+// Deleting a config that roles still name says so: the roles' reads fail
+// from now on, and the token they shared was dropped (revoked at the IdP
+// where it has a revocation endpoint) under the leases already handed out.
+func TestConfigDeleteWarnsOfItsRoles(t *testing.T) {
+	m := setupMicroTek(t, time.Hour)
+	m.ok(logical.UpdateOperation, "roles/a", map[string]any{"config": "mt"})
+	m.ok(logical.UpdateOperation, "roles/b", map[string]any{"config": "mt"})
+	m.creds("a")
+	resp := m.ok(logical.DeleteOperation, "config/mt", nil)
+	if resp == nil || len(resp.Warnings) == 0 {
+		t.Fatal("deleting a config two roles name gave no warning")
+	}
+	if w := strings.Join(resp.Warnings, " "); !strings.Contains(w, "a, b") || !strings.Contains(w, "lease") {
+		t.Fatalf("warning %q: want the roles named and the leases mentioned", w)
+	}
+	m.ok(logical.UpdateOperation, "config/other", map[string]any{"token_url": m.url, "client_id": "other", "client_secret": "s"})
+	if resp := m.ok(logical.DeleteOperation, "config/other", nil); resp != nil && len(resp.Warnings) != 0 {
+		t.Fatalf("deleting an unused config warned: %v", resp.Warnings)
+	}
 }

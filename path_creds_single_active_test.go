@@ -304,3 +304,26 @@ func TestAuthCodeRefusedRefreshIsForgotten(t *testing.T) {
 		t.Fatalf("the second read sent %d more requests (the dead refresh token again)", n-sent)
 	}
 }
+
+// A token too short-lived for the shortest lease (MicroTek answering
+// expires_in=1, or a slow answer that used up most of the token's life): the
+// lease handed out with it is a second long at least, so the next mint must
+// wait until that lease has ended, not only until expiry less the reserve.
+func TestSingleActiveShortLivedTokenOutlivesItsLease(t *testing.T) {
+	m := setupMicroTek(t, time.Second)
+	m.ok(logical.UpdateOperation, "roles/x", map[string]any{"config": "mt", "min_ttl": 10})
+	first := m.creds("x")
+	old := first.Data["access_token"].(string)
+	end := m.leaseEnd(first)
+	m.clock.Advance(600 * time.Millisecond)
+	if next := m.creds("x"); next.Data["access_token"] == old {
+		t.Fatal("no new token after the old one expired")
+	}
+	killed, dead := m.idp.KilledAt(old)
+	if !dead {
+		t.Fatal("MicroTek did not kill the old token")
+	}
+	if killed.Before(end) {
+		t.Fatalf("the old token died at %s while its lease ran until %s", killed.Format(time.StampMilli), end.Format(time.StampMilli))
+	}
+}

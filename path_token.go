@@ -41,20 +41,18 @@ func (b *idpBackend) pathTokenRead(ctx context.Context, req *logical.Request, d 
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	return &logical.Response{Data: tokenData(got, b.clock())}, nil
+	return &logical.Response{Data: tokenData(got)}, nil
 }
 
 // tokenData is the answer of token/<role>. expires_in is how long the
-// reader may rely on the token, in whole seconds: its remaining life, or
-// on a single_active_token config the holding period (the next token may be
-// minted, killing this one, when it ends). Never less than a second, as for
-// a lease.
-func tokenData(got served, now time.Time) map[string]any {
+// reader may rely on the token, in whole seconds: the holding period a creds
+// lease gets at the same moment (before the role's ttl caps), that is its
+// remaining life less the skew, or on a single_active_token config until the
+// next token may be minted (killing this one) less the skew. Never less than
+// a second, as for a lease.
+func tokenData(got served) map[string]any {
 	tok := got.StoredToken
-	left := tok.Remaining(now)
-	if got.singleActive {
-		left = got.Hold
-	}
+	left := got.Hold
 	data := map[string]any{
 		"access_token": tok.AccessToken,
 		"token_type":   tok.TokenType,

@@ -184,3 +184,27 @@ func BenchmarkTokenCacheHit(b *testing.B) {
 	}
 	b.ReportMetric(float64(storage.Total())/float64(b.N), "storage-calls/op")
 }
+
+// On a config whose tokens do not kill each other, expires_in is the same
+// holding period as the creds lease at that moment (remaining life less the
+// skew), as the README promises: a reader of token/ is not told it may rely
+// on the token a second longer than a reader of creds/.
+func TestTokenExpiresInIsTheCredsLease(t *testing.T) {
+	e := newTestEnv(t)
+	e.setupMWI(fakeidp.Options{TokenTTL: time.Hour})
+	clock := time.Now()
+	e.b.now = func() time.Time { return clock }
+	start := clock
+	creds := e.creds("mwi")
+	for _, at := range []time.Duration{0, 10 * time.Minute, 59*time.Minute + 30*time.Second} {
+		clock = start.Add(at)
+		lease := int64(leaseTTL(e.creds("mwi")) / time.Second)
+		tok := e.token("mwi", nil)
+		if tok.Data["access_token"] != creds.Data["access_token"] {
+			t.Fatal("token and creds handed out different tokens")
+		}
+		if got := tok.Data["expires_in"]; got != lease {
+			t.Fatalf("after %s: expires_in %v, want the creds lease's %d s", at, got, lease)
+		}
+	}
+}

@@ -260,8 +260,10 @@ func (s *TokenStore) mint(ctx context.Context, kv KV, w Want, current *StoredTok
 	if w.SingleActive {
 		// The holding period of every lease on this token ends by
 		// MintAfter-HoldSkew: by the time a read may mint, none is live.
+		// The shortest lease is MinHold: when the token is too short-lived
+		// (or its answer too slow) for that, the next mint waits for it.
 		lifetime := stored.Expiry.Sub(stored.ObtainedAt)
-		stored.MintAfter = stored.Expiry.Add(-min(reserve, lifetime/2))
+		stored.MintAfter = later(stored.Expiry.Add(-min(reserve, lifetime/2)), s.now().Add(MinHold+HoldSkew))
 		hold = stored.MintAfter.Sub(s.now()) - HoldSkew
 	}
 	if err := s.put(ctx, kv, w.Key, stored); err != nil {
@@ -362,3 +364,11 @@ type refreshDeadError struct{ err error }
 
 func (e refreshDeadError) Error() string   { return e.err.Error() }
 func (e refreshDeadError) Unwrap() []error { return []error{e.err, ErrRefreshDead} }
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
