@@ -2,7 +2,9 @@ package idptokens
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -115,10 +117,33 @@ func (r *fieldReader) duration(field string, dst *time.Duration) bool {
 	if secs := v.(int); secs < 0 {
 		r.err = fieldError(field, "must not be negative")
 		return false
+	} else if frac := subSecond(r.d.Raw[field]); frac {
+		// The schema's type rounds down to whole seconds: "500ms" would
+		// silently become 0 (the default) and "1500ms" 1s.
+		r.err = fieldError(field, "%v is not a whole number of seconds", r.d.Raw[field])
+		return false
 	} else {
 		*dst = time.Duration(secs) * time.Second
 	}
 	return true
+}
+
+// subSecond: a raw duration value (a Go duration string or a number of
+// seconds) with a fraction of a second.
+func subSecond(raw any) bool {
+	switch v := raw.(type) {
+	case string:
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		return err == nil && d%time.Second != 0
+	case float64:
+		return v != math.Trunc(v)
+	case float32:
+		return float64(v) != math.Trunc(float64(v))
+	case json.Number:
+		f, err := v.Float64()
+		return err == nil && f != math.Trunc(f)
+	}
+	return false
 }
 
 // flag reads a bool.
