@@ -46,6 +46,8 @@ type configField struct {
 	// line breaks of PEM text.
 	maxLen    int
 	multiline bool
+	// def is the value a duration has when unset, which a read shows.
+	def time.Duration
 
 	str  func(*configEntry) *string
 	list func(*configEntry) *[]string
@@ -105,7 +107,7 @@ var configFieldTable = []configField{
 		str: func(e *configEntry) *string { return &e.SecurityKey }},
 	{name: "scopes", kind: kindScopes, desc: "Default scopes of roles that name none (MWI: the api_id), separated by commas or spaces.",
 		list: func(e *configEntry) *[]string { return &e.Scopes }},
-	{name: "request_timeout", kind: kindDuration, desc: "Bound of a whole token request to the IdP, every try and retry wait included (1s to 90s). Default 20s.",
+	{name: "request_timeout", kind: kindDuration, def: backend.DefaultRequestTimeout, desc: "Bound of a whole token request to the IdP, every try and retry wait included (1s to 90s). Default 20s.",
 		dur: func(e *configEntry) *time.Duration { return &e.RequestTimeout }},
 	{name: "single_active_token", kind: kindPresetFlag,
 		desc: "The IdP keeps one live token per client: a new token invalidates the old one (MicroTek). All roles then share one token, " +
@@ -121,7 +123,7 @@ var configFieldTable = []configField{
 		flag: func(e *configEntry) *bool { return &e.AllowInsecureHTTP }},
 	{name: "redirect_uris", kind: kindList, desc: "Redirect URIs auth-url may use (authorization_code); the first is the default. Normally https://<vault>/v1/<mount>/callback.",
 		list: func(e *configEntry) *[]string { return &e.RedirectURIs }},
-	{name: "auth_state_ttl", kind: kindDuration, desc: "How long a login begun with auth-url may take. Default 10m.",
+	{name: "auth_state_ttl", kind: kindDuration, def: defaultAuthStateTTL, desc: "How long a login begun with auth-url may take. Default 10m.",
 		dur: func(e *configEntry) *time.Duration { return &e.AuthStateTTL }},
 }
 
@@ -190,7 +192,11 @@ func readData(e *configEntry) map[string]any {
 		case kindList, kindScopes:
 			data[f.name] = nonNil(*f.list(e))
 		case kindDuration:
-			data[f.name] = int64(f.dur(e).Seconds())
+			d := *f.dur(e)
+			if d == 0 {
+				d = f.def
+			}
+			data[f.name] = int64(d.Seconds())
 		case kindFlag:
 			data[f.name] = *f.flag(e)
 		case kindPresetFlag:
