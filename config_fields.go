@@ -117,7 +117,7 @@ var configFieldTable = []configField{
 		str: func(e *configEntry) *string { return &e.CACert }},
 	{name: "default_token_ttl", kind: kindDuration, desc: "Lifetime assumed when the IdP omits expires_in. Without it, a response without expires_in is an error.",
 		dur: func(e *configEntry) *time.Duration { return &e.DefaultTokenTTL }},
-	{name: "allowed_token_types", kind: kindList, desc: "token_type values accepted from the IdP. Default Bearer.",
+	{name: "allowed_token_types", kind: kindList, desc: "token_type values accepted from the IdP. Default Bearer; token exchanges also accept N_A (RFC 8693).",
 		list: func(e *configEntry) *[]string { return &e.AllowedTokenTypes }},
 	{name: "allow_insecure_http", kind: kindFlag, desc: "Allow http:// endpoints on non-loopback hosts (credentials then travel in clear). Default false.",
 		flag: func(e *configEntry) *bool { return &e.AllowInsecureHTTP }},

@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 )
 
 func (b *idpBackend) pathCredsDropPaths() []*framework.Path {
@@ -42,7 +44,13 @@ func (b *idpBackend) pathCredsDrop(ctx context.Context, req *logical.Request, d 
 	if err := b.tokens.Drop(ctx, storageKV{req.Storage}, key.String()); err != nil {
 		return nil, err
 	}
-	resp = &logical.Response{Data: map[string]any{"dropped": len(list) > 0, "token_key": key.String()}}
+	dropped := len(list) > 0
+	if role.grant() == backend.GrantTokenExchange && role.SubjectRole == "" {
+		// The exchanges callers brought their subject tokens to: the next
+		// exchange/<role> of each subject exchanges again.
+		dropped = b.exchanges.DropRole(name) > 0 || dropped
+	}
+	resp = &logical.Response{Data: map[string]any{"dropped": dropped, "token_key": key.String()}}
 	if key.shared {
 		// One live token per client: every role of the config shares it.
 		roles, err := b.rolesOf(ctx, req.Storage, role.Config)
@@ -58,7 +66,7 @@ func (b *idpBackend) pathCredsDrop(ctx context.Context, req *logical.Request, d 
 		resp.AddWarning("the token is shared by every role of config " + role.Config + " (" + strings.Join(names, ", ") + "): all of them get a new one, " +
 			"and the IdP keeps one live token per client, so the next read kills the dropped token also under leases handed out before this drop")
 	}
-	b.Logger().Info("cached token dropped", "role", name, "config", role.Config, "token_key", key.String(), "had_token", len(list) > 0)
+	b.Logger().Info("cached token dropped", "role", name, "config", role.Config, "token_key", key.String(), "had_token", dropped)
 	for _, w := range b.revokeDropped(ctx, list) {
 		resp.AddWarning(w)
 	}
@@ -70,7 +78,9 @@ Drops the role's cached token so that the next creds read mints a new one
 (for when the IdP revoked a token behind Vault's back). The dropped refresh
 and access tokens are revoked at the config's revocation endpoint (RFC 7009)
 when it has one; a failed revocation is a warning, and the token is dropped
-all the same.
+all the same. For a token_exchange role whose callers bring the subject
+token (exchange/<role>), every exchange of the role held in memory is
+dropped too, so the next exchange of each subject token asks the IdP again.
 
 When the config keeps one live token per client (provider=microtek), the
 token is shared by every role of the config: dropping it affects them all.

@@ -90,3 +90,34 @@ func TestExchangePathRefusals(t *testing.T) {
 		t.Fatalf("standby: err=%v, want ErrReadOnly", err)
 	}
 }
+
+// creds/<role>/drop of a role whose callers bring the subject token forgets
+// its cached exchanges (for when the IdP revoked one behind Vault's back),
+// and a role deleted and written again under the same name starts afresh.
+func TestExchangeDropAndRoleDelete(t *testing.T) {
+	e := newExchangeEnv(t, fakeidp.TokenExchangeOptions{ValidSubject: func(s string) bool { return s == "alice-token-123" },
+		TokenTTL: 10 * time.Minute})
+	role := map[string]any{"config": "sts", "grant_type": "token_exchange"}
+	e.ok(logical.UpdateOperation, "roles/orders", role)
+	exchange := func() string {
+		t.Helper()
+		return e.ok(logical.UpdateOperation, "exchange/orders", map[string]any{"subject_token": "alice-token-123"}).Data["access_token"].(string)
+	}
+	first := exchange()
+	if exchange() != first || len(e.sts.Requests()) != 1 {
+		t.Fatalf("%d exchanges, want the cached one", len(e.sts.Requests()))
+	}
+	drop := e.ok(logical.UpdateOperation, "creds/orders/drop", nil)
+	if drop.Data["dropped"] != true {
+		t.Errorf("drop answered dropped=%v, want true (an exchange was cached)", drop.Data["dropped"])
+	}
+	second := exchange()
+	if second == first || len(e.sts.Requests()) != 2 {
+		t.Fatalf("after drop: %d exchanges and the same token %v, want a new exchange", len(e.sts.Requests()), second == first)
+	}
+	e.ok(logical.DeleteOperation, "roles/orders", nil)
+	e.ok(logical.UpdateOperation, "roles/orders", role)
+	if third := exchange(); third == second || len(e.sts.Requests()) != 3 {
+		t.Fatalf("role deleted and written again: %d exchanges, want a new exchange", len(e.sts.Requests()))
+	}
+}

@@ -256,6 +256,7 @@ func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d
 		return nil, err
 	}
 	b.roles.Drop(name)
+	b.exchanges.DropRole(name) // a role written again under this name starts afresh
 	if err := b.dropPendingLogins(ctx, req.Storage, name); err != nil {
 		return nil, err
 	}

@@ -201,7 +201,11 @@ func (e *Endpoint) interpret(resp *http.Response, body []byte, readErr error, re
 		idpErr.Temporary = resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
 		return nil, idpErr
 	}
-	tok, err := ParseTokenResponse(body, started, e.DefaultTokenTTL, e.AllowedTokenTypes)
+	allowed := e.AllowedTokenTypes
+	if req.Grant == GrantTokenExchange {
+		allowed = exchangeTokenTypes(allowed)
+	}
+	tok, err := ParseTokenResponse(body, started, e.DefaultTokenTTL, allowed)
 	if err != nil {
 		idpErr.Detail = err.Error()
 		return nil, idpErr

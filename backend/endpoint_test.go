@@ -869,3 +869,29 @@ func TestRequestTokenDefaultTTLAndTypes(t *testing.T) {
 		t.Errorf("got %+v", tok)
 	}
 }
+
+// A token exchange for a token that is not an access token (an ID token, a
+// SAML assertion) answers token_type N_A (RFC 8693 2.2.1): accepted for the
+// exchange grant without the config listing it, and only there.
+func TestTokenExchangeAcceptsNA(t *testing.T) {
+	idp := newRecordingIdP(t, answerStatus(200, `{"access_token":"ID-1","token_type":"N_A","expires_in":600,`+
+		`"issued_token_type":"urn:ietf:params:oauth:token-type:id_token"}`))
+	e := newTestEndpoint(t, "oauth2", idp.tokenURL())
+	tok, err := e.RequestToken(context.Background(), TokenRequest{Grant: GrantTokenExchange})
+	if err != nil {
+		t.Fatalf("token exchange answered N_A: %v", err)
+	}
+	if tok.TokenType != "N_A" || tok.IssuedTokenType != "urn:ietf:params:oauth:token-type:id_token" {
+		t.Errorf("got %+v", tok)
+	}
+	e.AllowedTokenTypes = []string{"DPoP"}
+	if _, err := e.RequestToken(context.Background(), TokenRequest{Grant: GrantTokenExchange}); err != nil {
+		t.Errorf("with allowed_token_types DPoP: %v", err)
+	}
+	if e.AllowedTokenTypes[0] != "DPoP" || len(e.AllowedTokenTypes) != 1 {
+		t.Errorf("the config's allowed types changed: %v", e.AllowedTokenTypes)
+	}
+	if _, err := e.RequestToken(context.Background(), TokenRequest{Grant: GrantClientCredentials}); err == nil || !strings.Contains(err.Error(), "not allowed") {
+		t.Errorf("client_credentials answered N_A: err=%v, want it refused", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,6 +119,23 @@ func (c *ExchangeCache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.items)
+}
+
+// DropRole forgets every exchanged token of role (its drop, its delete) and
+// says how many it held.
+func (c *ExchangeCache) DropRole(role string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	prefix := role + "\x00"
+	n := 0
+	for key, el := range c.items {
+		if strings.HasPrefix(key, prefix) {
+			c.order.Remove(el)
+			delete(c.items, key)
+			n++
+		}
+	}
+	return n
 }
 
 // Clear forgets every exchanged token.

@@ -1,6 +1,9 @@
 package backend
 
-import "net/url"
+import (
+	"net/url"
+	"strings"
+)
 
 // OAuth 2.0 Token Exchange (RFC 8693): a subject token (and optionally an
 // actor token) is exchanged for a token for another audience or resource.
@@ -54,4 +57,24 @@ func orDefault(v, def string) string {
 		return def
 	}
 	return v
+}
+
+// TokenTypeNA is RFC 8693 2.2.1's token_type of an issued token that is not
+// an access token (an ID token or a SAML assertion asked for by
+// requested_token_type).
+const TokenTypeNA = "N_A"
+
+// exchangeTokenTypes is what a token exchange accepts: the config's types
+// (default Bearer) and N_A, the one token_type RFC 8693 allows for a token
+// that is not an access token.
+func exchangeTokenTypes(allowed []string) []string {
+	if len(allowed) == 0 {
+		allowed = []string{"Bearer"}
+	}
+	for _, a := range allowed {
+		if strings.EqualFold(a, TokenTypeNA) {
+			return allowed
+		}
+	}
+	return append(allowed[:len(allowed):len(allowed)], TokenTypeNA)
 }
