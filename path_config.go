@@ -138,6 +138,10 @@ func (b *idpBackend) checkSingleActiveClient(ctx context.Context, s logical.Stor
 		if resp := sharedTokenConflict(st, roles); resp != nil {
 			return resp, nil
 		}
+		if renewable := renewableRoles(roles); len(renewable) > 0 {
+			return fieldError("single_active_token", "roles %s have renewable_leases, which a config that keeps one live token per client refuses "+
+				"(Vault Proxy would replay a lease past the next mint); write them with renewable_leases=false first", strings.Join(renewable, ", ")), nil
+		}
 	}
 	names, err := b.configsOfClient(ctx, s, st.entry)
 	if err != nil {
@@ -157,6 +161,17 @@ func (b *idpBackend) checkSingleActiveClient(ctx context.Context, s logical.Stor
 		}
 	}
 	return nil, nil
+}
+
+// renewableRoles are the names of the roles with renewable_leases, sorted.
+func renewableRoles(roles map[string]*roleEntry) []string {
+	var out []string
+	for _, n := range slices.Sorted(maps.Keys(roles)) {
+		if roles[n].RenewableLeases {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // afterConfigChange drops the tokens of a former client or operator, which

@@ -129,6 +129,14 @@ func TestRenewableLeasesOnlyWhereTheyKeepThePromise(t *testing.T) {
 
 	e2, _, clock := renewableEnv(t, time.Hour)
 	lease := e2.creds("x")
+	// A config write is refused while a role of it has renewable_leases, as
+	// the role write is; once the role no longer asks for it, leases handed
+	// out before stay renewable in Vault, so their renewals must be refused.
+	msg := e2.fails(logical.UpdateOperation, "config/c", map[string]any{"single_active_token": true}, "single_active_token")
+	if !strings.Contains(msg, "roles x have renewable_leases") {
+		t.Errorf("the refusal %q does not name role x", msg)
+	}
+	e2.ok(logical.UpdateOperation, "roles/x", map[string]any{"config": "c", "scopes": "read", "renewable_leases": false, "min_ttl": "10m"})
 	e2.ok(logical.UpdateOperation, "config/c", map[string]any{"single_active_token": true})
 	clock.Advance(time.Minute)
 	if r := e2.renew(lease, clock.Now().Add(-time.Minute), 0); !r.IsError() {
