@@ -62,7 +62,7 @@ func (b *idpBackend) pathDeviceCodeWrite(ctx context.Context, req *logical.Reque
 		"user_code":        l.UserCode,
 		"verification_uri": l.VerificationURI,
 		"expires_at":       l.ExpiresAt.UTC().Format(time.RFC3339),
-		"interval":         int64(l.Interval.Seconds()),
+		"interval":         int64(max(b.devices.wait(l), time.Second).Round(time.Second) / time.Second), // how often Vault polls, not a 0 an IdP sent
 	}
 	if l.VerificationURIComplete != "" {
 		data["verification_uri_complete"] = l.VerificationURIComplete

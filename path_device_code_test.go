@@ -2,6 +2,8 @@ package idptokens
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -164,5 +166,28 @@ func TestDeviceCodePublicClient(t *testing.T) {
 	creds, last := e.credsEventually("pub", 20*time.Second)
 	if creds == nil || !idp.Valid(creds.Data["access_token"].(string)) {
 		t.Fatalf("no valid token for the public client; creds says %q", last)
+	}
+}
+
+// An IdP that answers interval 0 is polled at the engine's least interval,
+// and the answer says that interval, not 0.
+func TestDeviceCodeAnswersTheIntervalPolled(t *testing.T) {
+	e := newTestEnv(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/device" {
+			fmt.Fprint(w, `{"device_code":"dc-zero","user_code":"ZERO-1","verification_uri":"https://idp.example/activate","expires_in":600,"interval":0}`)
+			return
+		}
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"error":"authorization_pending"}`)
+	}))
+	t.Cleanup(srv.Close)
+	e.ok(logical.UpdateOperation, "config/z", map[string]any{"token_url": srv.URL + "/token", "device_authorization_url": srv.URL + "/device",
+		"client_id": "z", "client_secret": "z-secret"})
+	e.ok(logical.UpdateOperation, "roles/z", map[string]any{"config": "z", "grant_type": "device_code"})
+	t.Cleanup(e.b.devices.stopAll)
+	if got := e.ok(logical.UpdateOperation, "device-code/z", nil).Data["interval"]; got != int64(1) {
+		t.Fatalf("interval %v, want 1 (the engine's least wait between polls)", got)
 	}
 }
