@@ -32,9 +32,10 @@ const (
 	OutcomeRefused = "refused" // a definite 4xx answer (not 429)
 	OutcomeError   = "error"   // 5xx, 429, bad body, network failure
 	OutcomeTimeout = "timeout" // no answer in time
+	OutcomePending = "pending" // a device_code poll told authorization_pending or slow_down
 )
 
-var outcomes = [...]string{OutcomeSuccess, OutcomeRefused, OutcomeError, OutcomeTimeout}
+var outcomes = [...]string{OutcomeSuccess, OutcomeRefused, OutcomeError, OutcomeTimeout, OutcomePending}
 
 // grants is the fixed grant label set; anything else counts as "other".
 var grants = [...]GrantType{GrantClientCredentials, GrantPassword, GrantAuthorizationCode, GrantRefreshToken,
@@ -107,6 +108,13 @@ func (m *Metrics) ObserveExchange(config string, x Exchange) {
 func ExchangeOutcome(x Exchange) string {
 	if x.Err == nil {
 		return OutcomeSuccess
+	}
+	if x.Grant == GrantDeviceCode && !x.DeviceAuthorization {
+		// The person has not logged in yet: polling as RFC 8628 means it,
+		// not a refusal that a refusal-rate alert should see.
+		if c := DeviceErrorCode(x.Err); c == DeviceAuthorizationPending || c == DeviceSlowDown {
+			return OutcomePending
+		}
 	}
 	var e *IdPError
 	if errors.As(x.Err, &e) {

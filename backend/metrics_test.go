@@ -34,6 +34,21 @@ func TestExchangeOutcome(t *testing.T) {
 			t.Errorf("%v: outcome %s, want %s", c.err, got, c.want)
 		}
 	}
+	device := []struct {
+		x    Exchange
+		want string
+	}{
+		{Exchange{Grant: GrantDeviceCode, Err: &IdPError{Status: 400, Code: DeviceAuthorizationPending}}, OutcomePending},
+		{Exchange{Grant: GrantDeviceCode, Err: &IdPError{Status: 400, Code: DeviceSlowDown}}, OutcomePending},
+		{Exchange{Grant: GrantDeviceCode, Err: &IdPError{Status: 400, Code: DeviceAccessDenied}}, OutcomeRefused},
+		{Exchange{Grant: GrantClientCredentials, Err: &IdPError{Status: 400, Code: DeviceAuthorizationPending}}, OutcomeRefused},
+		{Exchange{Grant: GrantDeviceCode, DeviceAuthorization: true, Err: &IdPError{Status: 400, Code: DeviceSlowDown}}, OutcomeRefused},
+	}
+	for _, c := range device {
+		if got := ExchangeOutcome(c.x); got != c.want {
+			t.Errorf("%s %v (device authorization %v): outcome %s, want %s", c.x.Grant, c.x.Err, c.x.DeviceAuthorization, got, c.want)
+		}
+	}
 }
 
 // A real client timeout and a real refusal reach the counters through
