@@ -59,7 +59,7 @@ var roleGrantFieldDefs = map[string]roleGrantField{
 		Description: "jwt_bearer: aud claim of the assertion. Default the token endpoint URL."},
 		func(g *roleGrantFields) bool { return g.JWTAudience != "" }},
 	"jwt_claims": {backend.GrantJWTBearer, &framework.FieldSchema{Type: framework.TypeString,
-		Description: `jwt_bearer: further claims of the assertion, as a JSON object (e.g. {"scope":"a b"}); iss, sub, aud, exp, iat, nbf and jti are set by the engine.`},
+		Description: `jwt_bearer: further claims of the assertion, as a JSON object (e.g. {"scope":"a b"}); iss, sub, aud, exp, iat and jti are set by the engine, and nbf may not be given.`},
 		func(g *roleGrantFields) bool { return len(g.JWTClaims) > 0 }},
 	"subject_token_type": {backend.GrantTokenExchange, &framework.FieldSchema{Type: framework.TypeString,
 		Description: "token_exchange: subject_token_type sent. Default urn:ietf:params:oauth:token-type:access_token."},
@@ -172,6 +172,12 @@ func validateRoleGrant(r *roleEntry, cfg *configState) *logical.Response {
 		// RFC 8707 2: an absolute URI without a fragment.
 		if u, err := url.Parse(res); err != nil || !u.IsAbs() || u.Fragment != "" || strings.Contains(res, "#") {
 			return fieldError("resource", "%q is not an absolute URI without a fragment", backend.Sanitize(res, 80))
+		}
+	}
+	for field, v := range map[string]string{"subject_token_type": r.SubjectTokenType, "requested_token_type": r.RequestedTokenType} {
+		// RFC 8693 3: token type identifiers are absolute URIs.
+		if u, err := url.Parse(v); v != "" && (err != nil || !u.IsAbs() || strings.ContainsAny(v, " \t")) {
+			return fieldError(field, "%q is not a token type URI, such as urn:ietf:params:oauth:token-type:access_token", backend.Sanitize(v, 80))
 		}
 	}
 	if grant == backend.GrantJWTBearer && cfg.entry.PrivateKey == "" {

@@ -61,6 +61,8 @@ func TestTokenExchangeRoleValidation(t *testing.T) {
 		{"actor chain", map[string]any{"config": "sts", "grant_type": "token_exchange", "actor_role": "x1"}, "actor_role: role \"x1\" is itself"},
 		{"resource with fragment", map[string]any{"config": "sts", "grant_type": "token_exchange", "resource": "https://a/#f"}, "resource:"},
 		{"relative resource", map[string]any{"config": "sts", "grant_type": "token_exchange", "resource": "orders"}, "not an absolute URI"},
+		{"requested type not a URI", map[string]any{"config": "sts", "grant_type": "token_exchange", "requested_token_type": "bad type"}, `requested_token_type: "bad type" is not a token type URI`},
+		{"subject type not a URI", map[string]any{"config": "sts", "grant_type": "token_exchange", "subject_token_type": "access_token"}, `subject_token_type: "access_token" is not a token type URI`},
 	} {
 		t.Run(c.name, func(t *testing.T) { e.fails(logical.UpdateOperation, "roles/r", c.data, c.want) })
 	}
