@@ -1,6 +1,7 @@
 package idptokens
 
 import (
+	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"strings"
@@ -82,4 +83,14 @@ func TestConfigDeviceAuthorizationURL(t *testing.T) {
 	}
 	e.fails(logical.UpdateOperation, "config/d", map[string]any{"device_authorization_url": "https://evil.example.com/device"},
 		"requires client_secret to be written again")
+}
+
+// The preset without its key file says which field is missing: credentials,
+// not the client_id the key file would have filled in. Nothing is stored.
+func TestGoogleServiceAccountNeedsCredentials(t *testing.T) {
+	e := newTestEnv(t)
+	e.fails(logical.UpdateOperation, "config/g", map[string]any{"provider": "google-service-account"}, "credentials: required for provider google-service-account")
+	if entry, _ := e.storage.Get(context.Background(), "config/g"); entry != nil {
+		t.Fatal("a refused config was stored")
+	}
 }

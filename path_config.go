@@ -249,6 +249,9 @@ func validateConfig(e *configEntry, p *backend.Provider) *logical.Response {
 	if resp := checkEndpointFields(e); resp != nil {
 		return resp
 	}
+	if e.ClientID == "" && p.Name == backend.ProviderGoogleServiceAccount {
+		return fieldError("credentials", "required for provider %s: the service account's JSON key file (credentials=@key.json)", p.Name)
+	}
 	if e.ClientID == "" {
 		return fieldError("client_id", "required")
 	}
