@@ -19,8 +19,10 @@ const (
 	// clientIndexPrefix holds, per client key, the names of its configs.
 	clientIndexPrefix = "clientindex/"
 	// clientIndexBuiltKey marks the index as complete: configs stored
-	// before the index existed are entered once, on first use.
+	// before the index existed (or before normalURL last changed, which
+	// clientIndexVersion counts) are entered once, on first use.
 	clientIndexBuiltKey = "clientindex-built"
+	clientIndexVersion  = "2"
 )
 
 // clientKeys are the index keys of a config's client: its client_id at its
@@ -36,14 +38,25 @@ func clientKeys(e *configEntry) []string {
 	return keys
 }
 
-// normalURL is a URL as a server sees it: scheme and host case-blind, a
-// trailing slash of the path ignored.
+// normalURL is a token endpoint as the IdP tells clients apart: scheme and
+// host case-blind, a default port, repeated slashes and a trailing slash of
+// the path ignored, and the query ignored (an endpoint does not become
+// another client's by a parameter). Host names are not resolved:
+// localhost and 127.0.0.1 stay different (the README says so).
 func normalURL(raw string) string {
-	u, err := url.Parse(raw)
+	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
 		return raw
 	}
-	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimSuffix(u.Path, "/") + "?" + u.RawQuery
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	if port := u.Port(); (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		host = strings.TrimSuffix(host, ":"+port)
+	}
+	p := u.Path
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	return scheme + "://" + host + strings.TrimSuffix(p, "/")
 }
 
 // configsOfClient names the configs that may hold e's client (sameClient
@@ -102,7 +115,10 @@ func (b *idpBackend) ensureClientIndex(ctx context.Context, s logical.Storage) e
 	if err != nil {
 		return err
 	}
-	if marker == nil {
+	if marker == nil || string(marker.Value) != clientIndexVersion {
+		// Entries under keys of an older version stay: a candidate is
+		// always checked with sameClient, so they cost a read, never a
+		// wrong answer.
 		names, err := s.List(ctx, configPrefix)
 		if err != nil {
 			return err
@@ -118,7 +134,7 @@ func (b *idpBackend) ensureClientIndex(ctx context.Context, s logical.Storage) e
 				}
 			}
 		}
-		if err := s.Put(ctx, &logical.StorageEntry{Key: clientIndexBuiltKey, Value: []byte("1")}); err != nil {
+		if err := s.Put(ctx, &logical.StorageEntry{Key: clientIndexBuiltKey, Value: []byte(clientIndexVersion)}); err != nil {
 			return err
 		}
 	}

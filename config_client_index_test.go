@@ -2,6 +2,8 @@ package idptokens
 
 import (
 	"context"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,5 +43,55 @@ func TestClientIndexBuiltFromStoredConfigs(t *testing.T) {
 	}
 	restarted := newTestEnvOn(t, m.storage)
 	restarted.fails(logical.UpdateOperation, "config/again", map[string]any{"provider": "microtek", "token_url": m.url,
+		"client_id": mtClient, "client_secret": "x"}, `config "mt"`)
+}
+
+// A second config of the same single-active client is refused however its
+// token_url is spelled, as long as the IdP would see the same endpoint.
+func TestSameClientWhateverTheSpelling(t *testing.T) {
+	m := setupMicroTek(t, time.Hour)
+	u, err := url.Parse(m.url) // http://127.0.0.1:<port>/token
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, spelling := range []string{
+		m.url + "/",
+		"HTTP://" + strings.ToUpper(u.Host) + u.Path,
+		"http://" + u.Host + "/" + u.Path,
+		m.url + "?tenant=a",
+		" " + m.url,
+	} {
+		t.Run(spelling, func(t *testing.T) {
+			m.fails(logical.UpdateOperation, "config/other", map[string]any{"provider": "microtek", "token_url": spelling,
+				"client_id": mtClient, "client_secret": "x"}, `config "mt" already holds client`)
+		})
+	}
+	for raw, want := range map[string]string{
+		"https://IdP.example:443//connect//token/?a=1": "https://idp.example/connect/token",
+		"http://idp.example:80/t":                      "http://idp.example/t",
+		"https://idp.example:8443/t":                   "https://idp.example:8443/t",
+	} {
+		if got := normalURL(raw); got != want {
+			t.Errorf("normalURL(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+// An index built by an older version (other key spellings) is built again
+// once, so a duplicate spelled the new way is still found.
+func TestClientIndexRebuiltAfterAVersionChange(t *testing.T) {
+	m := setupMicroTek(t, time.Hour)
+	ctx := context.Background()
+	keys, _ := logical.CollectKeysWithPrefix(ctx, m.storage, clientIndexPrefix)
+	for _, k := range keys {
+		if err := m.storage.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.storage.Put(ctx, &logical.StorageEntry{Key: clientIndexBuiltKey, Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	restarted := newTestEnvOn(t, m.storage)
+	restarted.fails(logical.UpdateOperation, "config/again", map[string]any{"provider": "microtek", "token_url": m.url + "?x=1",
 		"client_id": mtClient, "client_secret": "x"}, `config "mt"`)
 }
