@@ -45,7 +45,9 @@ func (b *idpBackend) pathCredsRead(ctx context.Context, req *logical.Request, d 
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	return b.credsResponse(name, got), nil
+	resp = b.credsResponse(name, got)
+	resp.Warnings = got.warnings
+	return resp, nil
 }
 
 // served is a token handed out to a read of role, and whether the role's
@@ -54,6 +56,7 @@ type served struct {
 	backend.Served
 	role         *roleEntry
 	singleActive bool
+	warnings     []string // for the reader, e.g. why its min_ttl was not met
 }
 
 // serveToken hands out the role's token: the cached one while it is fresh
@@ -85,8 +88,23 @@ func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name 
 			resp, err := b.credsError(name, err)
 			return served{}, resp, err
 		}
-		return served{Served: got, role: role, singleActive: cfg.singleActive}, nil, nil
+		out := served{Served: got, role: role, singleActive: cfg.singleActive}
+		if readerMinTTL > 0 && got.Hold < readerMinTTL {
+			out.warnings = append(out.warnings, shortOfMinTTL(got, readerMinTTL))
+		}
+		return out, nil, nil
 	}
+}
+
+// shortOfMinTTL says why a read got less than its min_ttl: a new token is
+// asked for only when the current one has less than half its lifetime
+// left (else a min_ttl near the lifetime would mint on every read), and on
+// a single_active_token config only once every lease of it has ended.
+func shortOfMinTTL(got backend.Served, minTTL time.Duration) string {
+	lifetime := got.StoredToken.Expiry.Sub(got.StoredToken.ObtainedAt).Truncate(time.Second)
+	return fmt.Sprintf("the token may be relied on for %s, less than the min_ttl of %s: a new token is fetched only when the current one "+
+		"has less than min_ttl or half its lifetime (%s) left, and on a single_active_token config only once every lease of it has ended",
+		max(got.Hold.Truncate(time.Second), minLease), minTTL, lifetime)
 }
 
 // want is what a read of the role asks of the token store.

@@ -235,6 +235,18 @@ func TestCredsMinTTL(t *testing.T) {
 	if resp.Data["access_token"] == first || idp.TokenRequests() != 2 {
 		t.Fatalf("min_ttl=15m with 10m left must fetch a new token (requests=%d)", idp.TokenRequests())
 	}
+	if len(resp.Warnings) != 0 {
+		t.Errorf("a met min_ttl warned: %v", resp.Warnings)
+	}
+	// A reader's min_ttl above half the lifetime is not met, and both reads
+	// say so rather than handing out less in silence.
+	clock = clock.Add(10 * time.Minute) // the new token has 50m left: more than half its life, less than 59m
+	for _, path := range []string{"creds/mwi", "token/mwi"} {
+		short := e.ok(logical.ReadOperation, path, map[string]any{"min_ttl": "59m"})
+		if idp.TokenRequests() != 2 || len(short.Warnings) != 1 || !strings.Contains(short.Warnings[0], "less than the min_ttl of 59m0s") {
+			t.Errorf("%s min_ttl=59m with 50m left: requests %d, warnings %q; want the token reused with a warning naming min_ttl", path, idp.TokenRequests(), short.Warnings)
+		}
+	}
 	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"min_ttl": 3600})
 	e.creds("mwi")
 	if idp.TokenRequests() != 2 {

@@ -41,7 +41,7 @@ func (b *idpBackend) pathTokenRead(ctx context.Context, req *logical.Request, d 
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	return &logical.Response{Data: tokenData(got)}, nil
+	return &logical.Response{Data: tokenData(got), Warnings: got.warnings}, nil
 }
 
 // tokenData is the answer of token/<role>. expires_in is how long the
