@@ -2,6 +2,7 @@ package idptokens
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -67,7 +68,8 @@ func (e *testEnv) fails(op logical.Operation, path string, data map[string]any, 
 	switch {
 	case err != nil:
 		msg = err.Error()
-		if resp == nil || !resp.IsError() {
+		var coded logical.HTTPCodedError
+		if !errors.As(err, &coded) && (resp == nil || !resp.IsError()) {
 			e.t.Fatalf("%s %s: want a user error containing %q, got internal error %v", op, path, want, err)
 		}
 	case resp == nil || !resp.IsError():
