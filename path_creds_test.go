@@ -297,6 +297,13 @@ func TestMicroTekRolesShareOneToken(t *testing.T) {
 	if e.creds("team-b").Data["access_token"] != a || idp.TokenRequests() != 1 {
 		t.Fatal("deleting a role dropped the token its sibling shares")
 	}
+	// Deleting the last role leaves the token to a role written again (the
+	// README says: drop first to revoke it).
+	e.ok(logical.DeleteOperation, "roles/team-b", nil)
+	e.ok(logical.UpdateOperation, "roles/team-b", map[string]any{"config": "mt"})
+	if e.creds("team-b").Data["access_token"] != a || idp.TokenRequests() != 1 || !idp.Valid(a) {
+		t.Fatal("deleting the last role of a MicroTek config dropped or revoked the shared token")
+	}
 }
 
 // IdP errors say which config, the status, and what the IdP said.
