@@ -3,6 +3,7 @@ package idptokens
 import (
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,5 +84,21 @@ func TestTokenExchangeActorRole(t *testing.T) {
 	subject, actor := e.sts.SubjectOf(tok)
 	if subject != e.creds("base").Data["access_token"] || actor != e.creds("actor").Data["access_token"] || subject == actor {
 		t.Fatalf("subject %q actor %q; refusals %v", subject, actor, e.sts.Refusals())
+	}
+}
+
+// Deleting a role another role exchanges from is allowed, and its answer
+// names the roles whose next exchange then fails.
+func TestDeletingASubjectRoleWarns(t *testing.T) {
+	e := newExchangeEnv(t, fakeidp.TokenExchangeOptions{})
+	e.ok(logical.UpdateOperation, "roles/delegated", map[string]any{"config": "sts", "grant_type": "token_exchange",
+		"subject_role": "base", "actor_role": "actor"})
+	e.ok(logical.UpdateOperation, "roles/on-behalf", map[string]any{"config": "sts", "grant_type": "token_exchange", "subject_role": "base"})
+	resp := e.ok(logical.DeleteOperation, "roles/base", nil)
+	if resp == nil || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "roles delegated, on-behalf name role \"base\"") {
+		t.Fatalf("delete of a subject role answered %v, want a warning naming delegated and on-behalf", resp)
+	}
+	if quiet := e.ok(logical.DeleteOperation, "roles/on-behalf", nil); quiet != nil && len(quiet.Warnings) > 0 {
+		t.Errorf("a role nothing names warned on delete: %v", quiet.Warnings)
 	}
 }

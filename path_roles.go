@@ -262,7 +262,38 @@ func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d
 	}
 	// Best effort: a failure is logged and does not undo the delete.
 	b.revokeDropped(ctx, revoke)
-	return nil, nil
+	dependents, err := b.rolesNaming(ctx, req.Storage, name)
+	if err != nil {
+		// The delete is done; only the warning is lost.
+		b.Logger().Warn("role deleted; listing the roles that exchange from it failed", "role", name, "error", err)
+	}
+	if len(dependents) == 0 {
+		return nil, nil
+	}
+	return &logical.Response{Warnings: []string{fmt.Sprintf(
+		"roles %s name role %q as subject_role or actor_role: their next exchange fails until a role of that name is written again",
+		strings.Join(dependents, ", "), name)}}, nil
+}
+
+// rolesNaming are the roles whose token exchange takes role's token (as
+// subject_role or actor_role), sorted.
+func (b *idpBackend) rolesNaming(ctx context.Context, s logical.Storage, role string) ([]string, error) {
+	names, err := s.List(ctx, rolePrefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		r, err := b.role(ctx, s, n)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil && (r.SubjectRole == role || r.ActorRole == role) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 const roleHelp = `
