@@ -84,6 +84,11 @@ func (c *ExchangeCache) lookup(key, fingerprint string, minRemaining time.Durati
 		return nil
 	}
 	t := el.Value.(*exchangeItem).tok
+	if !t.Expiry.After(c.now()) {
+		c.order.Remove(el)
+		delete(c.items, key)
+		return nil
+	}
 	if !freshEnough(t, fingerprint, minRemaining, c.now()) {
 		return nil
 	}
@@ -106,6 +111,18 @@ func (c *ExchangeCache) put(key string, t *StoredToken) {
 	max := c.Max
 	if max <= 0 {
 		max = DefaultExchangeCacheSize
+	}
+	// Another party's token is held no longer than it lives: an insert
+	// (which follows an HTTP exchange, so the walk is cheap beside it)
+	// sweeps the expired ones first.
+	now := c.now()
+	for el := c.order.Front(); el != nil; {
+		next := el.Next()
+		if item := el.Value.(*exchangeItem); !item.tok.Expiry.After(now) {
+			c.order.Remove(el)
+			delete(c.items, item.key)
+		}
+		el = next
 	}
 	for c.order.Len() > max {
 		oldest := c.order.Back()

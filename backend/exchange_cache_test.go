@@ -87,3 +87,33 @@ func TestExchangeCacheSingleFlightAndFreshness(t *testing.T) {
 		t.Fatalf("the key %q holds the subject token", key)
 	}
 }
+
+// Expired exchanges are not held until the bound pushes them out: the next
+// insert sweeps them, and a lookup of one forgets it.
+func TestExchangeCacheForgetsExpiredTokens(t *testing.T) {
+	now := time.Now()
+	c := &ExchangeCache{Max: 100, Now: func() time.Time { return now }}
+	get := func(subject string, life time.Duration) {
+		t.Helper()
+		_, _, err := c.Get(context.Background(), SubjectKey("r", TokenTypeAccessToken, subject), "fp", time.Second,
+			func(context.Context) (*Token, error) {
+				return &Token{AccessToken: "for-" + subject, ObtainedAt: now, Expiry: now.Add(life)}, nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	get("short-1", time.Minute)
+	get("short-2", time.Minute)
+	get("long", time.Hour)
+	now = now.Add(2 * time.Minute)
+	get("new", time.Hour)
+	if c.Len() != 2 {
+		t.Fatalf("Len = %d after the short tokens expired, want 2 (long, new)", c.Len())
+	}
+	now = now.Add(2 * time.Hour)
+	get("long", time.Hour) // looked up expired: forgotten, then fetched again
+	if c.Len() != 1 {
+		t.Fatalf("Len = %d, want 1 (the refetched long; new expired and swept)", c.Len())
+	}
+}
