@@ -61,6 +61,9 @@ func TestGoogleServiceAccount(t *testing.T) {
 			t.Errorf("config read shows the key in %s", k)
 		}
 	}
+	// Moving the endpoint needs the key again, and the refusal says the key
+	// file is how to give it.
+	e.fails(logical.UpdateOperation, "config/gcp", map[string]any{"token_url": srv.URL + "/elsewhere"}, "private_key to be written again in the same request (credentials=@key.json writes it)")
 }
 
 // device_authorization_url is an endpoint like the others: https off

@@ -217,7 +217,11 @@ func requireSecretsOnURLChange(old, e *configEntry, d *framework.FieldData) *log
 		}
 	}
 	if len(missing) > 0 {
-		return logical.ErrorResponse("changing an endpoint URL, ca_cert or tls_client_cert requires %s to be written again in the same request", strings.Join(missing, ", "))
+		hint := ""
+		if e.Provider == backend.ProviderGoogleServiceAccount && slices.Contains(missing, "private_key") {
+			hint = " (credentials=@key.json writes it)"
+		}
+		return logical.ErrorResponse("changing an endpoint URL, ca_cert or tls_client_cert requires %s to be written again in the same request%s", strings.Join(missing, ", "), hint)
 	}
 	return nil
 }
