@@ -47,16 +47,9 @@ func respSeconds(desc string) *framework.FieldSchema {
 	return &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: desc + " (seconds; 0: unset).", Required: true}
 }
 
-// withIdPFailures adds the answers of a request the IdP failed (idpStatus).
-func withIdPFailures(r map[int][]framework.Response) map[int][]framework.Response {
-	r[http.StatusBadGateway] = []framework.Response{{Description: "The IdP refused or failed the token request; the error names the config and quotes the IdP."}}
-	r[http.StatusGatewayTimeout] = []framework.Response{{Description: "The IdP did not answer within the config's request_timeout."}}
-	return r
-}
-
 // credsResponses: creds/<role> read, the leased secret's data.
 func credsResponses() map[int][]framework.Response {
-	return withIdPFailures(ok200("An access token, leased for as long as it has left.", map[string]*framework.FieldSchema{
+	return ok200("An access token, leased for as long as it has left.", map[string]*framework.FieldSchema{
 		"access_token":      respString("The access token."),
 		"token_type":        respString("Its type, as the IdP named it (Bearer)."),
 		"expires_at":        respString("When the token expires (RFC 3339, UTC)."),
@@ -64,19 +57,19 @@ func credsResponses() map[int][]framework.Response {
 		"id_token":          {Type: framework.TypeString, Description: "The OpenID Connect ID token, when the IdP sent one."},
 		"expires_from":      respString("Where the lifetime came from: expires_in, jwt_exp or default_token_ttl."),
 		"issued_token_type": {Type: framework.TypeString, Description: "token_exchange: the type of the token issued (RFC 8693)."},
-	}))
+	})
 }
 
 // tokenResponses: token/<role> read, the unleased token.
 func tokenResponses() map[int][]framework.Response {
-	return withIdPFailures(ok200("The role's access token, without a lease.", map[string]*framework.FieldSchema{
+	return ok200("The role's access token, without a lease.", map[string]*framework.FieldSchema{
 		"access_token": respString("The access token."),
 		"token_type":   respString("Its type, as the IdP named it (Bearer)."),
 		"expires_at":   respString("When the token expires (RFC 3339, UTC)."),
 		"expires_in":   {Type: framework.TypeInt, Description: "Seconds the token may be relied on: its remaining life, or on a single_active_token config until the next token may be minted.", Required: true},
 		"scope":        respString("The scopes granted, space-separated."),
 		"id_token":     {Type: framework.TypeString, Description: "The OpenID Connect ID token, when the IdP sent one."},
-	}))
+	})
 }
 
 // exchangeResponses: exchange/<role>, the caller's token exchanged, leased.
@@ -90,13 +83,13 @@ func exchangeResponses() map[int][]framework.Response {
 
 // deviceCodeResponses: device-code/<role>, a device login begun.
 func deviceCodeResponses() map[int][]framework.Response {
-	return withIdPFailures(ok200("What a person needs to complete the login; the device code stays in Vault.", map[string]*framework.FieldSchema{
+	return ok200("What a person needs to complete the login; the device code stays in Vault.", map[string]*framework.FieldSchema{
 		"user_code":                 respString("The code the person enters."),
 		"verification_uri":          respString("Where the person enters it."),
 		"verification_uri_complete": {Type: framework.TypeString, Description: "The URI with the code in it, when the IdP sent one."},
 		"expires_at":                respString("When the login expires (RFC 3339, UTC)."),
 		"interval":                  respSeconds("How often Vault polls the token endpoint"),
-	}))
+	})
 }
 
 // configReadResponses: config/<name> read. Secrets show only as *_set.
