@@ -2,7 +2,6 @@ package idptokens
 
 import (
 	"context"
-	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -68,8 +67,7 @@ func (e *testEnv) fails(op logical.Operation, path string, data map[string]any, 
 	switch {
 	case err != nil:
 		msg = err.Error()
-		var coded logical.HTTPCodedError
-		if !errors.As(err, &coded) && (resp == nil || !resp.IsError()) {
+		if resp == nil || !resp.IsError() {
 			e.t.Fatalf("%s %s: want a user error containing %q, got internal error %v", op, path, want, err)
 		}
 	case resp == nil || !resp.IsError():

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -261,24 +260,13 @@ func (b *idpBackend) credsError(name string, err error) (*logical.Response, erro
 		return nil, err
 	case errors.As(err, &idpErr):
 		b.Logger().Warn("token request failed", "role", name, "error", idpErr.Error())
-		return nil, logical.CodedError(idpStatus(idpErr), fmt.Sprintf("role %q: %s", name, idpErr.Error()))
+		return logical.ErrorResponse("role %q: %s", name, idpErr.Error()), nil
 	case errors.As(err, &login):
 		return logical.ErrorResponse("%s", login.Error()), nil
 	case errors.As(err, &grantUser):
 		return logical.ErrorResponse("%s", grantUser.Error()), nil
 	}
 	return nil, err
-}
-
-// idpStatus is the HTTP status of a read the IdP failed: the reader's
-// request was fine, the server behind Vault was not (as for a proxy: 504
-// when the IdP did not answer in time, 502 otherwise, its refusals
-// included), so clients and monitoring see an upstream failure, not a 400.
-func idpStatus(e *backend.IdPError) int {
-	if backend.ExchangeOutcome(backend.Exchange{Err: e}) == backend.OutcomeTimeout {
-		return http.StatusGatewayTimeout
-	}
-	return http.StatusBadGateway
 }
 
 // credsResponse is the leased secret: its TTL is how long the token may be

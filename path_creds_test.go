@@ -3,8 +3,6 @@ package idptokens
 import (
 	"context"
 	"encoding/base64"
-	"errors"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -355,31 +353,5 @@ func TestLeaseRevokeKeepsToken(t *testing.T) {
 	}
 	if e.creds("mwi").Data["access_token"] != resp.Data["access_token"] || idp.TokenRequests() != 1 {
 		t.Fatal("revoking one lease dropped the shared token")
-	}
-}
-
-// An IdP's failure is the server behind Vault failing, not a bad request:
-// the read answers 502 (504 when the IdP did not answer in time), naming
-// the config and quoting the IdP.
-func TestIdPFailureIsAnUpstreamError(t *testing.T) {
-	e := newTestEnv(t)
-	idp := e.setupMWI(fakeidp.Options{})
-	e.ok(logical.UpdateOperation, "config/mwi", map[string]any{"request_timeout": 1})
-	status := func() (int, string) {
-		_, err := e.do(logical.ReadOperation, "creds/mwi", nil)
-		var coded logical.HTTPCodedError
-		if !errors.As(err, &coded) {
-			t.Fatalf("want a coded error, got %v", err)
-		}
-		return coded.Code(), err.Error()
-	}
-	idp.SetDelay(3 * time.Second)
-	if code, msg := status(); code != http.StatusGatewayTimeout || !strings.Contains(msg, `config "mwi"`) {
-		t.Errorf("an IdP answering after the request_timeout: %d %q, want 504 naming the config", code, msg)
-	}
-	idp.SetDelay(0)
-	e.ok(logical.UpdateOperation, "config/mwi", map[string]any{"client_secret": "wrong", "request_timeout": 1})
-	if code, msg := status(); code != http.StatusBadGateway || !strings.Contains(msg, "answered HTTP 401") {
-		t.Errorf("an IdP refusing the client: %d %q, want 502 quoting the IdP", code, msg)
 	}
 }
