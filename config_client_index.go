@@ -125,8 +125,11 @@ func (b *idpBackend) ensureClientIndex(ctx context.Context, s logical.Storage) e
 		}
 		for _, name := range names {
 			e, err := loadConfigEntry(ctx, s, name)
-			if err != nil || e == nil {
+			if err != nil {
 				return err
+			}
+			if e == nil {
+				continue // deleted since the list
 			}
 			for _, k := range clientKeys(e) {
 				if err := editClientIndex(ctx, s, k, name, true); err != nil {

@@ -221,7 +221,11 @@ func configReadSchema() map[string]*framework.FieldSchema {
 		case kindList, kindScopes:
 			out[f.name] = respList(f.desc)
 		case kindDuration:
-			out[f.name] = respSeconds(strings.TrimSuffix(f.desc, "."))
+			if f.def > 0 {
+				out[f.name] = respSeconds(strings.TrimSuffix(f.desc, ".")) // a read shows the default in force
+			} else {
+				out[f.name] = respSecondsOrUnset(strings.TrimSuffix(f.desc, "."))
+			}
 		case kindFlag, kindPresetFlag:
 			out[f.name] = respBool(f.desc)
 		}

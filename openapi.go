@@ -44,6 +44,11 @@ func respList(desc string) *framework.FieldSchema {
 }
 
 func respSeconds(desc string) *framework.FieldSchema {
+	return &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: desc + " (seconds).", Required: true}
+}
+
+// respSecondsOrUnset is a duration whose 0 means none is set.
+func respSecondsOrUnset(desc string) *framework.FieldSchema {
 	return &framework.FieldSchema{Type: framework.TypeDurationSecond, Description: desc + " (seconds; 0: unset).", Required: true}
 }
 
@@ -104,9 +109,9 @@ func roleReadResponses() map[int][]framework.Response {
 		"grant_type":       respString("Grant."),
 		"scopes":           respList("Scopes asked for."),
 		"extra_params":     {Type: framework.TypeKVPairs, Description: "Extra form fields of the token request.", Required: true},
-		"ttl":              respSeconds("Cap on the lease"),
-		"max_ttl":          respSeconds("Cap on the lease and its max TTL"),
-		"min_ttl":          respSeconds("Least time left for a cached token to be handed out"),
+		"ttl":              respSecondsOrUnset("Cap on the lease"),
+		"max_ttl":          respSecondsOrUnset("Cap on the lease and its max TTL"),
+		"min_ttl":          respSecondsOrUnset("Least time left for a cached token to be handed out"),
 		"prompt":           respList("OIDC prompt values of the role's login URL (authorization_code)."),
 		"renewable_leases": respBool("Whether creds leases are renewable (within the token's life)."),
 	}

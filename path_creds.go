@@ -89,7 +89,7 @@ func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name 
 			return served{}, resp, err
 		}
 		out := served{Served: got, role: role, singleActive: cfg.singleActive}
-		if readerMinTTL > 0 && got.Hold < readerMinTTL {
+		if readerMinTTL > 0 && got.Hold+backend.HoldSkew < readerMinTTL { // the store's own measure: the holding period plus its skew
 			out.warnings = append(out.warnings, shortOfMinTTL(got, readerMinTTL))
 		}
 		return out, nil, nil

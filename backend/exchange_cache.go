@@ -29,7 +29,12 @@ type ExchangeCache struct {
 	order  *list.List // front = most recently used
 	items  map[string]*list.Element
 	flight singleflight.Group
+	// drops counts DropRole calls per role, so that an exchange in flight
+	// across a drop is handed to its caller but not cached.
+	drops map[string]uint64
 }
+
+func roleOfKey(key string) string { role, _, _ := strings.Cut(key, "\x00"); return role }
 
 type exchangeItem struct {
 	key string
@@ -61,12 +66,13 @@ func (c *ExchangeCache) Get(ctx context.Context, key, fingerprint string, minRem
 		if t := c.lookup(key, fingerprint, minRemaining); t != nil {
 			return exchangeResult{tok: t}, nil
 		}
+		gen := c.dropsOf(key)
 		t, err := fetch(flightCtx)
 		if err != nil {
 			return nil, err
 		}
 		stored := &StoredToken{Token: *t, Fingerprint: fingerprint}
-		c.put(key, stored)
+		c.put(key, stored, gen)
 		return exchangeResult{tok: stored, fetched: true}, nil
 	})
 	if err != nil {
@@ -96,9 +102,19 @@ func (c *ExchangeCache) lookup(key, fingerprint string, minRemaining time.Durati
 	return t
 }
 
-func (c *ExchangeCache) put(key string, t *StoredToken) {
+func (c *ExchangeCache) dropsOf(key string) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.drops[roleOfKey(key)]
+}
+
+// put caches t unless its role was dropped since gen was read.
+func (c *ExchangeCache) put(key string, t *StoredToken, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.drops[roleOfKey(key)] != gen {
+		return
+	}
 	if c.items == nil {
 		c.items, c.order = map[string]*list.Element{}, list.New()
 	}
@@ -143,6 +159,10 @@ func (c *ExchangeCache) Len() int {
 func (c *ExchangeCache) DropRole(role string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.drops == nil {
+		c.drops = map[string]uint64{}
+	}
+	c.drops[role]++
 	prefix := role + "\x00"
 	n := 0
 	for key, el := range c.items {

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,5 +116,37 @@ func TestExchangeCacheForgetsExpiredTokens(t *testing.T) {
 	get("long", time.Hour) // looked up expired: forgotten, then fetched again
 	if c.Len() != 1 {
 		t.Fatalf("Len = %d, want 1 (the refetched long; new expired and swept)", c.Len())
+	}
+}
+
+// An exchange in flight when its role is dropped goes to its caller but is
+// not cached: the next read after the drop exchanges afresh.
+func TestExchangeCacheDropDuringFlight(t *testing.T) {
+	c := &ExchangeCache{}
+	key := SubjectKey("r", TokenTypeAccessToken, "alice")
+	inFlight, release := make(chan struct{}), make(chan struct{})
+	var fetches atomic.Int64
+	fetch := func(context.Context) (*Token, error) {
+		n := fetches.Add(1)
+		if n == 1 {
+			close(inFlight)
+			<-release
+		}
+		now := time.Now()
+		return &Token{AccessToken: fmt.Sprintf("tok-%d", n), ObtainedAt: now, Expiry: now.Add(time.Hour)}, nil
+	}
+	done := make(chan *StoredToken)
+	go func() {
+		tok, _, _ := c.Get(context.Background(), key, "fp", time.Second, fetch)
+		done <- tok
+	}()
+	<-inFlight
+	c.DropRole("r")
+	close(release)
+	if tok := <-done; tok == nil || tok.AccessToken != "tok-1" {
+		t.Fatalf("the caller in flight got %v, want its exchange", tok)
+	}
+	if tok, _, _ := c.Get(context.Background(), key, "fp", time.Second, fetch); tok.AccessToken != "tok-2" || c.Len() != 1 {
+		t.Fatalf("after the drop: %s (%d held), want a fresh exchange", tok.AccessToken, c.Len())
 	}
 }

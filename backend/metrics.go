@@ -119,7 +119,7 @@ func ExchangeOutcome(x Exchange) string {
 	var e *IdPError
 	if errors.As(x.Err, &e) {
 		switch {
-		case e.Status == 0 && e.Detail == "timed out":
+		case e.Status == 0 && strings.HasSuffix(e.Detail, "timed out"): // "device authorization: timed out" too
 			return OutcomeTimeout
 		case IsRefusal(e):
 			return OutcomeRefused

@@ -28,6 +28,7 @@ func TestExchangeOutcome(t *testing.T) {
 		{&IdPError{Status: 200, Detail: "the token response is not JSON"}, OutcomeError},
 		{&IdPError{Detail: "connection refused", Temporary: true}, OutcomeError},
 		{&IdPError{Detail: "timed out"}, OutcomeTimeout},
+		{&IdPError{Detail: "device authorization: timed out"}, OutcomeTimeout},
 	}
 	for _, c := range cases {
 		if got := ExchangeOutcome(Exchange{Err: c.err}); got != c.want {
