@@ -222,7 +222,9 @@ server.listen(port, host, () => {
       expires_in: token.expiration,
       scope: token.scope || undefined,
     };
-    await next();
+    // oidc-provider 8 passes next; 9 calls the handler with ctx alone, and calling
+    // an absent next answers every exchange 500 server_error.
+    if (typeof next === 'function') await next();
   }, ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'audience', 'scope'], ['audience']);
 
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
