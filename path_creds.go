@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -225,7 +226,29 @@ func (b *idpBackend) requestGrant(ctx context.Context, vreq *logical.Request, na
 		return nil, err
 	}
 	b.Logger().Debug("token obtained", "role", name, "config", role.Config, "grant", role.GrantType)
+	if missing := scopesNotGranted(tok.Scope, scopes); len(missing) > 0 {
+		// Some servers (oidc-provider among them) drop scopes they will not
+		// grant instead of refusing: say so where the operator looks.
+		b.Logger().Warn("the IdP granted fewer scopes than the role asks", "role", name, "config", role.Config,
+			"not_granted", strings.Join(missing, " "), "granted", tok.Scope)
+	}
 	return withScope(tok, scopes), nil
+}
+
+// scopesNotGranted are the asked scopes missing from a granted scope
+// string; none when the IdP named no scope (RFC 6749 5.1: what was asked).
+func scopesNotGranted(granted string, asked []string) []string {
+	if granted == "" {
+		return nil
+	}
+	have := strings.Fields(granted)
+	var missing []string
+	for _, s := range asked {
+		if !slices.Contains(have, s) {
+			missing = append(missing, s)
+		}
+	}
+	return missing
 }
 
 // withScope fills the granted scope: RFC 6749 5.1 lets the server omit it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -353,5 +354,23 @@ func TestLeaseRevokeKeepsToken(t *testing.T) {
 	}
 	if e.creds("mwi").Data["access_token"] != resp.Data["access_token"] || idp.TokenRequests() != 1 {
 		t.Fatal("revoking one lease dropped the shared token")
+	}
+}
+
+func TestScopesNotGranted(t *testing.T) {
+	for _, c := range []struct {
+		granted string
+		asked   []string
+		want    []string
+	}{
+		{"", []string{"a", "b"}, nil},       // no scope in the answer: what was asked
+		{"a b", []string{"a", "b"}, nil},    // all granted
+		{"b  a c", []string{"a", "b"}, nil}, // more granted, any order
+		{"a", []string{"a", "b"}, []string{"b"}},
+		{"x", []string{"a", "b"}, []string{"a", "b"}},
+	} {
+		if got := scopesNotGranted(c.granted, c.asked); !slices.Equal(got, c.want) {
+			t.Errorf("scopesNotGranted(%q, %v) = %v, want %v", c.granted, c.asked, got, c.want)
+		}
 	}
 }
