@@ -78,6 +78,12 @@ func (e *Endpoint) RequestDeviceAuthorization(ctx context.Context, scopes []stri
 			return nil, discoveryIdPError(e.Config, err)
 		}
 		endpoint = md.DeviceAuthorizationEndpoint
+		if endpoint == "" {
+			// The server answered; its metadata lacks the endpoint (it may
+			// not support RFC 8628, as Ory Hydra v2.3.0 does not).
+			return nil, &IdPError{Config: e.Config, Status: http.StatusOK,
+				Detail: "the metadata at " + md.Source + " has no device_authorization_endpoint; set device_authorization_url if the server has one"}
+		}
 	}
 	if endpoint == "" {
 		return nil, &IdPError{Config: e.Config, Detail: "no device_authorization_url is configured or discovered"}

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -53,5 +54,30 @@ func TestDeviceErrorCode(t *testing.T) {
 		if got := DeviceErrorCode(c.err); got != c.want {
 			t.Errorf("DeviceErrorCode(%v) = %q, want %q", c.err, got, c.want)
 		}
+	}
+}
+
+// A server whose metadata has no device_authorization_endpoint (Ory Hydra
+// v2.3.0, say) was reached: the error says what its metadata lacks, not
+// that it could not be reached.
+func TestDeviceAuthorizationNotAdvertised(t *testing.T) {
+	srv, _ := discoveryServer(t, map[string]func(string) string{
+		"/.well-known/openid-configuration": metadataDoc("", ""),
+	})
+	hc, _ := NewHTTPClient(5*time.Second, "")
+	e := &Endpoint{Config: "hydra", ClientID: testClientID, ClientSecret: testClientSecret, ClientAuth: ClientAuthBasic,
+		HTTP: hc, Retry: RetryPolicy{Attempts: 1}, Discovery: &Discovery{Issuer: srv.URL, HTTP: hc}}
+	_, err := e.RequestDeviceAuthorization(context.Background(), []string{"openid"}, nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	for _, want := range []string{`config "hydra"`, srv.URL + "/.well-known/openid-configuration", "no device_authorization_endpoint", "device_authorization_url"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "could not be reached") {
+		t.Errorf("error %q says the server could not be reached; it answered", msg)
 	}
 }
