@@ -451,7 +451,7 @@ func TestRequestTokenIdPErrors(t *testing.T) {
 }
 
 func TestIdPErrorLongDescriptionCut(t *testing.T) {
-	long := strings.Repeat("é", 1000)
+	long := strings.Repeat("é", 2000)
 	idp := newRecordingIdP(t, answerStatus(400, `{"error":"`+strings.Repeat("x", 500)+`","error_description":"`+long+`"}`))
 	e := newTestEndpoint(t, "oauth2", idp.tokenURL())
 	_, err := e.RequestToken(context.Background(), TokenRequest{Grant: GrantClientCredentials})
@@ -459,13 +459,13 @@ func TestIdPErrorLongDescriptionCut(t *testing.T) {
 	if !errors.As(err, &ie) {
 		t.Fatalf("error %v is not an *IdPError", err)
 	}
-	if n := len([]rune(ie.Description)); n != 257 || !strings.HasSuffix(ie.Description, "…") {
-		t.Errorf("Description has %d runes (%q...), want 256 and an ellipsis", n, ie.Description[:20])
+	if n := len([]rune(ie.Description)); n != MaxDescriptionRunes+1 || !strings.HasSuffix(ie.Description, "…") {
+		t.Errorf("Description has %d runes (%q...), want %d and an ellipsis", n, ie.Description[:20], MaxDescriptionRunes)
 	}
 	if n := len([]rune(ie.Code)); n != 65 {
 		t.Errorf("Code has %d runes, want 64 and an ellipsis", n)
 	}
-	if len(err.Error()) > 1000 {
+	if len(err.Error()) > 2000 {
 		t.Errorf("error is %d bytes long", len(err.Error()))
 	}
 }

@@ -77,8 +77,13 @@ func parseErrorBody(e *IdPError, body []byte, redact func(string) string) {
 	if desc == "" {
 		desc = eb.CamelDescription
 	}
-	e.Description = redact(Sanitize(redact(desc), 256))
+	e.Description = redact(Sanitize(redact(desc), MaxDescriptionRunes))
 }
+
+// MaxDescriptionRunes bounds the IdP's error_description quoted in an
+// error: long enough for servers built on Ory's fosite (Hydra), whose
+// description is a ~170-character RFC sentence before the actual reason.
+const MaxDescriptionRunes = 512
 
 // Sanitize keeps printable characters, cut to max runes: for quoting an
 // IdP's words into Vault responses and logs.
