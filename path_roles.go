@@ -278,22 +278,8 @@ func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d
 // rolesNaming are the roles whose token exchange takes role's token (as
 // subject_role or actor_role), sorted.
 func (b *idpBackend) rolesNaming(ctx context.Context, s logical.Storage, role string) ([]string, error) {
-	names, err := s.List(ctx, rolePrefix)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, n := range names {
-		r, err := b.role(ctx, s, n)
-		if err != nil {
-			return nil, err
-		}
-		if r != nil && (r.SubjectRole == role || r.ActorRole == role) {
-			out = append(out, n)
-		}
-	}
-	slices.Sort(out)
-	return out, nil
+	roles, err := b.rolesWhere(ctx, s, func(r *roleEntry) bool { return r.SubjectRole == role || r.ActorRole == role })
+	return slices.Sorted(maps.Keys(roles)), err
 }
 
 const roleHelp = `

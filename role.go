@@ -142,6 +142,11 @@ func (b *idpBackend) storeRole(ctx context.Context, s logical.Storage, name stri
 
 // rolesOf lists the roles that use a config.
 func (b *idpBackend) rolesOf(ctx context.Context, s logical.Storage, config string) (map[string]*roleEntry, error) {
+	return b.rolesWhere(ctx, s, func(r *roleEntry) bool { return r.Config == config })
+}
+
+// rolesWhere lists the stored roles that keep says to keep.
+func (b *idpBackend) rolesWhere(ctx context.Context, s logical.Storage, keep func(*roleEntry) bool) (map[string]*roleEntry, error) {
 	names, err := s.List(ctx, rolePrefix)
 	if err != nil {
 		return nil, err
@@ -152,7 +157,7 @@ func (b *idpBackend) rolesOf(ctx context.Context, s logical.Storage, config stri
 		if err != nil {
 			return nil, err
 		}
-		if r != nil && r.Config == config {
+		if r != nil && keep(r) {
 			out[n] = r
 		}
 	}
