@@ -28,10 +28,11 @@ type proxyRead struct {
 	validAtRead   bool   // the IdP accepted the token right after the read
 }
 
-// startProxy runs `vault proxy` against v with AppRole auto-auth, the lease
-// cache, and use_auto_auth_token, so apps send no Vault token. It returns
-// Proxy's address.
-func startProxy(t *testing.T, v *Vault, policy string) string {
+// startProxy runs `vault <command>` (proxy, or agent for Agent's API proxy:
+// both take this config) against v with AppRole auto-auth, the lease cache,
+// and use_auto_auth_token, so apps send no Vault token. It returns the
+// listener's address.
+func startProxy(t *testing.T, v *Vault, command, policy string) string {
 	t.Helper()
 	v.Run("auth", "enable", "approle")
 	if r := v.CLIAs(v.Token, policy, "policy", "write", "proxy", "-"); r.Err != nil {
@@ -49,7 +50,7 @@ func startProxy(t *testing.T, v *Vault, policy string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startProc(t, "vault proxy", filepath.Join(dir, "proxy.log"), append(v.cliEnv(""), "VAULT_LOG_LEVEL=debug"), vaultBin, "proxy", "-config="+conf)
+	p := startProc(t, "vault "+command, filepath.Join(dir, command+".log"), append(v.cliEnv(""), "VAULT_LOG_LEVEL=debug"), vaultBin, command, "-config="+conf)
 	addr := fmt.Sprintf("http://127.0.0.1:%d", port)
 	if !eventually(30*time.Second, 200*time.Millisecond, func() bool {
 		resp, err := http.Get(addr + "/v1/sys/health")
@@ -58,7 +59,7 @@ func startProxy(t *testing.T, v *Vault, policy string) string {
 		}
 		return err == nil || p.Exited()
 	}) || p.Exited() {
-		t.Fatalf("vault proxy did not start (exited: %v)", p.Exited())
+		t.Fatalf("vault %s did not start (exited: %v)", command, p.Exited())
 	}
 	return addr
 }
@@ -97,12 +98,23 @@ func readThroughProxy(client *http.Client, addr, path string) (proxyRead, error)
 // many reads the apps make; every app gets the new token when the old one
 // nears its end and never a token the IdP no longer accepts. It also
 // records what Vault v1.21.0's Proxy says as lease_duration on a cached
-// answer: the first answer's value, replayed, with an Age header.
+// answer: the first answer's value, replayed, with an Age header. Vault
+// Agent's API proxy (the same lease cache, in `vault agent`) is held to the
+// same.
 func TestProxyOneLeasePerTokenLife(t *testing.T) {
 	if testing.Short() {
 		t.Skip("Proxy test skipped in -short mode")
 	}
 	t.Parallel()
+	for _, command := range []string{"proxy", "agent"} {
+		t.Run(command, func(t *testing.T) {
+			t.Parallel()
+			oneLeasePerTokenLife(t, command)
+		})
+	}
+}
+
+func oneLeasePerTokenLife(t *testing.T, command string) {
 	const ttl = 20 * time.Second
 	v := startRaftCluster(t, 1)[0].Vault
 	v.RegisterAndMount()
@@ -113,7 +125,7 @@ func TestProxyOneLeasePerTokenLife(t *testing.T) {
 	// of the lease is left, and the read that follows then gets a new token.
 	v.Write("idp/roles/app", "config=px", "renewable_leases=true", "min_ttl=10s")
 	v.Write("idp/roles/plain", "config=px")
-	addr := startProxy(t, v, `path "idp/creds/*" { capabilities = ["read"] }`)
+	addr := startProxy(t, v, command, `path "idp/creds/*" { capabilities = ["read"] }`)
 
 	// Without renewable_leases Proxy passes every read through (v1.21.0's
 	// lease_cache.go: "pass-through response; secret not renewable").
@@ -191,9 +203,9 @@ func TestProxyOneLeasePerTokenLife(t *testing.T) {
 		}
 	}
 	engine := v.engineCredsReads("px") - plainBefore
-	t.Logf("%d app reads through Proxy (%d answered from its cache): %d engine reads, %d leases, %d tokens, %d IdP requests; "+
+	t.Logf("vault %s: %d app reads through it (%d answered from its cache): %d engine reads, %d leases, %d tokens, %d IdP requests; "+
 		"%d cached answers replayed the first answer's lease_duration, overstating the token's remaining life by up to %d s (Age says by how much)",
-		reads, hits, engine, len(leases), len(distinct), idp.TokenRequests()-tokensBefore, replayed, worstOverstate)
+		command, reads, hits, engine, len(leases), len(distinct), idp.TokenRequests()-tokensBefore, replayed, worstOverstate)
 	if n := idp.TokenRequests() - tokensBefore; n != len(distinct) {
 		t.Errorf("IdP saw %d token requests for %d tokens", n, len(distinct))
 	}
