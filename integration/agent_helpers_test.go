@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // agentTemplate is a Vault Agent that authenticates with token and renders the
@@ -57,4 +58,20 @@ func (a *agentTemplate) read() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// nextRender waits up to 40 s for Agent to render a token other than prev.
+// oldStillValid says whether the IdP still accepted prev when the new one
+// appeared (the render came before the old token's end); ok is false when
+// no new token came (or Agent exited).
+func (a *agentTemplate) nextRender(idp *FakeIdP, prev string) (next string, oldStillValid, ok bool) {
+	ok = eventually(40*time.Second, 100*time.Millisecond, func() bool {
+		next = a.read()
+		if next != "" && next != prev {
+			oldStillValid = idp.Valid(prev)
+			return true
+		}
+		return a.proc.Exited()
+	}) && next != "" && next != prev
+	return next, oldStillValid, ok
 }

@@ -42,16 +42,8 @@ func TestAgentTemplateRenewableLease(t *testing.T) {
 	}
 	rendered1 := time.Now()
 	for round := 1; round <= 2; round++ {
-		var next string
-		var oldStillValid bool
-		if !eventually(40*time.Second, 100*time.Millisecond, func() bool {
-			next = read()
-			if next != "" && next != first {
-				oldStillValid = idp.Valid(first)
-				return true
-			}
-			return agent.proc.Exited()
-		}) || next == "" || next == first {
+		next, oldStillValid, ok := agent.nextRender(idp, first)
+		if !ok {
 			t.Fatalf("round %d: Agent rendered no new token within 40 s (exited: %v, IdP token requests %d)", round, agent.proc.Exited(), idp.TokenRequests())
 		}
 		t.Logf("round %d: new token rendered %v after the previous one", round, time.Since(rendered1).Round(100*time.Millisecond))

@@ -54,16 +54,8 @@ func TestAgentTemplate(t *testing.T) {
 		t.Fatalf("the rendered token gets %d at the IdP, want 200", got)
 	}
 
-	var second string
-	var oldStillValid bool
-	if !eventually(40*time.Second, 100*time.Millisecond, func() bool {
-		second = read()
-		if second != "" && second != first {
-			oldStillValid = idp.Valid(first)
-			return true
-		}
-		return agent.proc.Exited()
-	}) || second == "" || second == first {
+	second, oldStillValid, ok := agent.nextRender(idp, first)
+	if !ok {
 		t.Fatalf("Agent rendered no new token within 40 s (exited: %v, IdP token requests %d)", agent.proc.Exited(), idp.TokenRequests())
 	}
 	t.Logf("new token rendered %v after the first; IdP token requests: %d", time.Since(firstSeen).Round(100*time.Millisecond), idp.TokenRequests())
