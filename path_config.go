@@ -305,11 +305,12 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 	name := d.Get("name").(string)
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
-	revoke, err := b.tokensOfConfigToRevoke(ctx, req.Storage, name)
+	// One listing of the roles serves the revocation, the drop and the warning.
+	users, err := b.rolesOf(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
-	users, err := b.rolesOf(ctx, req.Storage, name)
+	revoke, err := b.tokensOfConfigToRevoke(ctx, req.Storage, name, users)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +323,7 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 			return nil, err
 		}
 	}
-	if err := b.dropTokensOfConfig(ctx, req.Storage, name); err != nil {
+	if err := b.dropTokenKeys(ctx, req.Storage, tokenKeysOfConfig(name, users)); err != nil {
 		return nil, err
 	}
 	if err := req.Storage.Delete(ctx, configPrefix+name); err != nil {

@@ -33,15 +33,11 @@ func (b *idpBackend) roleTokenToRevoke(ctx context.Context, s logical.Storage, n
 	return b.peekTokens(ctx, s, cfg, roleTokenKey(name))
 }
 
-// tokensOfConfigToRevoke is every cached token of a config, before they are
-// dropped (the keys dropTokensOfConfig drops).
-func (b *idpBackend) tokensOfConfigToRevoke(ctx context.Context, s logical.Storage, config string) ([]toRevoke, error) {
+// tokensOfConfigToRevoke is every cached token of a config whose roles are
+// roles, before they are dropped (the keys dropTokenKeys drops).
+func (b *idpBackend) tokensOfConfigToRevoke(ctx context.Context, s logical.Storage, config string, roles map[string]*roleEntry) ([]toRevoke, error) {
 	cfg, err := b.config(ctx, s, config)
 	if err != nil || cfg == nil {
-		return nil, err
-	}
-	roles, err := b.rolesOf(ctx, s, config)
-	if err != nil {
 		return nil, err
 	}
 	return b.peekTokens(ctx, s, cfg, tokenKeysOfConfig(config, roles)...)

@@ -170,7 +170,12 @@ func (b *idpBackend) dropTokensOfConfig(ctx context.Context, s logical.Storage, 
 	if err != nil {
 		return err
 	}
-	for _, k := range tokenKeysOfConfig(config, roles) {
+	return b.dropTokenKeys(ctx, s, tokenKeysOfConfig(config, roles))
+}
+
+// dropTokenKeys deletes the cached tokens under keys.
+func (b *idpBackend) dropTokenKeys(ctx context.Context, s logical.Storage, keys []tokenKey) error {
+	for _, k := range keys {
 		if err := b.tokens.Drop(ctx, storageKV{s}, k.String()); err != nil {
 			return err
 		}
