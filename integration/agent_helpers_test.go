@@ -60,6 +60,19 @@ func (a *agentTemplate) read() string {
 	return strings.TrimSpace(string(b))
 }
 
+// firstRender waits up to 30 s for Agent's first rendered token.
+func (a *agentTemplate) firstRender(t *testing.T) string {
+	t.Helper()
+	var first string
+	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
+		first = a.read()
+		return first != "" || a.proc.Exited()
+	}) || first == "" {
+		t.Fatalf("Agent rendered no token within 30 s (exited: %v)", a.proc.Exited())
+	}
+	return first
+}
+
 // nextRender waits up to 40 s for Agent to render a token other than prev.
 // oldStillValid says whether the IdP still accepted prev when the new one
 // appeared (the render came before the old token's end); ok is false when

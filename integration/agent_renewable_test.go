@@ -32,14 +32,7 @@ func TestAgentTemplateRenewableLease(t *testing.T) {
 	token := v.policyToken("agent", `path "idp/creds/agent" { capabilities = ["read"] }`)
 
 	agent := startAgentTemplate(t, v, token, "idp/creds/agent", "exit_on_retry_failure = true")
-	read := agent.read
-	var first string
-	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
-		first = read()
-		return first != "" || agent.proc.Exited()
-	}) || first == "" {
-		t.Fatalf("Agent rendered no token within 30 s (exited: %v)", agent.proc.Exited())
-	}
+	first := agent.firstRender(t)
 	rendered1 := time.Now()
 	for round := 1; round <= 2; round++ {
 		next, oldStillValid, ok := agent.nextRender(idp, first)

@@ -41,14 +41,7 @@ func TestAgentTemplate(t *testing.T) {
 	// role's min_ttl left, so the read brings a new token before the old one expires.
 	agent := startAgentTemplate(t, v, created.Auth.ClientToken, "idp/creds/agent",
 		"exit_on_retry_failure = true\nlease_renewal_threshold = 0.7")
-	read := agent.read
-	var first string
-	if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
-		first = read()
-		return first != "" || agent.proc.Exited()
-	}) || first == "" {
-		t.Fatalf("Agent rendered no token within 30 s (exited: %v)", agent.proc.Exited())
-	}
+	first := agent.firstRender(t)
 	firstSeen := time.Now()
 	if got := bearerStatus(t, idp.ResourceURL(), first); got != http.StatusOK {
 		t.Fatalf("the rendered token gets %d at the IdP, want 200", got)
