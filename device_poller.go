@@ -67,6 +67,16 @@ func (p *devicePollers) start(b *idpBackend, role, id string) {
 	}()
 }
 
+// stop ends the role's poller, if one runs (the role is deleted).
+func (p *devicePollers) stop(role string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur, ok := p.running[role]; ok {
+		cur.cancel()
+		delete(p.running, role)
+	}
+}
+
 // stopAll ends every poller (the mount is unloaded).
 func (p *devicePollers) stopAll() {
 	p.mu.Lock()
@@ -107,6 +117,8 @@ func (b *idpBackend) pollDeviceLogin(ctx context.Context, role, id string) {
 
 // pollDeviceOnce makes one poll; true means the login ended.
 func (b *idpBackend) pollDeviceOnce(ctx context.Context, s logical.Storage, name, id string) bool {
+	// Before the role is read: a drop or delete after this stores nothing.
+	began := b.tokens.Epoch()
 	l, err := loadDeviceLogin(ctx, s, name)
 	if err != nil || l == nil || l.ID != id || l.Ended != "" {
 		return err == nil
@@ -133,16 +145,24 @@ func (b *idpBackend) pollDeviceOnce(ctx context.Context, s logical.Storage, name
 	if !b.now().Before(l.ExpiresAt) {
 		return b.endDeviceLogin(ctx, s, l, deviceEndExpired, "the device code expired before the login was done")
 	}
-	treq := backend.DeviceTokenRequest(l.DeviceCode)
-	treq.Params.Set("client_id", cfg.entry.ClientID)
-	tok, err := cfg.endpoint.RequestToken(ctx, treq)
-	l.Polls++
-	if err == nil {
-		tok = withScope(tok, role.scopes(cfg))
-		if err := b.tokens.Put(ctx, storageKV{s}, tokenKeyOf(name, role, cfg).String(), l.Fingerprint, tok); err != nil {
-			b.Logger().Error("device login: storing the token failed", "role", name, "error", err)
-			return false
-		}
+	_, err = b.login(ctx, s, name, role, cfg, began, func(ctx context.Context) (*backend.Token, error) {
+		l.Polls++
+		treq := backend.DeviceTokenRequest(l.DeviceCode)
+		treq.Params.Set("client_id", cfg.entry.ClientID)
+		return cfg.endpoint.RequestToken(ctx, treq)
+	})
+	var held *backend.HeldError
+	var dropped *backend.DroppedError
+	switch {
+	case errors.As(err, &held):
+		// A token the poll would kill is still held: poll once it is not.
+		b.Logger().Debug("device login: poll deferred while the shared token is held", "role", name, "until", held.Until)
+		return false
+	case errors.As(err, &dropped):
+		return b.endDeviceLogin(ctx, s, l, deviceEndRoleChanged, "the role was dropped, changed or deleted while the login completed")
+	case errors.Is(err, logical.ErrReadOnly):
+		return true // another node polls
+	case err == nil:
 		b.devices.writeMu.Lock()
 		defer b.devices.writeMu.Unlock()
 		if cur, _ := loadDeviceLogin(ctx, s, name); cur != nil && cur.ID == id {

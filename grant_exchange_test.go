@@ -102,3 +102,24 @@ func TestDeletingASubjectRoleWarns(t *testing.T) {
 		t.Errorf("a role nothing names warned on delete: %v", quiet.Warnings)
 	}
 }
+
+// An exchange of a subject role's token answers that role's client: when
+// the subject role's config moves to another client, the next read
+// exchanges the new client's token instead of serving the old exchange.
+func TestExchangeFollowsItsSubjectRolesClient(t *testing.T) {
+	src2, url2 := startIdP(t, fakeidp.Options{ClientID: "src2", ClientSecret: "src2-secret", Scopes: []string{"base"}})
+	var src *fakeidp.Server
+	e := newExchangeEnv(t, fakeidp.TokenExchangeOptions{ValidSubject: func(s string) bool { return src.Valid(s) || src2.Valid(s) }})
+	src = e.src
+	e.ok(logical.UpdateOperation, "roles/down", map[string]any{"config": "sts", "grant_type": "token_exchange", "subject_role": "base"})
+	first := e.creds("down").Data["access_token"].(string)
+	if subject, _ := e.sts.SubjectOf(first); !src.Valid(subject) {
+		t.Fatal("the first exchange is not of the first client's token")
+	}
+	e.ok(logical.UpdateOperation, "config/src", map[string]any{"token_url": url2, "client_id": "src2", "client_secret": "src2-secret"})
+	again := e.creds("down").Data["access_token"].(string)
+	subject, _ := e.sts.SubjectOf(again)
+	if again == first || !src2.Valid(subject) {
+		t.Fatalf("after the subject role's client changed: same exchange %v, subject of client src2 %v", again == first, src2.Valid(subject))
+	}
+}

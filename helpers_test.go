@@ -2,8 +2,10 @@ package idptokens
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,4 +143,46 @@ func (e *testEnv) setupMWI(opts fakeidp.Options) *fakeidp.Server {
 
 func leaseTTL(resp *logical.Response) time.Duration {
 	return resp.Secret.TTL
+}
+
+// gate holds the first request to path until opened: a request in flight
+// at the IdP while the test acts (a drop, a delete).
+type gate struct {
+	path    string
+	arrived chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func newGate(path string) *gate {
+	return &gate{path: path, arrived: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (g *gate) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == g.path {
+			first := false
+			g.once.Do(func() { first = true })
+			if first {
+				close(g.arrived)
+				<-g.release
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (g *gate) open() { close(g.release) }
+
+// stored is the raw storage entry at key, nil when there is none.
+func (e *testEnv) stored(key string) []byte {
+	e.t.Helper()
+	entry, err := e.storage.Get(context.Background(), key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if entry == nil {
+		return nil
+	}
+	return entry.Value
 }

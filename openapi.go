@@ -116,9 +116,12 @@ func roleReadResponses() map[int][]framework.Response {
 		"renewable_leases": respBool("Whether creds leases are renewable (within the token's life)."),
 	}
 	for name, f := range roleGrantFieldDefs {
-		if f.schema.Type == framework.TypeCommaStringSlice {
+		switch f.schema.Type {
+		case framework.TypeCommaStringSlice:
 			fields[name] = respList(f.schema.Description)
-		} else {
+		case framework.TypeDurationSecond:
+			fields[name] = respSecondsOrUnset(f.schema.Description)
+		default:
 			fields[name] = respString(f.schema.Description)
 		}
 	}

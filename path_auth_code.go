@@ -243,6 +243,8 @@ func (b *idpBackend) pathCallback(ctx context.Context, req *logical.Request, d *
 // config, exchanges the code and stores the token. A refused state never
 // reaches the IdP.
 func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, mount string, d *framework.FieldData) (*callbackResult, error) {
+	// Before the role is read: a drop or delete after this stores nothing.
+	began := b.tokens.Epoch()
 	authURL := "vault write -f " + mountPrefix(mount) + "auth-url/"
 	params := map[string]string{}
 	for _, f := range []string{"state", "code", "error", "error_description"} {
@@ -295,24 +297,21 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, mount
 		return refused("Role %q or its config was changed or deleted after this login began. Start again with '%s%s'.", st.Role, authURL, st.Role), nil
 	}
 
-	tok, err := cfg.endpoint.RequestToken(ctx, backend.TokenRequest{
-		Grant: backend.GrantAuthorizationCode, Code: params["code"], RedirectURI: st.RedirectURI,
-		CodeVerifier: st.Verifier, Extra: role.ExtraParams,
+	stored, err := b.login(ctx, s, st.Role, role, cfg, began, func(ctx context.Context) (*backend.Token, error) {
+		return cfg.endpoint.RequestToken(ctx, backend.TokenRequest{
+			Grant: backend.GrantAuthorizationCode, Code: params["code"], RedirectURI: st.RedirectURI,
+			CodeVerifier: st.Verifier, Extra: role.ExtraParams,
+		})
 	})
 	if err != nil {
-		var idpErr *backend.IdPError
-		if errors.As(err, &idpErr) {
-			// Its text is sanitized and redacted of the code and verifier.
-			b.Logger().Warn("code exchange failed", "role", st.Role, "error", idpErr.Error())
+		if res := loginRefused(st.Role, authURL, mount, err); res != nil {
+			b.Logger().Warn("login not completed", "role", st.Role, "error", res.message)
 			b.metrics.AuthCodeLogin(st.Config, false)
-			return refused("Vault could not exchange the code for a token for role %q: %s", st.Role, idpErr.Error()), nil
+			return res, nil
 		}
 		return nil, err
 	}
-	tok = withScope(tok, role.scopes(cfg))
-	if err := b.tokens.Put(ctx, storageKV{s}, tokenKeyOf(st.Role, role, cfg).String(), fingerprint(role, cfg), tok); err != nil {
-		return nil, err
-	}
+	tok := &stored.Token
 	b.metrics.AuthCodeLogin(st.Config, true)
 	b.Logger().Info("login completed; token stored", "role", st.Role, "config", st.Config, "refresh_token", tok.RefreshToken != "")
 	return &callbackResult{
@@ -320,6 +319,28 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, mount
 		message: fmt.Sprintf("Vault now holds a token for role %q until %s. You can close this window.",
 			st.Role, tok.Expiry.UTC().Format(time.RFC3339)),
 	}, nil
+}
+
+// loginRefused is the callback's answer for a login the token store did not
+// complete, or nil for an internal failure. The messages never hold the
+// code, the state or a token.
+func loginRefused(role, authURL, mount string, err error) *callbackResult {
+	var idpErr *backend.IdPError
+	var held *backend.HeldError
+	var dropped *backend.DroppedError
+	switch {
+	case errors.As(err, &idpErr):
+		// Its text is sanitized and redacted of the code and verifier.
+		return refused("Vault could not exchange the code for a token for role %q: %s", role, idpErr.Error())
+	case errors.As(err, &held):
+		return refused("Role %q's config keeps one live token per client (single_active_token), and its current token is held under leases until %s: "+
+			"completing this login now would kill it, so the code was not used. Start a new login after that time with '%s%s', or drop the token first ('vault write -f %screds/%s/drop').",
+			role, held.Until.UTC().Format(time.RFC3339), authURL, role, mountPrefix(mount), role)
+	case errors.As(err, &dropped):
+		return refused("Role %q was dropped, changed or deleted while this login completed: nothing was stored, and the token was revoked where the IdP allows. Start again with '%s%s'.",
+			role, authURL, role)
+	}
+	return nil
 }
 
 // takeState returns the pending login for state and deletes it, under a lock

@@ -67,6 +67,9 @@ type served struct {
 // the metrics.
 func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name string, readerMinTTL time.Duration, path readPath) (served, *logical.Response, error) {
 	for attempt := 1; ; attempt++ {
+		// Before the role is read: a drop after this discards what the
+		// read would fetch for the role as it was.
+		began := b.tokens.Epoch()
 		role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
 		if resp != nil || err != nil {
 			return served{}, resp, err
@@ -77,12 +80,14 @@ func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name 
 				role.Config, role.MinTTL), nil
 		}
 		key := tokenKeyOf(name, role, cfg)
-		got, err := b.tokens.Serve(ctx, storageKV{req.Storage}, b.want(req, name, role, cfg, key, readerMinTTL))
+		w, err := b.want(ctx, req, name, role, cfg, key, readerMinTTL, began)
+		if err != nil {
+			resp, err := b.credsError(name, err)
+			return served{}, resp, err
+		}
+		got, err := b.tokens.Serve(ctx, storageKV{req.Storage}, w)
 		b.countCacheRead(role.Config, path, got.Fresh, err)
-		var dropped *backend.DroppedError
-		if errors.As(err, &dropped) && attempt == 1 {
-			b.Logger().Info("token dropped while it was being fetched; revoking it and reading again", "role", name, "token_key", key.String())
-			b.revokeDropped(ctx, []toRevoke{{key: key, cfg: cfg, tok: dropped.Token}})
+		if b.retryDropped(ctx, err, attempt, name, key, cfg) {
 			continue
 		}
 		if err != nil {
@@ -108,16 +113,37 @@ func shortOfMinTTL(got backend.Served, minTTL time.Duration) string {
 		max(got.Hold.Truncate(time.Second), minLease), minTTL, lifetime)
 }
 
-// want is what a read of the role asks of the token store.
-func (b *idpBackend) want(req *logical.Request, name string, role *roleEntry, cfg *configState, key tokenKey, readerMinTTL time.Duration) backend.Want {
+// retryDropped: a request whose key was dropped after it began (a drop, a
+// role or config delete) stored nothing; whatever it fetched is revoked,
+// and the first time the caller reads again against what the role is now.
+func (b *idpBackend) retryDropped(ctx context.Context, err error, attempt int, name string, key tokenKey, cfg *configState) bool {
+	var dropped *backend.DroppedError
+	if !errors.As(err, &dropped) || attempt > 1 {
+		return false
+	}
+	b.Logger().Info("token dropped while it was being fetched; revoking it and reading again", "role", name, "token_key", key.String())
+	if dropped.Token != nil {
+		b.revokeDropped(ctx, []toRevoke{{key: key, cfg: cfg, tok: dropped.Token}})
+	}
+	return true
+}
+
+// want is what a read of the role asks of the token store; began is the
+// store's epoch before the role was read.
+func (b *idpBackend) want(ctx context.Context, req *logical.Request, name string, role *roleEntry, cfg *configState, key tokenKey, readerMinTTL time.Duration, began uint64) (backend.Want, error) {
+	fp, err := b.requestFingerprint(ctx, req.Storage, name, role, cfg)
+	if err != nil {
+		return backend.Want{}, err
+	}
 	w := backend.Want{
 		Key:          key.String(),
-		Fingerprint:  cachedFingerprint(name, role, cfg),
+		Fingerprint:  fp,
 		MinRemaining: max(role.MinTTL, readerMinTTL, backend.HoldSkew+minLease),
 		SingleActive: cfg.singleActive,
 		CanMint:      b.canMint,
+		Began:        began,
 		Fetch: func(ctx context.Context, current *backend.StoredToken) (*backend.Token, error) {
-			return b.fetchToken(ctx, req, name, role, cfg, current)
+			return b.fetchToken(ctx, req, name, role, cfg, current, began)
 		},
 	}
 	if cfg.singleActive {
@@ -125,7 +151,7 @@ func (b *idpBackend) want(req *logical.Request, name string, role *roleEntry, cf
 			return b.sharedReserve(ctx, req.Storage, role.Config)
 		}
 	}
-	return w
+	return w, nil
 }
 
 // sharedReserve is the life a config's shared token keeps when the next one
@@ -166,10 +192,10 @@ func (b *idpBackend) storageReadOnly() bool {
 
 // fetchToken obtains a new token: by refresh when the stale one has a
 // refresh token, by the role's grant otherwise or when refresh is refused.
-func (b *idpBackend) fetchToken(ctx context.Context, vreq *logical.Request, name string, role *roleEntry, cfg *configState, current *backend.StoredToken) (*backend.Token, error) {
+func (b *idpBackend) fetchToken(ctx context.Context, vreq *logical.Request, name string, role *roleEntry, cfg *configState, current *backend.StoredToken, began uint64) (*backend.Token, error) {
 	if role.grant() == backend.GrantTokenExchange {
 		// Exchanged again rather than refreshed: the subject may have changed.
-		return b.exchangeForRole(ctx, vreq, name, role, cfg)
+		return b.exchangeForRole(ctx, vreq, name, role, cfg, began)
 	}
 	scopes := role.scopes(cfg)
 	refreshRefused := false
@@ -278,9 +304,13 @@ func (b *idpBackend) credsError(name string, err error) (*logical.Response, erro
 	var idpErr *backend.IdPError
 	var login *needsLoginError
 	var grantUser *grantUserError
+	var held *backend.HeldError
 	switch {
 	case errors.Is(err, logical.ErrReadOnly):
 		return nil, err
+	case errors.As(err, &held):
+		return logical.ErrorResponse("role %q: its config keeps one live token per client (single_active_token), and the current token is held under leases until %s: "+
+			"a new one would kill it; read again after that", name, held.Until.UTC().Format(time.RFC3339)), nil
 	case errors.As(err, &idpErr):
 		b.Logger().Warn("token request failed", "role", name, "error", idpErr.Error())
 		return logical.ErrorResponse("role %q: %s", name, idpErr.Error()), nil

@@ -48,7 +48,7 @@ func (b *idpBackend) pathCredsDrop(ctx context.Context, req *logical.Request, d 
 	if role.grant() == backend.GrantTokenExchange && role.SubjectRole == "" {
 		// The exchanges callers brought their subject tokens to: the next
 		// exchange/<role> of each subject exchanges again.
-		dropped = b.exchanges.DropRole(name) > 0 || dropped
+		dropped = b.tokens.DropEphemeral(exchangesOfRole(name)) > 0 || dropped
 	}
 	resp = &logical.Response{Data: map[string]any{"dropped": dropped, "token_key": key.String()}}
 	if key.shared {

@@ -20,13 +20,28 @@ import (
 // match, so the fake can tell whether the plugin ever polls too early).
 func deviceEnv(t *testing.T, e *testEnv, opts fakeidp.DeviceOptions) (*fakeidp.Device, string) {
 	t.Helper()
+	return deviceEnvOn(t, e, opts, nil, nil)
+}
+
+// deviceEnvOn is deviceEnv with the fake behind wrap (a gate), and further
+// config fields.
+func deviceEnvOn(t *testing.T, e *testEnv, opts fakeidp.DeviceOptions, wrap func(http.Handler) http.Handler, config map[string]any) (*fakeidp.Device, string) {
+	t.Helper()
 	opts.ClientID, opts.ClientSecret, opts.Scope, opts.Interval, opts.SlowDownStep = "tv-client", "tv-secret", "tv.watch", 1, 1
 	idp := fakeidp.NewDevice(opts)
-	srv := httptest.NewServer(idp)
+	var h http.Handler = idp
+	if wrap != nil {
+		h = wrap(idp)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	e.b.devices.slowDown = time.Second
-	e.ok(logical.UpdateOperation, "config/tv", map[string]any{"token_url": srv.URL + "/token", "device_authorization_url": srv.URL + "/device",
-		"client_id": "tv-client", "client_secret": "tv-secret"})
+	cfg := map[string]any{"token_url": srv.URL + "/token", "device_authorization_url": srv.URL + "/device",
+		"client_id": "tv-client", "client_secret": "tv-secret"}
+	for k, v := range config {
+		cfg[k] = v
+	}
+	e.ok(logical.UpdateOperation, "config/tv", cfg)
 	e.ok(logical.UpdateOperation, "roles/tv", map[string]any{"config": "tv", "grant_type": "device_code", "scopes": "tv.watch"})
 	t.Cleanup(e.b.devices.stopAll)
 	return idp, srv.URL

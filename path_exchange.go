@@ -57,45 +57,72 @@ func (b *idpBackend) pathExchangeWrite(ctx context.Context, req *logical.Request
 	if resp := checkText("subject_token_type", subjectType, maxFieldLen, false); resp != nil {
 		return resp, nil
 	}
-	role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
-	if resp != nil || err != nil {
-		return resp, err
+	for attempt := 1; ; attempt++ {
+		began := b.tokens.Epoch()
+		role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
+		if resp != nil || err != nil {
+			return resp, err
+		}
+		if resp := callerExchangeRole(req, name, role, cfg); resp != nil {
+			return resp, nil
+		}
+		typ := subjectType
+		if typ == "" {
+			typ = role.SubjectTokenType
+		}
+		if typ == "" {
+			typ = backend.TokenTypeAccessToken
+		}
+		if b.storageReadOnly() { // a performance standby or secondary
+			return nil, logical.ErrReadOnly
+		}
+		key := exchangeTokenKey(name, typ, subject)
+		w := backend.Want{
+			Key: key.String(), Fingerprint: cachedFingerprint(name, role, cfg), Ephemeral: true, Began: began,
+			MinRemaining: max(role.MinTTL, minTTL, backend.HoldSkew+minLease),
+			// Reused no longer than the subject token lives, where that can be read.
+			ReuseFor: role.exchangeReuse(),
+			Fetch: func(ctx context.Context, _ *backend.StoredToken) (*backend.Token, error) {
+				return b.exchange(ctx, name, role, cfg, backend.Exchange8693{SubjectToken: subject, SubjectTokenType: typ})
+			},
+		}
+		if exp, ok := backend.SubjectExpiry(subject); ok {
+			w.ReuseUntil = exp
+		}
+		got, err := b.tokens.Serve(ctx, nil, w)
+		b.countCacheRead(role.Config, readCreds, got.Fresh, err)
+		if b.retryDropped(ctx, err, attempt, name, key, cfg) {
+			continue
+		}
+		if err != nil {
+			return b.credsError(name, err)
+		}
+		// An exchange is not the role's cached token, which renewal checks
+		// against: its lease is never renewable.
+		leased := *role
+		leased.RenewableLeases = false
+		return b.credsResponse(name, served{Served: got, role: &leased}), nil
 	}
-	if role.grant() != backend.GrantTokenExchange {
+}
+
+// callerExchangeRole refuses an exchange/<role> of a role that does not take
+// the caller's subject token.
+func callerExchangeRole(req *logical.Request, name string, role *roleEntry, cfg *configState) *logical.Response {
+	mount := mountPrefix(req.MountPoint)
+	switch {
+	case role.grant() != backend.GrantTokenExchange:
 		return logical.ErrorResponse("role %q has grant_type %s; %sexchange/ is for token_exchange roles (read %screds/%s)",
-			name, role.GrantType, req.MountPoint, req.MountPoint, name), nil
-	}
-	if role.SubjectRole != "" {
+			name, role.GrantType, mount, mount, name)
+	case role.SubjectRole != "":
 		return logical.ErrorResponse("role %q takes its subject token from role %q: read %screds/%s",
-			name, role.SubjectRole, req.MountPoint, name), nil
+			name, role.SubjectRole, mount, name)
+	case cfg.singleActive:
+		// Stored before role writes refused the pair: each caller's
+		// exchange would kill the token exchanged before it.
+		return logical.ErrorResponse("role %q: config %q keeps one live token per client (single_active_token), so exchanges of the subject tokens callers bring are refused: "+
+			"each would kill the token exchanged before it, under its lease", name, role.Config)
 	}
-	if subjectType == "" {
-		subjectType = role.SubjectTokenType
-	}
-	if subjectType == "" {
-		subjectType = backend.TokenTypeAccessToken
-	}
-	if b.storageReadOnly() { // a performance standby or secondary
-		return nil, logical.ErrReadOnly
-	}
-	need := max(role.MinTTL, minTTL, backend.HoldSkew+minLease)
-	// The key holds a SHA-256 of the subject token, so only a caller holding
-	// the same subject token gets this exchange back.
-	key := backend.SubjectKey(name, subjectType, subject)
-	tok, fetched, err := b.exchanges.Get(ctx, key, cachedFingerprint(name, role, cfg), need,
-		func(ctx context.Context) (*backend.Token, error) {
-			return b.exchange(ctx, name, role, cfg, backend.Exchange8693{SubjectToken: subject, SubjectTokenType: subjectType})
-		})
-	b.countCacheRead(role.Config, readCreds, fetched, err)
-	if err != nil {
-		return b.credsError(name, err)
-	}
-	// An exchange is not the role's cached token, which renewal checks
-	// against: its lease is never renewable.
-	leased := *role
-	leased.RenewableLeases = false
-	return b.credsResponse(name, served{Served: backend.Served{StoredToken: tok, Hold: tok.Remaining(b.now()) - backend.HoldSkew, Fresh: fetched},
-		role: &leased, singleActive: cfg.singleActive}), nil
+	return nil
 }
 
 const exchangeHelp = `
@@ -107,7 +134,9 @@ lasts as long as the issued token.
 Exchanges are cached in memory on the active node, keyed by the role and a
 SHA-256 of the subject token (never the token itself), at most 1000 per mount
 (least recently used first out), so a caller gets back only an exchange of
-the very token it brought. They are not written to storage: a restart or a
-failover costs one exchange more. Roles with subject_role exchange another
-role's token instead; read creds/<role> for them.
+the very token it brought, and only while that token lives: until its exp
+when it is a JWT, else for the role's exchange_cache_ttl (default 60s). They
+are not written to storage: a restart or a failover costs one exchange more.
+Roles with subject_role exchange another role's token instead; read
+creds/<role> for them. A single_active_token config refuses these roles.
 `

@@ -2,6 +2,8 @@ package idptokens
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +121,94 @@ func TestExchangeDropAndRoleDelete(t *testing.T) {
 	e.ok(logical.UpdateOperation, "roles/orders", role)
 	if third := exchange(); third == second || len(e.sts.Requests()) != 3 {
 		t.Fatalf("role deleted and written again: %d exchanges, want a new exchange", len(e.sts.Requests()))
+	}
+}
+
+// testJWT is an unsigned-looking JWT whose only claim that matters is exp.
+func testJWT(sub string, exp time.Time) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(fmt.Sprintf(`{"sub":%q,"exp":%d}`, sub, exp.Unix()))) + ".c2ln"
+}
+
+// A cached exchange is never handed out past its subject token's life: a
+// JWT's exp, else the role's exchange_cache_ttl (default 60 s) from the
+// exchange. Past it the IdP is asked again, and refuses the dead subject.
+func TestCachedExchangeEndsWithItsSubject(t *testing.T) {
+	clock := &promiseClock{now: time.Now()}
+	expires := map[string]time.Time{}
+	e := newExchangeEnv(t, fakeidp.TokenExchangeOptions{TokenTTL: time.Hour,
+		ValidSubject: func(s string) bool { exp, ok := expires[s]; return ok && clock.Now().Before(exp) }})
+	e.b.now = clock.Now
+	e.ok(logical.UpdateOperation, "roles/orders", map[string]any{"config": "sts", "grant_type": "token_exchange"})
+	exchange := func(subject string) (*logical.Response, error) {
+		return e.do(logical.UpdateOperation, "exchange/orders", map[string]any{"subject_token": subject})
+	}
+	jwt := testJWT("alice", clock.Now().Add(2*time.Minute))
+	expires[jwt] = clock.Now().Add(2 * time.Minute)
+	if resp, err := exchange(jwt); err != nil || resp.IsError() {
+		t.Fatalf("exchange: %v %v", err, respErr(resp))
+	}
+	clock.Advance(time.Minute)
+	if resp, err := exchange(jwt); err != nil || resp.IsError() || len(e.sts.Requests()) != 1 {
+		t.Fatalf("within the subject's life: %v %v, %d exchanges, want the cached one", err, respErr(resp), len(e.sts.Requests()))
+	}
+	clock.Advance(time.Minute + time.Second) // the subject expired
+	if resp, err := exchange(jwt); err != nil || !resp.IsError() || len(e.sts.Requests()) != 2 {
+		t.Fatalf("past the subject's exp: %v %v after %d exchanges, want the IdP asked again and refusing", err, respErr(resp), len(e.sts.Requests()))
+	}
+
+	opaque := "opaque-subject-token-1"
+	expires[opaque] = clock.Now().Add(time.Hour)
+	if resp, err := exchange(opaque); err != nil || resp.IsError() {
+		t.Fatalf("exchange: %v %v", err, respErr(resp))
+	}
+	delete(expires, opaque) // revoked at the IdP
+	clock.Advance(59 * time.Second)
+	if resp, _ := exchange(opaque); resp.IsError() || len(e.sts.Requests()) != 3 {
+		t.Fatalf("59 s after the exchange: %v, %d exchanges, want the cached one (what the README says remains)", respErr(resp), len(e.sts.Requests()))
+	}
+	clock.Advance(time.Second)
+	if resp, _ := exchange(opaque); !resp.IsError() || len(e.sts.Requests()) != 4 {
+		t.Fatalf("60 s after the exchange: %v, %d exchanges, want the IdP asked again and refusing", respErr(resp), len(e.sts.Requests()))
+	}
+	// exchange_cache_ttl sets that bound.
+	e.ok(logical.UpdateOperation, "roles/orders", map[string]any{"exchange_cache_ttl": "10s"})
+	expires[opaque] = clock.Now().Add(time.Hour)
+	exchange(opaque)
+	clock.Advance(10 * time.Second)
+	if exchange(opaque); len(e.sts.Requests()) != 6 {
+		t.Fatalf("%d exchanges: exchange_cache_ttl=10s did not bound the reuse", len(e.sts.Requests()))
+	}
+	e.fails(logical.UpdateOperation, "roles/orders", map[string]any{"exchange_cache_ttl": "2h"}, "exchange_cache_ttl")
+	e.fails(logical.UpdateOperation, "roles/fixed", map[string]any{"config": "sts", "grant_type": "token_exchange", "subject_role": "base",
+		"exchange_cache_ttl": "10s"}, "exchange_cache_ttl")
+}
+
+// A single-active config refuses a role that exchanges callers' subject
+// tokens: each exchange would mint a token of the client that kills the one
+// exchanged before it, under its lease. One stored before the refusal is
+// refused at exchange/<role>, without asking the IdP.
+func TestCallerExchangeRefusedOnSingleActiveConfig(t *testing.T) {
+	e := newExchangeEnv(t, fakeidp.TokenExchangeOptions{ValidSubject: func(string) bool { return true }})
+	e.ok(logical.UpdateOperation, "config/sts", map[string]any{"single_active_token": true})
+	e.fails(logical.UpdateOperation, "roles/orders", map[string]any{"config": "sts", "grant_type": "token_exchange"}, "single_active_token")
+	if raw := e.stored(rolePrefix + "orders"); raw != nil {
+		t.Fatal("the refused role was stored")
+	}
+	// subject_role: one shared token, through the holds like any role.
+	e.ok(logical.UpdateOperation, "roles/down", map[string]any{"config": "sts", "grant_type": "token_exchange", "subject_role": "base"})
+	e.creds("down")
+
+	entry, err := logical.StorageEntryJSON(rolePrefix+"legacy", &roleEntry{Config: "sts", GrantType: "token_exchange"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.storage.Put(context.Background(), entry); err != nil {
+		t.Fatal(err)
+	}
+	before := len(e.sts.Requests())
+	e.fails(logical.UpdateOperation, "exchange/legacy", map[string]any{"subject_token": "user-token"}, "single_active_token")
+	if len(e.sts.Requests()) != before {
+		t.Fatal("the refused exchange reached the IdP")
 	}
 }

@@ -131,8 +131,13 @@ func (b *idpBackend) pathRoleWrite(ctx context.Context, req *logical.Request, d 
 // afterRoleChange drops a role's own token that no longer answers what the
 // role asks. A single-active config's shared token is not dropped (other
 // roles may hold it), but when it no longer fits, the answer says that the
-// next read mints a new one, killing the current one under its leases.
+// next read mints a new one, killing the current one under its leases: a
+// role written anew (as after a delete) included, when the config still
+// holds a token asked for otherwise.
 func (b *idpBackend) afterRoleChange(ctx context.Context, s logical.Storage, name string, old, r *roleEntry, cfg *configState) (*logical.Response, error) {
+	if cfg.singleActive {
+		return b.warnIfSharedTokenChanges(ctx, s, name, old, r, cfg)
+	}
 	if old == nil {
 		return nil, nil
 	}
@@ -143,13 +148,43 @@ func (b *idpBackend) afterRoleChange(ctx context.Context, s logical.Storage, nam
 	if oldCfg != nil && fingerprint(old, oldCfg) == fingerprint(r, cfg) {
 		return nil, nil
 	}
-	if !cfg.singleActive {
-		return nil, b.tokens.Drop(ctx, storageKV{s}, tokenKeyOf(name, r, cfg).String())
+	return nil, b.tokens.Drop(ctx, storageKV{s}, tokenKeyOf(name, r, cfg).String())
+}
+
+// warnIfSharedTokenChanges warns when role name of a single-active config
+// now asks for something else than it did, or than the config's current
+// shared token answers.
+func (b *idpBackend) warnIfSharedTokenChanges(ctx context.Context, s logical.Storage, name string, old, r *roleEntry, cfg *configState) (*logical.Response, error) {
+	fp := fingerprint(r, cfg)
+	changed := false
+	if old != nil {
+		oldCfg, err := b.config(ctx, s, old.Config)
+		if err != nil {
+			return nil, err
+		}
+		changed = oldCfg == nil || fingerprint(old, oldCfg) != fp
+	} else {
+		// A new role (or one written again after a delete, which left the
+		// shared token to the config): what does the held token answer?
+		cur, err := b.tokens.Peek(ctx, storageKV{s}, configTokenKey(cfg.name).String())
+		if err != nil {
+			return nil, err
+		}
+		changed = cur != nil && !cur.Unusable && cur.Fingerprint != fp && cur.Expiry.After(b.now())
 	}
+	if !changed {
+		return nil, nil
+	}
+	return sharedTokenWarning(fmt.Sprintf("role %q now asks for something else than config %q's shared token answers", name, r.Config)), nil
+}
+
+// sharedTokenWarning is the answer of a write after which the next read of
+// a single-active config mints, so that the IdP kills the token under the
+// leases already handed out.
+func sharedTokenWarning(what string) *logical.Response {
 	resp := &logical.Response{}
-	resp.AddWarning(fmt.Sprintf("role %q now asks for something else than config %q's shared token answers: the next read mints a new token, "+
-		"and the IdP then invalidates the current one, also under leases handed out before this write", name, r.Config))
-	return resp, nil
+	resp.AddWarning(what + ": the next read mints a new token, and the IdP then invalidates the current one, also under leases handed out before this write")
+	return resp
 }
 
 func applyRoleFields(r *roleEntry, d *framework.FieldData) *logical.Response {
@@ -249,16 +284,22 @@ func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d
 	if err != nil {
 		return nil, err
 	}
-	if err := b.tokens.Drop(ctx, storageKV{req.Storage}, roleTokenKey(name).String()); err != nil {
+	// Logins first: if a later step fails, no pending login is left to
+	// complete into a role written again under this name.
+	if err := b.dropLogins(ctx, req.Storage, name); err != nil {
+		return nil, err
+	}
+	if err := b.dropRoleTokens(ctx, req.Storage, name); err != nil {
 		return nil, err
 	}
 	if err := req.Storage.Delete(ctx, rolePrefix+name); err != nil {
 		return nil, err
 	}
 	b.roles.Drop(name)
-	b.exchanges.DropRole(name) // a role written again under this name starts afresh
-	if err := b.dropPendingLogins(ctx, req.Storage, name); err != nil {
-		return nil, err
+	// Again: a read that loaded the role after the first drop and before
+	// its delete may have stored a token for it meanwhile.
+	if err := b.dropRoleTokens(ctx, req.Storage, name); err != nil {
+		return nil, fmt.Errorf("role %q was deleted, but dropping its token failed (delete the role again): %w", name, err)
 	}
 	// Best effort: a failure is logged and does not undo the delete.
 	b.revokeDropped(ctx, revoke)
@@ -273,6 +314,13 @@ func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d
 	return &logical.Response{Warnings: []string{fmt.Sprintf(
 		"roles %s name role %q as subject_role or actor_role: their next exchange fails until a role of that name is written again",
 		strings.Join(dependents, ", "), name)}}, nil
+}
+
+// dropRoleTokens drops the role's own token and its exchanges of callers'
+// subject tokens: a role written again under the name starts afresh.
+func (b *idpBackend) dropRoleTokens(ctx context.Context, s logical.Storage, name string) error {
+	b.tokens.DropEphemeral(exchangesOfRole(name))
+	return b.tokens.Drop(ctx, storageKV{s}, roleTokenKey(name).String())
 }
 
 // rolesNaming are the roles whose token exchange takes role's token (as

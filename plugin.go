@@ -36,9 +36,9 @@ type idpBackend struct {
 
 	configs backend.Cache[*configState]
 	roles   backend.Cache[*roleEntry]
-	tokens  backend.TokenStore
-	// exchanges caches caller-supplied token exchanges (path_exchange.go).
-	exchanges backend.ExchangeCache
+	// tokens is the one door of every token write: reads, logins, exchanges
+	// of callers' subject tokens (memory only), drops.
+	tokens backend.TokenStore
 	// devices polls for pending device logins (device_poller.go).
 	devices devicePollers
 
@@ -76,7 +76,6 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 func newBackend() *idpBackend {
 	b := &idpBackend{now: time.Now, sleep: backend.Sleep}
 	b.tokens.Now, b.tokens.Sleep = b.clock, b.sleepFor
-	b.exchanges.Now = b.clock
 	b.devices.minInterval, b.devices.slowDown = time.Second, backend.SlowDownStep
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),

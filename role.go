@@ -44,20 +44,34 @@ func (r *roleEntry) scopes(cfg *configState) []string {
 	return cfg.entry.Scopes
 }
 
-// tokenKey names where a token is cached: a role's own token, or the one
-// token every role of a single-active config shares.
+// tokenKey names where a token is cached: a role's own token, the one
+// token every role of a single-active config shares, or (in memory only) a
+// role's exchange of one subject token a caller brought.
 type tokenKey struct {
-	shared bool   // the config's shared token
-	name   string // the role's name, or the config's when shared
+	shared  bool   // the config's shared token
+	name    string // the role's name, or the config's when shared
+	subject string // an exchange: the subject token's digest
 }
 
 func roleTokenKey(role string) tokenKey  { return tokenKey{name: role} }
 func configTokenKey(cfg string) tokenKey { return tokenKey{shared: true, name: cfg} }
 
+// exchangeTokenKey is where role's exchange of a caller's subject token is
+// held: under a digest of the token, never the token itself.
+func exchangeTokenKey(role, subjectTokenType, subjectToken string) tokenKey {
+	return tokenKey{name: role, subject: backend.SubjectDigest(subjectTokenType, subjectToken)}
+}
+
+// exchangesOfRole is the prefix of every exchange key of role.
+func exchangesOfRole(role string) string { return "exchange/" + role + "/" }
+
 // String is the key below backend.TokenPrefix.
 func (k tokenKey) String() string {
-	if k.shared {
+	switch {
+	case k.shared:
 		return "config/" + k.name
+	case k.subject != "":
+		return exchangesOfRole(k.name) + k.subject
 	}
 	return "role/" + k.name
 }
@@ -204,4 +218,16 @@ func (b *idpBackend) roleAndConfig(ctx context.Context, s logical.Storage, name 
 		return nil, nil, logical.ErrorResponse("role %q uses config %q, which does not exist", name, role.Config), nil
 	}
 	return role, cfg, nil, nil
+}
+
+// dropLogins forgets every login pending for a role (authorization-code
+// states, the device login and its poller), before the role is deleted.
+func (b *idpBackend) dropLogins(ctx context.Context, s logical.Storage, name string) error {
+	if err := b.dropPendingLogins(ctx, s, name); err != nil {
+		return err
+	}
+	b.devices.stop(name)
+	b.devices.writeMu.Lock()
+	defer b.devices.writeMu.Unlock()
+	return s.Delete(ctx, deviceLoginPrefix+name)
 }

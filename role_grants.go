@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -34,6 +35,9 @@ type roleGrantFields struct {
 	Resource           []string `json:"resource,omitempty"`
 	SubjectRole        string   `json:"subject_role,omitempty"`
 	ActorRole          string   `json:"actor_role,omitempty"`
+	// ExchangeCacheTTL bounds the reuse of an exchange of a caller's subject
+	// token whose own life cannot be read (not a JWT with exp).
+	ExchangeCacheTTL time.Duration `json:"exchange_cache_ttl,omitempty"`
 }
 
 // isZero says the role sets none of the grant fields (so its fingerprint
@@ -79,6 +83,24 @@ var roleGrantFieldDefs = map[string]roleGrantField{
 	"actor_role": {backend.GrantTokenExchange, &framework.FieldSchema{Type: framework.TypeString,
 		Description: "token_exchange: the role whose current token is sent as actor_token (delegation). Default none."},
 		func(g *roleGrantFields) bool { return g.ActorRole != "" }},
+	"exchange_cache_ttl": {backend.GrantTokenExchange, &framework.FieldSchema{Type: framework.TypeDurationSecond,
+		Description: "token_exchange without subject_role: how long an exchange of a caller's subject token is reused when the subject's own expiry cannot be read (it is not a JWT with an exp claim); a JWT subject's exchange is reused until its exp. Default 60s, at most 1h."},
+		func(g *roleGrantFields) bool { return g.ExchangeCacheTTL > 0 }},
+}
+
+// Bounds of exchange_cache_ttl.
+const (
+	defaultExchangeCacheTTL = time.Minute
+	maxExchangeCacheTTL     = time.Hour
+)
+
+// exchangeReuse is how long the role reuses an exchange of a subject token
+// whose expiry cannot be read.
+func (g *roleGrantFields) exchangeReuse() time.Duration {
+	if g.ExchangeCacheTTL > 0 {
+		return g.ExchangeCacheTTL
+	}
+	return defaultExchangeCacheTTL
 }
 
 // withRoleGrantFields adds the grant fields to the role path's schema.
@@ -111,6 +133,10 @@ func applyRoleGrantFields(r *roleEntry, d *framework.FieldData) *logical.Respons
 				}
 			}
 		}
+	}
+	f.duration("exchange_cache_ttl", &g.ExchangeCacheTTL)
+	if f.err != nil {
+		return f.err
 	}
 	var claimsJSON string
 	if f.text("jwt_claims", &claimsJSON) {
@@ -180,6 +206,17 @@ func validateRoleGrant(r *roleEntry, cfg *configState) *logical.Response {
 			return fieldError(field, "%q is not a token type URI, such as urn:ietf:params:oauth:token-type:access_token", backend.Sanitize(v, 80))
 		}
 	}
+	if grant == backend.GrantTokenExchange && r.SubjectRole == "" {
+		if cfg.singleActive {
+			return fieldError("subject_role", "config %q keeps one live token per client (single_active_token): an exchange of each caller's subject token "+
+				"would mint a token that kills the one exchanged before it, under its lease; name a subject_role, or use a config without single_active_token", r.Config)
+		}
+		if r.ExchangeCacheTTL > maxExchangeCacheTTL {
+			return fieldError("exchange_cache_ttl", "must be at most %s", maxExchangeCacheTTL)
+		}
+	} else if r.ExchangeCacheTTL > 0 {
+		return fieldError("exchange_cache_ttl", "is for token_exchange roles whose callers bring the subject token (no subject_role)")
+	}
 	if grant == backend.GrantJWTBearer && cfg.entry.PrivateKey == "" {
 		return fieldError("grant_type", "jwt_bearer signs its assertion with the config's private_key, and config %q has none", r.Config)
 	}
@@ -199,6 +236,7 @@ func addRoleGrantData(data map[string]any, r *roleEntry) {
 	data["subject_token_type"], data["requested_token_type"] = g.SubjectTokenType, g.RequestedTokenType
 	data["audience"], data["resource"] = nonNil(g.Audience), nonNil(g.Resource)
 	data["subject_role"], data["actor_role"] = g.SubjectRole, g.ActorRole
+	data["exchange_cache_ttl"] = int64(g.ExchangeCacheTTL.Seconds())
 }
 
 // roleGrantNames lists the grants a role may name, for messages.

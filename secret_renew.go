@@ -44,8 +44,12 @@ func (b *idpBackend) renewAccessToken(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return nil, err
 	}
+	w, err := b.want(ctx, req, name, role, cfg, key, 0, 0)
+	if err != nil {
+		return b.credsError(name, err)
+	}
 	now := b.clock()
-	hold, ok := b.tokens.HoldOf(cur, b.want(req, name, role, cfg, key, 0), now)
+	hold, ok := b.tokens.HoldOf(cur, w, now)
 	if !ok || tag == "" || tokenTag(cur.AccessToken) != tag {
 		return logical.ErrorResponse("the token of this lease is no longer role %q's current token, or has no time left: read %screds/%s again", name, mountPrefix(req.MountPoint), name), nil
 	}

@@ -1,8 +1,11 @@
 package backend
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // OAuth 2.0 Token Exchange (RFC 8693): a subject token (and optionally an
@@ -77,4 +80,20 @@ func exchangeTokenTypes(allowed []string) []string {
 		}
 	}
 	return append(allowed[:len(allowed):len(allowed)], TokenTypeNA)
+}
+
+// SubjectDigest names a subject token without holding it: a SHA-256 of its
+// type and value, so that an exchange of it is found again only by a
+// caller who brings the very same token.
+func SubjectDigest(subjectTokenType, subjectToken string) string {
+	sum := sha256.Sum256([]byte(subjectTokenType + "\x00" + subjectToken))
+	return hex.EncodeToString(sum[:])
+}
+
+// SubjectExpiry is the exp claim of a subject token that is a JWT, read
+// without verifying it (the IdP verifies the token; this only bounds how
+// long an exchange of it is reused). ok is false for any other token.
+func SubjectExpiry(subjectToken string) (exp time.Time, ok bool) {
+	exp, isJWT, err := jwtExpiry(subjectToken)
+	return exp, isJWT && err == nil
 }

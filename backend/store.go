@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -49,6 +48,9 @@ type StoredToken struct {
 	// token is sent: whatever becomes of the request, the token is never
 	// handed out again. Its refresh token may still serve.
 	Unusable bool `json:"unusable,omitempty"`
+	// ReuseUntil (Want.ReuseUntil, ReuseFor): no reader is handed the token
+	// at or after it.
+	ReuseUntil time.Time `json:"reuse_until,omitzero"`
 }
 
 // mintAfter is MintAfter, or the expiry for tokens stored without one.
@@ -84,6 +86,25 @@ type Want struct {
 	// node whose storage is read-only answers an error.
 	CanMint func() error
 	Fetch   Fetch
+	// Began is the store's Epoch when the caller began, before it read the
+	// role and config the request is for: whatever it fetches for a key
+	// dropped after that is discarded (DroppedError). Zero: when the
+	// store's flight starts.
+	Began uint64
+	// Login: Fetch is a login's token request (a code exchange, a device
+	// poll) whose token replaces whatever the key holds. It runs in the
+	// key's lane like a mint, with the same holds and retirement, but no
+	// held token is served instead.
+	Login bool
+	// Ephemeral: the token is held in memory only, bounded in number, and
+	// never written to storage (exchanges of the subject tokens callers
+	// bring: another party's token).
+	Ephemeral bool
+	// ReuseUntil, when set, is when a token fetched now stops being handed
+	// out again (the subject token's own expiry); else ReuseFor after it is
+	// fetched, when set. The token itself may live longer.
+	ReuseUntil time.Time
+	ReuseFor   time.Duration
 }
 
 // Served is a token handed out and how long its reader may rely on it.
@@ -101,25 +122,44 @@ type Served struct {
 var ErrRefreshDead = errors.New("the refresh token was refused")
 
 // DroppedError: the token key was dropped (a drop, a role or config delete)
-// while a token was being fetched for it. The new token was removed from
-// storage again; Token is it, for the caller to revoke.
+// after the request began. Nothing of it was kept; Token is what it
+// fetched, for the caller to revoke (nil when it fetched nothing).
 type DroppedError struct{ Token *StoredToken }
 
 func (e *DroppedError) Error() string {
 	return "the token was dropped while a new one was being fetched"
 }
 
+// HeldError: the key's token is held by readers until Until (its holding
+// period), and the request would kill it at the IdP (single-active).
+type HeldError struct {
+	Key   string
+	Until time.Time
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("token %q is held under leases until %s: a new token may not be minted before then", e.Key, e.Until.UTC().Format(time.RFC3339))
+}
+
 // TokenStore hands out cached tokens while they are fresh enough and fetches
-// a new one at most once at a time per key, however many readers ask.
+// a new one at most once at a time per key, however many readers ask. It is
+// the one door of every token write: reads that mint or refresh, logins,
+// exchanges and drops all go through Serve and Drop, so that one set of
+// rules (one IdP request at a time per key, drop generations, holds and
+// retirement) applies to all.
 type TokenStore struct {
-	cache  Cache[*StoredToken]
-	flight singleflight.Group
-	Now    func() time.Time
+	cache     Cache[*StoredToken]
+	ephemeral lru
+	lanes     lanes
+	flight    singleflight.Group
+	Now       func() time.Time
 	// Sleep waits d or until ctx ends (tests move a fake clock instead).
 	Sleep func(ctx context.Context, d time.Duration) error
+	// MaxEphemeral bounds the memory-only tokens (DefaultEphemeralTokens
+	// when zero).
+	MaxEphemeral int
 
-	dropsMu sync.Mutex
-	drops   map[string]uint64 // per key, how many times it was dropped
+	drops drops
 }
 
 func (s *TokenStore) now() time.Time {
@@ -151,15 +191,20 @@ const maxJoins = 3
 // concurrent readers join it, and a reader the result does not fit asks
 // again, so that no two requests for one key ever overlap.
 func (s *TokenStore) Serve(ctx context.Context, kv KV, w Want) (Served, error) {
-	if t, ok := s.cache.Get(w.Key); ok {
+	// The IdP request carries its own time bounds, and a caller that gives
+	// up must not leave half a retirement or an unstored token behind.
+	flightCtx := context.WithoutCancel(ctx)
+	if w.Login {
+		// A login's request is its own: nobody joins it, and it joins no
+		// read's flight.
+		return s.serveOrMint(flightCtx, kv, w)
+	}
+	if t, ok := s.inMemory(w); ok {
 		if hold, ok := s.hold(t, w, s.now()); ok {
 			return Served{StoredToken: t, Hold: hold}, nil
 		}
 	}
-	// Readers that join a flight share its result; the first reader's
-	// cancellation must not fail the others, and the IdP request carries
-	// its own time bounds.
-	flightCtx := context.WithoutCancel(ctx)
+	// Readers that join a flight share its result.
 	for range maxJoins {
 		v, err, _ := s.flight.Do(w.Key, func() (any, error) { return s.serveOrMint(flightCtx, kv, w) })
 		if err != nil {
@@ -180,14 +225,28 @@ func (s *TokenStore) Serve(ctx context.Context, kv KV, w Want) (Served, error) {
 	return Served{}, fmt.Errorf("token %q: other readers kept replacing it; try again", w.Key)
 }
 
-// serveOrMint runs inside the key's flight.
+// serveOrMint runs in the key's lane (inside a read's flight): one IdP
+// request at a time per key, whatever door it came in by.
 func (s *TokenStore) serveOrMint(ctx context.Context, kv KV, w Want) (Served, error) {
-	current, err := s.load(ctx, kv, w.Key)
+	unlock := s.lanes.lock(w.Key)
+	defer unlock()
+	began := w.Began
+	if began == 0 {
+		began = s.Epoch()
+	}
+	if s.drops.since(w.Key, began) {
+		// The caller's view of the role is older than a drop: let it look
+		// again rather than write for what was dropped.
+		return Served{}, &DroppedError{}
+	}
+	current, err := s.load(ctx, kv, w)
 	if err != nil {
 		return Served{}, err
 	}
-	if hold, ok := s.hold(current, w, s.now()); ok {
-		return Served{StoredToken: current, Hold: hold}, nil
+	if !w.Login {
+		if hold, ok := s.hold(current, w, s.now()); ok {
+			return Served{StoredToken: current, Hold: hold}, nil
+		}
 	}
 	if w.CanMint != nil {
 		if err := w.CanMint(); err != nil {
@@ -200,18 +259,19 @@ func (s *TokenStore) serveOrMint(ctx context.Context, kv KV, w Want) (Served, er
 			return Served{}, err
 		}
 	}
-	drops := s.dropCount(w.Key)
 	if w.SingleActive && current != nil && !current.Unusable {
-		if err := s.retire(ctx, kv, w, current); err != nil {
+		if current, err = s.retire(ctx, kv, w, current); err != nil {
 			return Served{}, err
 		}
 	}
 	got, err := s.mint(ctx, kv, w, current, reserve)
-	if s.dropCount(w.Key) != drops {
+	if s.drops.since(w.Key, began) {
 		// Dropped meanwhile: what was stored since belongs to nobody.
-		s.cache.Drop(w.Key)
-		if derr := kv.Delete(ctx, TokenPrefix+w.Key); derr != nil && err == nil {
-			err = derr
+		s.forget(w)
+		if !w.Ephemeral {
+			if derr := kv.Delete(ctx, TokenPrefix+w.Key); derr != nil && err == nil {
+				err = derr
+			}
 		}
 		if err == nil {
 			return Served{}, &DroppedError{Token: got.StoredToken}
@@ -221,41 +281,52 @@ func (s *TokenStore) serveOrMint(ctx context.Context, kv KV, w Want) (Served, er
 }
 
 // retire waits until no holder relies on current any more, then marks it
-// Unusable in storage and memory, before the request that will kill it. A
-// token minted for another request (an operator changed the config or the
-// role) is retired at once: that change is the operator's to announce.
-func (s *TokenStore) retire(ctx context.Context, kv KV, w Want, current *StoredToken) error {
+// Unusable in storage and memory, before the request that will kill it, and
+// returns the marked record: from here on nothing writes current back as
+// usable. A token minted for another request (an operator changed the
+// config or the role) is retired at once: that change is the operator's to
+// announce.
+func (s *TokenStore) retire(ctx context.Context, kv KV, w Want, current *StoredToken) (*StoredToken, error) {
 	if wait := current.mintAfter().Sub(s.now()); wait > 0 && current.Fingerprint == w.Fingerprint {
 		if wait > maxMintWait {
-			return fmt.Errorf("token %q: a new token may not be minted for another %s", w.Key, wait.Round(time.Second))
+			return nil, &HeldError{Key: w.Key, Until: current.mintAfter()}
 		}
 		if err := s.sleep(ctx, wait); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	marked := *current
 	marked.Unusable = true
-	return s.put(ctx, kv, w.Key, &marked)
+	return &marked, s.put(ctx, kv, w, &marked)
 }
 
-// mint fetches and stores a new token for w.
+// mint fetches and stores a new token for w. current is the key's record as
+// it stands now (marked Unusable if it was retired).
 func (s *TokenStore) mint(ctx context.Context, kv KV, w Want, current *StoredToken, reserve time.Duration) (Served, error) {
 	forFetch := current
-	if current != nil && current.Fingerprint != w.Fingerprint {
+	if w.Login || (current != nil && current.Fingerprint != w.Fingerprint) {
 		forFetch = nil // a refresh token of another request must not serve
 	}
 	t, err := w.Fetch(ctx, forFetch)
 	if err != nil {
 		if errors.Is(err, ErrRefreshDead) && forFetch != nil && forFetch.RefreshToken != "" {
+			// The record as retired: a fallback grant whose answer was
+			// lost may have killed the token, so Unusable stays.
 			dead := *forFetch
 			dead.RefreshToken = ""
-			if perr := s.put(ctx, kv, w.Key, &dead); perr != nil {
+			if perr := s.put(ctx, kv, w, &dead); perr != nil {
 				return Served{}, errors.Join(err, perr)
 			}
 		}
 		return Served{}, err
 	}
 	stored := &StoredToken{Token: *t, Fingerprint: w.Fingerprint}
+	switch {
+	case !w.ReuseUntil.IsZero():
+		stored.ReuseUntil = w.ReuseUntil
+	case w.ReuseFor > 0:
+		stored.ReuseUntil = s.now().Add(w.ReuseFor)
+	}
 	hold := stored.Remaining(s.now()) - HoldSkew
 	if w.SingleActive {
 		// The holding period of every lease on this token ends by
@@ -266,7 +337,7 @@ func (s *TokenStore) mint(ctx context.Context, kv KV, w Want, current *StoredTok
 		stored.MintAfter = later(stored.Expiry.Add(-min(reserve, lifetime/2)), s.now().Add(MinHold+HoldSkew))
 		hold = stored.MintAfter.Sub(s.now()) - HoldSkew
 	}
-	if err := s.put(ctx, kv, w.Key, stored); err != nil {
+	if err := s.put(ctx, kv, w, stored); err != nil {
 		return Served{}, err
 	}
 	return Served{StoredToken: stored, Hold: max(hold, MinHold), Fresh: true}, nil
@@ -278,7 +349,7 @@ func (s *TokenStore) hold(t *StoredToken, w Want, now time.Time) (time.Duration,
 		// No reader's min_ttl applies: the holding period is the rule.
 		return s.HoldOf(t, w, now)
 	}
-	if t == nil || t.Unusable || t.Fingerprint != w.Fingerprint {
+	if t == nil || t.Unusable || t.Fingerprint != w.Fingerprint || t.gone(now) {
 		return 0, false
 	}
 	remaining := t.Remaining(now)
@@ -288,10 +359,31 @@ func (s *TokenStore) hold(t *StoredToken, w Want, now time.Time) (time.Duration,
 
 // Peek returns the cached or stored token without fetching.
 func (s *TokenStore) Peek(ctx context.Context, kv KV, key string) (*StoredToken, error) {
-	return s.load(ctx, kv, key)
+	return s.load(ctx, kv, Want{Key: key})
 }
 
-func (s *TokenStore) load(ctx context.Context, kv KV, key string) (*StoredToken, error) {
+// inMemory is the copy of w's key held in memory, if any.
+func (s *TokenStore) inMemory(w Want) (*StoredToken, bool) {
+	if w.Ephemeral {
+		return s.ephemeral.get(w.Key, s.now())
+	}
+	return s.cache.Get(w.Key)
+}
+
+func (s *TokenStore) forget(w Want) {
+	if w.Ephemeral {
+		s.ephemeral.drop(w.Key)
+		return
+	}
+	s.cache.Drop(w.Key)
+}
+
+func (s *TokenStore) load(ctx context.Context, kv KV, w Want) (*StoredToken, error) {
+	if w.Ephemeral {
+		t, _ := s.ephemeral.get(w.Key, s.now())
+		return t, nil
+	}
+	key := w.Key
 	t, _, err := s.cache.Load(key, func() (*StoredToken, bool, error) {
 		raw, err := kv.Get(ctx, TokenPrefix+key)
 		if err != nil || raw == nil {
@@ -306,55 +398,40 @@ func (s *TokenStore) load(ctx context.Context, kv KV, key string) (*StoredToken,
 	return t, err
 }
 
-func (s *TokenStore) put(ctx context.Context, kv KV, key string, t *StoredToken) error {
+func (s *TokenStore) put(ctx context.Context, kv KV, w Want, t *StoredToken) error {
+	if w.Ephemeral {
+		s.ephemeral.set(w.Key, t, s.MaxEphemeral, s.now())
+		return nil
+	}
 	raw, err := json.Marshal(t)
 	if err != nil {
 		return err
 	}
-	if err := kv.Put(ctx, TokenPrefix+key, raw); err != nil {
+	if err := kv.Put(ctx, TokenPrefix+w.Key, raw); err != nil {
 		return err
 	}
-	s.cache.Set(key, t)
+	s.cache.Set(w.Key, t)
 	return nil
-}
-
-// Put stores t under key for fingerprint, replacing whatever was there: a
-// token obtained outside Serve (the authorization-code callback).
-func (s *TokenStore) Put(ctx context.Context, kv KV, key, fingerprint string, t *Token) error {
-	return s.put(ctx, kv, key, &StoredToken{Token: *t, Fingerprint: fingerprint})
-}
-
-// Drop deletes the token for key from storage and memory. A fetch in flight
-// for the key at the time removes its token again when it lands.
-func (s *TokenStore) Drop(ctx context.Context, kv KV, key string) error {
-	s.dropsMu.Lock()
-	if s.drops == nil {
-		s.drops = map[string]uint64{}
-	}
-	s.drops[key]++
-	s.dropsMu.Unlock()
-	s.cache.Drop(key)
-	return kv.Delete(ctx, TokenPrefix+key)
-}
-
-func (s *TokenStore) dropCount(key string) uint64 {
-	s.dropsMu.Lock()
-	defer s.dropsMu.Unlock()
-	return s.drops[key]
 }
 
 // Forget drops the in-memory copy only (another node changed storage).
 func (s *TokenStore) Forget(key string) { s.cache.Drop(key) }
 
-// ForgetAll drops every in-memory copy.
-func (s *TokenStore) ForgetAll() { s.cache.Clear() }
+// ForgetAll drops every in-memory copy, memory-only tokens included.
+func (s *TokenStore) ForgetAll() {
+	s.cache.Clear()
+	s.ephemeral.clear()
+}
 
 // InMemory is the copy of key's token held in memory, if any: what a read
 // would serve without asking storage.
 func (s *TokenStore) InMemory(key string) (*StoredToken, bool) { return s.cache.Get(key) }
 
-// Cached is how many tokens are held in memory.
+// Cached is how many stored tokens are held in memory.
 func (s *TokenStore) Cached() int { return s.cache.Len() }
+
+// Ephemeral is how many memory-only tokens are held.
+func (s *TokenStore) Ephemeral() int { return s.ephemeral.len() }
 
 // RefreshDead marks err as the end of the current refresh token: the store
 // forgets it (see ErrRefreshDead). The message is err's.

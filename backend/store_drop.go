@@ -1,0 +1,66 @@
+package backend
+
+import (
+	"context"
+	"sync"
+)
+
+// drops are the store's drop generations: a request records the Epoch when
+// it begins, every drop of a key (or of a prefix of keys) records the epoch
+// it made, and what a request fetches for a key dropped since it began is
+// discarded. Memory only: a request does not outlive its node.
+type drops struct {
+	mu    sync.Mutex
+	epoch uint64            // drops so far
+	at    map[string]uint64 // key or prefix (ending in "/") -> epoch of its last drop
+}
+
+// Epoch is the store's drop generation now; a request records it before it
+// reads what it is for (Want.Began). Never zero.
+func (s *TokenStore) Epoch() uint64 {
+	s.drops.mu.Lock()
+	defer s.drops.mu.Unlock()
+	return s.drops.epoch + 1
+}
+
+func (d *drops) mark(keyOrPrefix string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.at == nil {
+		d.at = map[string]uint64{}
+	}
+	d.epoch++
+	d.at[keyOrPrefix] = d.epoch + 1
+}
+
+// since says whether key, or a prefix of it, was dropped after began.
+func (d *drops) since(key string, began uint64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.at[key] > began {
+		return true
+	}
+	for i := range len(key) {
+		if key[i] == '/' && d.at[key[:i+1]] > began {
+			return true
+		}
+	}
+	return false
+}
+
+// Drop deletes the token for key from storage and memory. A request that
+// began before it stores nothing for key (DroppedError).
+func (s *TokenStore) Drop(ctx context.Context, kv KV, key string) error {
+	s.drops.mark(key)
+	s.cache.Drop(key)
+	s.ephemeral.drop(key)
+	return kv.Delete(ctx, TokenPrefix+key)
+}
+
+// DropEphemeral forgets every memory-only token whose key starts with
+// prefix, and says how many it held. A request that began before it keeps
+// nothing under the prefix.
+func (s *TokenStore) DropEphemeral(prefix string) int {
+	s.drops.mark(prefix)
+	return s.ephemeral.dropPrefix(prefix)
+}
