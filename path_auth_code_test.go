@@ -208,8 +208,8 @@ func TestAuthURLContents(t *testing.T) {
 	if exp := resp.Data["expires_at"].(string); exp == "" {
 		t.Fatal("no expires_at")
 	}
-	if ttl := st.Expires.Sub(st.Created); ttl != defaultAuthStateTTL {
-		t.Fatalf("state lives %s, want %s", ttl, defaultAuthStateTTL)
+	if ttl := st.Expires.Sub(st.Created); ttl != 10*time.Minute {
+		t.Fatalf("state lives %s, want the README's default 10m", ttl)
 	}
 
 	// A second redirect_uri from the list is used when asked for.
@@ -575,8 +575,8 @@ func TestAuthCodePendingLoginsBoundedPerRole(t *testing.T) {
 	for range maxPendingLogins + 2 {
 		queries = append(queries, a.login("myid"))
 	}
-	if n := len(a.storedStates()); n != maxPendingLogins {
-		t.Fatalf("%d pending states stored, want the bound %d", n, maxPendingLogins)
+	if n := len(a.storedStates()); n != 3 {
+		t.Fatalf("%d pending states stored, want the README's bound 3", n)
 	}
 	if status, page := a.callbackGET(queries[0]); status != http.StatusBadRequest || !strings.Contains(page, "newer login") {
 		t.Fatalf("the oldest login: %d %s", status, page)

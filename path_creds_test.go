@@ -374,3 +374,27 @@ func TestScopesNotGranted(t *testing.T) {
 		}
 	}
 }
+
+// On an ordinary config a lease is exactly the token's remaining life less
+// one second, in whole seconds, on the first read and on a cached one; the
+// unleased read's expires_in is the same figure.
+func TestCredsLeaseIsRemainingLifeLessOneSecond(t *testing.T) {
+	e := newTestEnv(t)
+	clock := &promiseClock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
+	e.b.now = clock.Now
+	idp := e.setupMWI(fakeidp.Options{TokenTTL: time.Hour})
+	idp.SetClock(clock.Now)
+	if ttl := leaseTTL(e.creds("mwi")); ttl != time.Hour-time.Second {
+		t.Fatalf("first lease %s, want 59m59s", ttl)
+	}
+	clock.Advance(10*time.Minute + 500*time.Millisecond)
+	if ttl := leaseTTL(e.creds("mwi")); ttl != 49*time.Minute+58*time.Second {
+		t.Fatalf("cached lease %s, want 49m58s (49m59.5s left, less 1s, whole seconds)", ttl)
+	}
+	if in := e.ok(logical.ReadOperation, "token/mwi", nil).Data["expires_in"]; in != int64(2998) {
+		t.Fatalf("token/ expires_in %v, want 2998", in)
+	}
+	if idp.TokenRequests() != 1 {
+		t.Fatalf("%d token requests, want 1", idp.TokenRequests())
+	}
+}
