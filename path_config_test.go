@@ -280,3 +280,48 @@ func TestConfigDeleteWarnsOfItsRoles(t *testing.T) {
 		t.Fatalf("deleting an unused config warned: %v", resp.Warnings)
 	}
 }
+
+// discoveredDevice makes the std IdP's metadata name device as its device
+// authorization endpoint (everything else on the IdP's loopback server).
+func discoveredDevice(idp *stdIdP, device string) {
+	idp.SetMetadata(func(base string) string {
+		return `{"issuer":"` + base + `","token_endpoint":"` + base + idp.TokenPath() + `",` +
+			`"token_endpoint_auth_methods_supported":["client_secret_basic"],"device_authorization_endpoint":"` + device + `"}`
+	})
+}
+
+// device-code sends the client secret to the discovered device endpoint, so
+// the config write refuses one in plain http off loopback, as it refuses
+// such a token endpoint. The endpoint (idp.example.com) is never contacted:
+// the write reads the metadata only, from loopback.
+func TestConfigRefusesAnInsecureDiscoveredDeviceEndpoint(t *testing.T) {
+	e := newTestEnv(t)
+	idp := startStdIdP(t, fakeidp.Options{ClientID: "c1", ClientSecret: stdSecret})
+	write := map[string]any{"issuer": idp.srv.URL, "client_id": "c1", "client_secret": stdSecret}
+	discoveredDevice(idp, "http://idp.example.com/device")
+	msg := e.fails(logical.UpdateOperation, "config/dev", write, "issuer: ")
+	if !strings.Contains(msg, "device_authorization_endpoint") || !strings.Contains(msg, "loopback") {
+		t.Fatalf("error %q does not name device_authorization_endpoint and why", msg)
+	}
+	if resp := e.ok(logical.ReadOperation, "config/dev", nil); resp != nil {
+		t.Fatal("a refused config was stored")
+	}
+	discoveredDevice(idp, idp.srv.URL+"/device")
+	e.ok(logical.UpdateOperation, "config/dev", write)
+}
+
+// allowed_hosts covers the discovered device endpoint like every other
+// endpoint the secrets go to.
+func TestConfigRefusesADiscoveredDeviceEndpointOutsideAllowedHosts(t *testing.T) {
+	e := newTestEnv(t)
+	idp := startStdIdP(t, fakeidp.Options{ClientID: "c1", ClientSecret: stdSecret})
+	e.ok(logical.UpdateOperation, "settings", map[string]any{"allowed_hosts": "127.0.0.1"})
+	write := map[string]any{"issuer": idp.srv.URL, "client_id": "c1", "client_secret": stdSecret}
+	discoveredDevice(idp, "https://device.example.net/device")
+	msg := e.fails(logical.UpdateOperation, "config/dev", write, "issuer: ")
+	if !strings.Contains(msg, `device_authorization_endpoint: host "device.example.net" is not in the mount's allowed_hosts`) {
+		t.Fatalf("error %q does not name device_authorization_endpoint and its host", msg)
+	}
+	discoveredDevice(idp, idp.srv.URL+"/device")
+	e.ok(logical.UpdateOperation, "config/dev", write)
+}
