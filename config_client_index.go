@@ -77,32 +77,47 @@ func (b *idpBackend) configsOfClient(ctx context.Context, s logical.Storage, e *
 	return slices.Compact(names), nil
 }
 
-// indexConfig moves a config from the keys of its former client (old, nil
-// for a new config) to those of its client now (e, nil when deleted).
-func (b *idpBackend) indexConfig(ctx context.Context, s logical.Storage, name string, old, e *configEntry) error {
+// The index must never miss a config that storage holds, so a write
+// enters a config under its client's keys before the config is stored, and
+// a config leaves its former client's keys only once storage no longer
+// holds it there. A failure in between leaves an entry naming a config that
+// does not hold that client: harmless, since every candidate is loaded and
+// checked with sameClient.
+
+// enterClientIndex adds a config to the keys of its client e.
+func (b *idpBackend) enterClientIndex(ctx context.Context, s logical.Storage, name string, e *configEntry) error {
 	if err := b.ensureClientIndex(ctx, s); err != nil {
 		return err
 	}
-	var before, after []string
-	if old != nil {
-		before = clientKeys(old)
-	}
-	if e != nil {
-		after = clientKeys(e)
-	}
-	for _, k := range before {
-		if !slices.Contains(after, k) {
-			if err := editClientIndex(ctx, s, k, name, false); err != nil {
-				return err
-			}
-		}
-	}
-	for _, k := range after {
+	for _, k := range clientKeys(e) {
 		if err := editClientIndex(ctx, s, k, name, true); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// leaveClientIndex removes a config, once stored or deleted, from the keys
+// of its former client old (nil: none) that its client now (e, nil when
+// deleted) does not share. A failure leaves only stale entries, so it is
+// logged, and the request, which took effect, succeeds.
+func (b *idpBackend) leaveClientIndex(ctx context.Context, s logical.Storage, name string, old, e *configEntry) {
+	if old == nil {
+		return
+	}
+	var keep []string
+	if e != nil {
+		keep = clientKeys(e)
+	}
+	for _, k := range clientKeys(old) {
+		if slices.Contains(keep, k) {
+			continue
+		}
+		if err := editClientIndex(ctx, s, k, name, false); err != nil {
+			b.Logger().Warn("the client index still names the config under its former client (harmless: candidates are checked)", "config", name, "error", err)
+			return
+		}
+	}
 }
 
 // ensureClientIndex enters every stored config once, the first time the

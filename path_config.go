@@ -115,12 +115,13 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if resp := b.discoverAtWrite(ctx, st); resp != nil {
 		return resp, nil
 	}
+	if err := b.enterClientIndex(ctx, req.Storage, name, e); err != nil {
+		return nil, err
+	}
 	if err := b.storeConfig(ctx, req.Storage, st); err != nil {
 		return nil, err
 	}
-	if err := b.indexConfig(ctx, req.Storage, name, old, e); err != nil {
-		return nil, err
-	}
+	b.leaveClientIndex(ctx, req.Storage, name, old, e)
 	return b.afterConfigChange(ctx, req.Storage, old, st)
 }
 
@@ -318,17 +319,14 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return nil, err
 	}
-	if old != nil {
-		if err := b.indexConfig(ctx, req.Storage, name, old, nil); err != nil {
-			return nil, err
-		}
-	}
 	if err := b.dropTokenKeys(ctx, req.Storage, tokenKeysOfConfig(name, users)); err != nil {
 		return nil, err
 	}
 	if err := req.Storage.Delete(ctx, configPrefix+name); err != nil {
 		return nil, err
 	}
+	// The index entries go only now that storage no longer holds the config.
+	b.leaveClientIndex(ctx, req.Storage, name, old, nil)
 	// Best effort: a failure is logged and does not undo the delete.
 	b.revokeDropped(ctx, revoke)
 	b.dropConfigState(name)
