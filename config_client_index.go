@@ -19,17 +19,18 @@ const (
 	// clientIndexPrefix holds, per client key, the names of its configs.
 	clientIndexPrefix = "clientindex/"
 	// clientIndexBuiltKey marks the index as complete: configs stored
-	// before the index existed (or before normalURL last changed, which
-	// clientIndexVersion counts) are entered once, on first use.
+	// before the index existed (or before clientKeys or normalURL last
+	// changed, which clientIndexVersion counts; 3: paths case-blind, the
+	// discovered token endpoint) are entered once, on first use.
 	clientIndexBuiltKey = "clientindex-built"
-	clientIndexVersion  = "2"
+	clientIndexVersion  = "3"
 )
 
 // clientKeys are the index keys of a config's client: its client_id at its
-// token endpoint, and at its issuer.
+// token endpoint (explicit or discovered), and at its issuer.
 func clientKeys(e *configEntry) []string {
 	var keys []string
-	for _, at := range []struct{ kind, url string }{{"token", e.TokenURL}, {"issuer", e.Issuer}} {
+	for _, at := range []struct{ kind, url string }{{"token", e.tokenEndpoint()}, {"issuer", e.Issuer}} {
 		if at.url != "" {
 			sum := sha256.Sum256([]byte(at.kind + "\x00" + normalURL(at.url) + "\x00" + e.ClientID))
 			keys = append(keys, hex.EncodeToString(sum[:16]))
@@ -38,11 +39,12 @@ func clientKeys(e *configEntry) []string {
 	return keys
 }
 
-// normalURL is a token endpoint as the IdP tells clients apart: scheme and
-// host case-blind, a default port, repeated slashes and a trailing slash of
-// the path ignored, and the query ignored (an endpoint does not become
-// another client's by a parameter). Host names are not resolved:
-// localhost and 127.0.0.1 stay different (the README says so).
+// normalURL is a token endpoint as the IdP tells clients apart: scheme,
+// host and path case-blind (IdentityServer, behind MWI and MicroTek, routes
+// paths so), a default port, repeated slashes and a trailing slash of the
+// path ignored, and the query ignored (an endpoint does not become another
+// client's by a parameter). Host names are not resolved: localhost and
+// 127.0.0.1 stay different (the README says so).
 func normalURL(raw string) string {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
@@ -52,7 +54,7 @@ func normalURL(raw string) string {
 	if port := u.Port(); (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
 		host = strings.TrimSuffix(host, ":"+port)
 	}
-	p := u.Path
+	p := strings.ToLower(u.Path)
 	for strings.Contains(p, "//") {
 		p = strings.ReplaceAll(p, "//", "/")
 	}

@@ -76,6 +76,7 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	e := &configEntry{Provider: backend.ProviderOAuth2}
 	if old != nil {
 		*e = *old
+		e.DiscoveredTokenURL = "" // read again by this write's discovery
 	}
 	if resp := applyConfigFields(e, d); resp != nil {
 		return resp, nil
@@ -109,11 +110,13 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if err != nil {
 		return logical.ErrorResponse("%v", err), nil // it names its field
 	}
-	if resp, err := b.checkSingleActiveClient(ctx, req.Storage, st); resp != nil || err != nil {
-		return resp, err
-	}
+	// Discovery first: a client is compared at its discovered token
+	// endpoint too.
 	if resp := b.discoverAtWrite(ctx, st); resp != nil {
 		return resp, nil
+	}
+	if resp, err := b.checkSingleActiveClient(ctx, req.Storage, st); resp != nil || err != nil {
+		return resp, err
 	}
 	if err := b.enterClientIndex(ctx, req.Storage, name, e); err != nil {
 		return nil, err
