@@ -44,6 +44,11 @@ type configEntry struct {
 	// authorization and revocation endpoints that are not set explicitly,
 	// and the client authentication methods the server supports.
 	Issuer string `json:"issuer,omitempty"`
+	// DiscoveredTokenURL is the issuer's token_endpoint as read at the last
+	// write, kept when token_url is unset: other configs, on any node,
+	// compare their client with it without reading the metadata. Set by
+	// the engine only.
+	DiscoveredTokenURL string `json:"discovered_token_url,omitempty"`
 	// private_key_jwt: the PEM private key, its kid and the JWS algorithm
 	// (derived from the key when empty).
 	PrivateKey   string `json:"private_key,omitempty"`
@@ -66,15 +71,26 @@ type configEntry struct {
 }
 
 // sameClient says whether two configs name one client of one IdP: the same
-// client_id at the same token endpoint (or issuer, when discovery finds it).
+// client_id at the same token endpoint, or at the same issuer (a client_id
+// is the authorization server's, whichever of its endpoints is named).
 func sameClient(a, b *configEntry) bool {
 	if a.ClientID != b.ClientID {
 		return false
 	}
-	if a.TokenURL != "" && b.TokenURL != "" {
-		return sameURL(a.TokenURL, b.TokenURL)
+	if ta, tb := a.tokenEndpoint(), b.tokenEndpoint(); ta != "" && tb != "" && sameURL(ta, tb) {
+		return true
 	}
-	return a.Issuer != "" && sameURL(a.Issuer, b.Issuer)
+	return a.Issuer != "" && b.Issuer != "" && sameURL(a.Issuer, b.Issuer)
+}
+
+// tokenEndpoint is where the config's tokens are minted: token_url, else
+// the endpoint discovered at the last write ("" for a config stored before
+// it was kept, until its next write).
+func (c *configEntry) tokenEndpoint() string {
+	if c.TokenURL != "" {
+		return c.TokenURL
+	}
+	return c.DiscoveredTokenURL
 }
 
 // sameURL compares URLs as a server sees them (normalURL).

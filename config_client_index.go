@@ -19,17 +19,18 @@ const (
 	// clientIndexPrefix holds, per client key, the names of its configs.
 	clientIndexPrefix = "clientindex/"
 	// clientIndexBuiltKey marks the index as complete: configs stored
-	// before the index existed (or before normalURL last changed, which
-	// clientIndexVersion counts) are entered once, on first use.
+	// before the index existed (or before clientKeys or normalURL last
+	// changed, which clientIndexVersion counts; 3: paths case-blind, the
+	// discovered token endpoint) are entered once, on first use.
 	clientIndexBuiltKey = "clientindex-built"
-	clientIndexVersion  = "2"
+	clientIndexVersion  = "3"
 )
 
 // clientKeys are the index keys of a config's client: its client_id at its
-// token endpoint, and at its issuer.
+// token endpoint (explicit or discovered), and at its issuer.
 func clientKeys(e *configEntry) []string {
 	var keys []string
-	for _, at := range []struct{ kind, url string }{{"token", e.TokenURL}, {"issuer", e.Issuer}} {
+	for _, at := range []struct{ kind, url string }{{"token", e.tokenEndpoint()}, {"issuer", e.Issuer}} {
 		if at.url != "" {
 			sum := sha256.Sum256([]byte(at.kind + "\x00" + normalURL(at.url) + "\x00" + e.ClientID))
 			keys = append(keys, hex.EncodeToString(sum[:16]))
@@ -38,11 +39,12 @@ func clientKeys(e *configEntry) []string {
 	return keys
 }
 
-// normalURL is a token endpoint as the IdP tells clients apart: scheme and
-// host case-blind, a default port, repeated slashes and a trailing slash of
-// the path ignored, and the query ignored (an endpoint does not become
-// another client's by a parameter). Host names are not resolved:
-// localhost and 127.0.0.1 stay different (the README says so).
+// normalURL is a token endpoint as the IdP tells clients apart: scheme,
+// host and path case-blind (IdentityServer, behind MWI and MicroTek, routes
+// paths so), a default port, repeated slashes and a trailing slash of the
+// path ignored, and the query ignored (an endpoint does not become another
+// client's by a parameter). Host names are not resolved: localhost and
+// 127.0.0.1 stay different (the README says so).
 func normalURL(raw string) string {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
@@ -52,7 +54,7 @@ func normalURL(raw string) string {
 	if port := u.Port(); (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
 		host = strings.TrimSuffix(host, ":"+port)
 	}
-	p := u.Path
+	p := strings.ToLower(u.Path)
 	for strings.Contains(p, "//") {
 		p = strings.ReplaceAll(p, "//", "/")
 	}
@@ -77,32 +79,47 @@ func (b *idpBackend) configsOfClient(ctx context.Context, s logical.Storage, e *
 	return slices.Compact(names), nil
 }
 
-// indexConfig moves a config from the keys of its former client (old, nil
-// for a new config) to those of its client now (e, nil when deleted).
-func (b *idpBackend) indexConfig(ctx context.Context, s logical.Storage, name string, old, e *configEntry) error {
+// The index must never miss a config that storage holds, so a write
+// enters a config under its client's keys before the config is stored, and
+// a config leaves its former client's keys only once storage no longer
+// holds it there. A failure in between leaves an entry naming a config that
+// does not hold that client: harmless, since every candidate is loaded and
+// checked with sameClient.
+
+// enterClientIndex adds a config to the keys of its client e.
+func (b *idpBackend) enterClientIndex(ctx context.Context, s logical.Storage, name string, e *configEntry) error {
 	if err := b.ensureClientIndex(ctx, s); err != nil {
 		return err
 	}
-	var before, after []string
-	if old != nil {
-		before = clientKeys(old)
-	}
-	if e != nil {
-		after = clientKeys(e)
-	}
-	for _, k := range before {
-		if !slices.Contains(after, k) {
-			if err := editClientIndex(ctx, s, k, name, false); err != nil {
-				return err
-			}
-		}
-	}
-	for _, k := range after {
+	for _, k := range clientKeys(e) {
 		if err := editClientIndex(ctx, s, k, name, true); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// leaveClientIndex removes a config, once stored or deleted, from the keys
+// of its former client old (nil: none) that its client now (e, nil when
+// deleted) does not share. A failure leaves only stale entries, so it is
+// logged, and the request, which took effect, succeeds.
+func (b *idpBackend) leaveClientIndex(ctx context.Context, s logical.Storage, name string, old, e *configEntry) {
+	if old == nil {
+		return
+	}
+	var keep []string
+	if e != nil {
+		keep = clientKeys(e)
+	}
+	for _, k := range clientKeys(old) {
+		if slices.Contains(keep, k) {
+			continue
+		}
+		if err := editClientIndex(ctx, s, k, name, false); err != nil {
+			b.Logger().Warn("the client index still names the config under its former client (harmless: candidates are checked)", "config", name, "error", err)
+			return
+		}
+	}
 }
 
 // ensureClientIndex enters every stored config once, the first time the

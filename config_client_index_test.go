@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
 // The client index follows configs: a delete frees the client, a new
@@ -58,6 +60,7 @@ func TestSameClientWhateverTheSpelling(t *testing.T) {
 		m.url + "/",
 		"HTTP://" + strings.ToUpper(u.Host) + u.Path,
 		"http://" + u.Host + "/" + u.Path,
+		"http://" + u.Host + strings.ToUpper(u.Path), // IdentityServer routes paths case-blind
 		m.url + "?tenant=a",
 		" " + m.url,
 	} {
@@ -70,6 +73,7 @@ func TestSameClientWhateverTheSpelling(t *testing.T) {
 		"https://IdP.example:443//connect//token/?a=1": "https://idp.example/connect/token",
 		"http://idp.example:80/t":                      "http://idp.example/t",
 		"https://idp.example:8443/t":                   "https://idp.example:8443/t",
+		"https://idp.example/Connect/Token":            "https://idp.example/connect/token",
 	} {
 		if got := normalURL(raw); got != want {
 			t.Errorf("normalURL(%q) = %q, want %q", raw, got, want)
@@ -94,4 +98,128 @@ func TestClientIndexRebuiltAfterAVersionChange(t *testing.T) {
 	restarted := newTestEnvOn(t, m.storage)
 	restarted.fails(logical.UpdateOperation, "config/again", map[string]any{"provider": "microtek", "token_url": m.url + "?x=1",
 		"client_id": mtClient, "client_secret": "x"}, `config "mt"`)
+}
+
+// An index built before paths were compared case-blind is built again
+// once, so a duplicate differing only in the path's case is found.
+func TestClientIndexRebuiltWhenPathCaseStopsCounting(t *testing.T) {
+	m := setupMicroTek(t, time.Hour)
+	ctx := context.Background()
+	keys, _ := logical.CollectKeysWithPrefix(ctx, m.storage, clientIndexPrefix)
+	for _, k := range keys {
+		if err := m.storage.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// "2": the version whose keys kept the path's case.
+	if err := m.storage.Put(ctx, &logical.StorageEntry{Key: clientIndexBuiltKey, Value: []byte("2")}); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(m.url)
+	restarted := newTestEnvOn(t, m.storage)
+	restarted.fails(logical.UpdateOperation, "config/again", map[string]any{"provider": "microtek", "token_url": "http://" + u.Host + strings.ToUpper(u.Path),
+		"client_id": mtClient, "client_secret": "x"}, `config "mt"`)
+}
+
+// discoveredMicroTek is a MicroTek fake serving its discovery metadata on
+// loopback: its issuer and its token endpoint.
+func discoveredMicroTek(t *testing.T) (idp *fakeidp.Server, issuer, tokenURL string) {
+	t.Helper()
+	idp, tokenURL = startIdP(t, fakeidp.Options{Style: fakeidp.StyleMicroTek, ClientID: mtClient, ClientSecret: mtClientSecret})
+	return idp, strings.TrimSuffix(tokenURL, idp.TokenPath()), tokenURL
+}
+
+// A config that finds its token endpoint by discovery holds its client at
+// that endpoint: a second single-active config naming the endpoint as
+// token_url is refused, whichever is written first, and on a node that
+// cannot read the metadata.
+func TestSameClientAtADiscoveredTokenEndpoint(t *testing.T) {
+	byIssuer := func(issuer string) map[string]any {
+		return map[string]any{"provider": "microtek", "issuer": issuer, "client_id": mtClient, "client_secret": mtClientSecret}
+	}
+	byTokenURL := func(tokenURL string) map[string]any {
+		return map[string]any{"provider": "microtek", "token_url": tokenURL, "client_id": mtClient, "client_secret": mtClientSecret}
+	}
+
+	t.Run("issuer first", func(t *testing.T) {
+		e := newTestEnv(t)
+		idp, issuer, tokenURL := discoveredMicroTek(t)
+		e.ok(logical.UpdateOperation, "config/a", byIssuer(issuer))
+		e.fails(logical.UpdateOperation, "config/b", byTokenURL(strings.ToUpper(tokenURL)), `client_id: config "a" already holds client`)
+		read := e.ok(logical.ReadOperation, "config/a", nil).Data
+		if read["discovered_token_url"] != tokenURL || read["token_url"] != "" {
+			t.Fatalf("read = %v, want the discovered token endpoint shown apart from token_url", read)
+		}
+
+		// Another node compares with the stored endpoint, without the metadata.
+		idp.SetMetadata(func(string) string { return "" })
+		other := newTestEnvOn(t, e.storage)
+		other.fails(logical.UpdateOperation, "config/b", byTokenURL(tokenURL), `client_id: config "a" already holds client`)
+	})
+
+	t.Run("token_url first", func(t *testing.T) {
+		e := newTestEnv(t)
+		_, issuer, tokenURL := discoveredMicroTek(t)
+		e.ok(logical.UpdateOperation, "config/b", byTokenURL(tokenURL))
+		e.fails(logical.UpdateOperation, "config/a", byIssuer(issuer), `client_id: config "b" already holds client`)
+	})
+
+	t.Run("not written by users", func(t *testing.T) {
+		e := newTestEnv(t)
+		_, issuer, _ := discoveredMicroTek(t)
+		data := byIssuer(issuer)
+		data["discovered_token_url"] = "https://elsewhere.example/token"
+		e.fails(logical.UpdateOperation, "config/a", data, "unknown field(s): discovered_token_url")
+	})
+}
+
+// A config stored before the discovered endpoint was kept has none: it is
+// found by the endpoint from its next write on.
+func TestSameClientAtADiscoveredTokenEndpointAfterTheNextWrite(t *testing.T) {
+	e := newTestEnv(t)
+	_, issuer, tokenURL := discoveredMicroTek(t)
+	e.ok(logical.UpdateOperation, "config/a", map[string]any{"provider": "microtek", "issuer": issuer, "client_id": mtClient, "client_secret": mtClientSecret})
+	ctx := context.Background()
+	stored, err := loadConfigEntry(ctx, e.storage, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored.DiscoveredTokenURL = ""
+	raw, _ := logical.StorageEntryJSON(configPrefix+"a", stored)
+	if err := e.storage.Put(ctx, raw); err != nil {
+		t.Fatal(err)
+	}
+	older := newTestEnvOn(t, e.storage)
+	older.ok(logical.UpdateOperation, "config/a", map[string]any{"request_timeout": 10})
+	older.fails(logical.UpdateOperation, "config/b", map[string]any{"provider": "microtek", "token_url": tokenURL, "client_id": mtClient, "client_secret": mtClientSecret},
+		`client_id: config "a" already holds client`)
+}
+
+// One client_id at one issuer is one client, whichever of the server's
+// token endpoints a config names or discovers.
+func TestSameClientAtOneIssuer(t *testing.T) {
+	const iss = "https://idp.example.com"
+	cases := []struct {
+		name string
+		a, b configEntry
+		want bool
+	}{
+		{"discovered and explicit, same endpoint", configEntry{ClientID: "c", Issuer: iss, DiscoveredTokenURL: iss + "/token"},
+			configEntry{ClientID: "c", TokenURL: iss + "/Token"}, true},
+		{"same issuer, another explicit endpoint", configEntry{ClientID: "c", Issuer: iss, DiscoveredTokenURL: iss + "/token"},
+			configEntry{ClientID: "c", Issuer: iss, TokenURL: "https://mtls.idp.example.com/token"}, true},
+		{"same issuer, both explicit", configEntry{ClientID: "c", Issuer: iss, TokenURL: iss + "/a"},
+			configEntry{ClientID: "c", Issuer: iss, TokenURL: iss + "/b"}, true},
+		{"stored before the discovered endpoint was kept", configEntry{ClientID: "c", Issuer: iss},
+			configEntry{ClientID: "c", Issuer: iss + "/"}, true},
+		{"another client_id", configEntry{ClientID: "c", Issuer: iss, DiscoveredTokenURL: iss + "/token"},
+			configEntry{ClientID: "d", TokenURL: iss + "/token"}, false},
+		{"other endpoints, no common issuer", configEntry{ClientID: "c", Issuer: iss, DiscoveredTokenURL: iss + "/token"},
+			configEntry{ClientID: "c", TokenURL: iss + "/other"}, false},
+	}
+	for _, c := range cases {
+		if got, back := sameClient(&c.a, &c.b), sameClient(&c.b, &c.a); got != c.want || back != c.want {
+			t.Errorf("%s: sameClient = %v, %v (both ways), want %v", c.name, got, back, c.want)
+		}
+	}
 }

@@ -107,7 +107,9 @@ func (e *configEntry) heldCredentials() backend.HeldCredentials {
 
 // discoverAtWrite reads the issuer's metadata when a config is written, so
 // that a wrong issuer fails the write (400 naming the issuer and the URL
-// read), and checks that the method left to the server can be chosen.
+// read), keeps the token endpoint found when token_url is unset (the
+// client index compares it), and checks that the method left to the server
+// can be chosen.
 func (b *idpBackend) discoverAtWrite(ctx context.Context, st *configState) *logical.Response {
 	if st.discovery == nil {
 		return nil
@@ -115,6 +117,9 @@ func (b *idpBackend) discoverAtWrite(ctx context.Context, st *configState) *logi
 	md, err := st.discovery.Fetch(ctx)
 	if err != nil {
 		return fieldError("issuer", "%v", err)
+	}
+	if st.entry.TokenURL == "" {
+		st.entry.DiscoveredTokenURL = md.TokenEndpoint
 	}
 	if st.entry.ClientAuth == "" {
 		if _, err := backend.ChooseClientAuth(md.TokenEndpointAuthMethods, st.entry.heldCredentials()); err != nil {

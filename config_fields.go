@@ -26,6 +26,7 @@ const (
 	kindFlag                        // a bool
 	kindPresetFlag                  // a bool whose unset value is the preset's
 	kindKeyFile                     // a write-only file whose parts are stored in other fields
+	kindFound                       // a string the engine sets (from discovery): reads show it, writes never take it
 )
 
 // configField is everything the engine knows of one config field.
@@ -66,6 +67,9 @@ var configFieldTable = []configField{
 		desc: "Issuer identifier: its metadata (<issuer>/.well-known/openid-configuration, else RFC 8414 oauth-authorization-server) " +
 			"gives token_url, auth_url, revocation_url and, with client_auth unset or auto, the method.",
 		str: func(e *configEntry) *string { return &e.Issuer }},
+	{name: "discovered_token_url", kind: kindFound,
+		desc: "Read-only: the token endpoint discovered from issuer at the last write, when token_url is unset; a second config of the same client is looked for there.",
+		str:  func(e *configEntry) *string { return &e.DiscoveredTokenURL }},
 	{name: "auth_url", kind: kindText, endpoint: true, retargets: true, desc: "Authorization endpoint, for the authorization_code grant.",
 		str: func(e *configEntry) *string { return &e.AuthURL }},
 	{name: "device_authorization_url", kind: kindText, endpoint: true, retargets: true,
@@ -163,7 +167,7 @@ func (f configField) schema() *framework.FieldSchema {
 	case kindFlag, kindPresetFlag:
 		return &framework.FieldSchema{Type: framework.TypeBool, Description: f.desc}
 	}
-	return nil // kindPrevious: written by rotation only
+	return nil // kindPrevious: written by rotation only; kindFound: by the engine
 }
 
 // secretFields are the write-only fields a config write takes.
@@ -185,7 +189,7 @@ func readData(e *configEntry) map[string]any {
 	data := map[string]any{}
 	for _, f := range configFieldTable {
 		switch f.kind {
-		case kindText:
+		case kindText, kindFound:
 			data[f.name] = *f.str(e)
 		case kindSecret, kindPrevious:
 			data[f.name+"_set"] = *f.str(e) != ""
@@ -214,7 +218,7 @@ func configReadSchema() map[string]*framework.FieldSchema {
 	out := map[string]*framework.FieldSchema{}
 	for _, f := range configFieldTable {
 		switch f.kind {
-		case kindText:
+		case kindText, kindFound:
 			out[f.name] = respString(f.desc)
 		case kindSecret, kindPrevious:
 			out[f.name+"_set"] = respBool("Whether a " + strings.ReplaceAll(f.name, "_", " ") + " is held.")
@@ -259,10 +263,10 @@ func applyConfigFields(e *configEntry, d *framework.FieldData) *logical.Response
 }
 
 // checkConfigText refuses over-long values and control characters in every
-// string field.
+// string field a user writes (discovery checks what it finds).
 func checkConfigText(e *configEntry) *logical.Response {
 	for _, f := range configFieldTable {
-		if f.str == nil {
+		if f.str == nil || f.kind == kindFound {
 			continue
 		}
 		limit := f.maxLen

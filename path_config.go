@@ -76,6 +76,7 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	e := &configEntry{Provider: backend.ProviderOAuth2}
 	if old != nil {
 		*e = *old
+		e.DiscoveredTokenURL = "" // read again by this write's discovery
 	}
 	if resp := applyConfigFields(e, d); resp != nil {
 		return resp, nil
@@ -109,18 +110,21 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if err != nil {
 		return logical.ErrorResponse("%v", err), nil // it names its field
 	}
+	// Discovery first: a client is compared at its discovered token
+	// endpoint too.
+	if resp := b.discoverAtWrite(ctx, st); resp != nil {
+		return resp, nil
+	}
 	if resp, err := b.checkSingleActiveClient(ctx, req.Storage, st); resp != nil || err != nil {
 		return resp, err
 	}
-	if resp := b.discoverAtWrite(ctx, st); resp != nil {
-		return resp, nil
+	if err := b.enterClientIndex(ctx, req.Storage, name, e); err != nil {
+		return nil, err
 	}
 	if err := b.storeConfig(ctx, req.Storage, st); err != nil {
 		return nil, err
 	}
-	if err := b.indexConfig(ctx, req.Storage, name, old, e); err != nil {
-		return nil, err
-	}
+	b.leaveClientIndex(ctx, req.Storage, name, old, e)
 	return b.afterConfigChange(ctx, req.Storage, old, st)
 }
 
@@ -318,17 +322,14 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return nil, err
 	}
-	if old != nil {
-		if err := b.indexConfig(ctx, req.Storage, name, old, nil); err != nil {
-			return nil, err
-		}
-	}
 	if err := b.dropTokenKeys(ctx, req.Storage, tokenKeysOfConfig(name, users)); err != nil {
 		return nil, err
 	}
 	if err := req.Storage.Delete(ctx, configPrefix+name); err != nil {
 		return nil, err
 	}
+	// The index entries go only now that storage no longer holds the config.
+	b.leaveClientIndex(ctx, req.Storage, name, old, nil)
 	// Best effort: a failure is logged and does not undo the delete.
 	b.revokeDropped(ctx, revoke)
 	b.dropConfigState(name)

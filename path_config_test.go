@@ -2,8 +2,11 @@ package idptokens
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -279,4 +282,194 @@ func TestConfigDeleteWarnsOfItsRoles(t *testing.T) {
 	if resp := m.ok(logical.DeleteOperation, "config/other", nil); resp != nil && len(resp.Warnings) != 0 {
 		t.Fatalf("deleting an unused config warned: %v", resp.Warnings)
 	}
+}
+
+// discoveredDevice makes the std IdP's metadata name device as its device
+// authorization endpoint (everything else on the IdP's loopback server).
+func discoveredDevice(idp *stdIdP, device string) {
+	idp.SetMetadata(func(base string) string {
+		return `{"issuer":"` + base + `","token_endpoint":"` + base + idp.TokenPath() + `",` +
+			`"token_endpoint_auth_methods_supported":["client_secret_basic"],"device_authorization_endpoint":"` + device + `"}`
+	})
+}
+
+// device-code sends the client secret to the discovered device endpoint, so
+// the config write refuses one in plain http off loopback, as it refuses
+// such a token endpoint. The endpoint (idp.example.com) is never contacted:
+// the write reads the metadata only, from loopback.
+func TestConfigRefusesAnInsecureDiscoveredDeviceEndpoint(t *testing.T) {
+	e := newTestEnv(t)
+	idp := startStdIdP(t, fakeidp.Options{ClientID: "c1", ClientSecret: stdSecret})
+	write := map[string]any{"issuer": idp.srv.URL, "client_id": "c1", "client_secret": stdSecret}
+	discoveredDevice(idp, "http://idp.example.com/device")
+	msg := e.fails(logical.UpdateOperation, "config/dev", write, "issuer: ")
+	if !strings.Contains(msg, "device_authorization_endpoint") || !strings.Contains(msg, "loopback") {
+		t.Fatalf("error %q does not name device_authorization_endpoint and why", msg)
+	}
+	if resp := e.ok(logical.ReadOperation, "config/dev", nil); resp != nil {
+		t.Fatal("a refused config was stored")
+	}
+	discoveredDevice(idp, idp.srv.URL+"/device")
+	e.ok(logical.UpdateOperation, "config/dev", write)
+}
+
+// allowed_hosts covers the discovered device endpoint like every other
+// endpoint the secrets go to.
+func TestConfigRefusesADiscoveredDeviceEndpointOutsideAllowedHosts(t *testing.T) {
+	e := newTestEnv(t)
+	idp := startStdIdP(t, fakeidp.Options{ClientID: "c1", ClientSecret: stdSecret})
+	e.ok(logical.UpdateOperation, "settings", map[string]any{"allowed_hosts": "127.0.0.1"})
+	write := map[string]any{"issuer": idp.srv.URL, "client_id": "c1", "client_secret": stdSecret}
+	discoveredDevice(idp, "https://device.example.net/device")
+	msg := e.fails(logical.UpdateOperation, "config/dev", write, "issuer: ")
+	if !strings.Contains(msg, `device_authorization_endpoint: host "device.example.net" is not in the mount's allowed_hosts`) {
+		t.Fatalf("error %q does not name device_authorization_endpoint and its host", msg)
+	}
+	discoveredDevice(idp, idp.srv.URL+"/device")
+	e.ok(logical.UpdateOperation, "config/dev", write)
+}
+
+// opFaults fails the failAt-th Put or Delete (from 1) of a key under one of
+// prefixes, once; every other operation passes. faultyStorage counts Puts
+// of every key and cannot fail a Delete.
+type opFaults struct {
+	logical.Storage
+	prefixes []string
+	mu       sync.Mutex
+	failAt   int // 0: fail nothing
+	seen     int
+	failed   bool
+}
+
+var errOpFault = errors.New("storage unavailable (injected)")
+
+func (s *opFaults) arm(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failAt, s.seen, s.failed = n, 0, false
+}
+
+// fails counts an operation on key and says whether it is the one to fail.
+func (s *opFaults) fails(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failAt == 0 || !slices.ContainsFunc(s.prefixes, func(p string) bool { return strings.HasPrefix(key, p) }) {
+		return false
+	}
+	s.seen++
+	if s.seen != s.failAt {
+		return false
+	}
+	s.failed = true
+	return true
+}
+
+func (s *opFaults) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if s.fails(e.Key) {
+		return errOpFault
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+func (s *opFaults) Delete(ctx context.Context, key string) error {
+	if s.fails(key) {
+		return errOpFault
+	}
+	return s.Storage.Delete(ctx, key)
+}
+
+// configAndIndex are the keys a config write or delete changes besides
+// tokens: the config and its client index entries.
+var configAndIndex = []string{configPrefix, clientIndexPrefix}
+
+// eachConfigStorageFailure runs op on a fresh MicroTek mount once per
+// storage write of op to a config or the client index, failing that write,
+// then check on the mount as the failure left it.
+func eachConfigStorageFailure(t *testing.T, op func(*microTekEnv), check func(*microTekEnv)) {
+	for n, more := 1, true; more; n++ {
+		t.Run(fmt.Sprintf("write %d fails", n), func(t *testing.T) {
+			m := setupMicroTek(t, time.Hour)
+			faults := &opFaults{Storage: m.storage, prefixes: configAndIndex}
+			m.storage = faults
+			faults.arm(n)
+			op(m)
+			more = faults.failed // else op made fewer than n such writes
+			faults.arm(0)
+			check(m)
+		})
+	}
+}
+
+// requireClientsHeld: every stored config still holds its client, so a
+// second config of that single-active client is refused.
+func requireClientsHeld(m *microTekEnv) {
+	m.t.Helper()
+	names, err := m.storage.List(context.Background(), configPrefix)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	for _, name := range names {
+		c, err := loadConfigEntry(context.Background(), m.storage, name)
+		if err != nil || c == nil {
+			m.t.Fatalf("config %q: %v", name, err)
+		}
+		m.fails(logical.UpdateOperation, "config/probe", map[string]any{"provider": "microtek", "token_url": c.TokenURL,
+			"client_id": c.ClientID, "client_secret": "z"}, fmt.Sprintf("config %q already holds client", name))
+	}
+}
+
+// heldBy names the stored config holding client, "" when none does.
+func heldBy(m *microTekEnv, client string) string {
+	m.t.Helper()
+	names, _ := m.storage.List(context.Background(), configPrefix)
+	for _, name := range names {
+		if c, _ := loadConfigEntry(context.Background(), m.storage, name); c != nil && c.ClientID == client {
+			return name
+		}
+	}
+	return ""
+}
+
+const mtOtherClient = "22222222-0000-0000-0000-000000000000"
+
+// A config write that fails part-way never leaves storage holding a config
+// the client index does not list; an index entry left naming a config that
+// does not hold that client refuses nothing.
+func TestConfigWriteFailureKeepsTheClientIndexed(t *testing.T) {
+	for name, write := range map[string]func(*microTekEnv) (string, map[string]any){
+		"new config": func(m *microTekEnv) (string, map[string]any) {
+			return "config/other", map[string]any{"provider": "microtek", "token_url": m.url, "client_id": mtOtherClient, "client_secret": "x"}
+		},
+		"client change": func(m *microTekEnv) (string, map[string]any) {
+			return "config/mt", map[string]any{"client_id": mtOtherClient, "client_secret": "y"}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			eachConfigStorageFailure(t, func(m *microTekEnv) {
+				path, data := write(m)
+				_, _ = m.do(logical.UpdateOperation, path, data)
+			}, func(m *microTekEnv) {
+				requireClientsHeld(m)
+				for _, client := range []string{mtClient, mtOtherClient} {
+					if heldBy(m, client) == "" {
+						m.ok(logical.UpdateOperation, "config/free", map[string]any{"provider": "microtek", "token_url": m.url, "client_id": client, "client_secret": "z"})
+						m.ok(logical.DeleteOperation, "config/free", nil)
+					}
+				}
+			})
+		})
+	}
+}
+
+// A config delete that fails part-way either keeps the config, still
+// indexed, or removes it, after which its client is free.
+func TestConfigDeleteFailureKeepsTheClientIndexed(t *testing.T) {
+	eachConfigStorageFailure(t, func(m *microTekEnv) {
+		_, _ = m.do(logical.DeleteOperation, "config/mt", nil)
+	}, func(m *microTekEnv) {
+		requireClientsHeld(m)
+		if heldBy(m, mtClient) == "" {
+			m.ok(logical.UpdateOperation, "config/again", map[string]any{"provider": "microtek", "token_url": m.url, "client_id": mtClient, "client_secret": "z"})
+		}
+	})
 }

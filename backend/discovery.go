@@ -250,6 +250,8 @@ func (d *Discovery) check(md *Metadata) error {
 	for _, ep := range []struct{ name, value string }{
 		{"token_endpoint", md.TokenEndpoint}, {"authorization_endpoint", md.AuthorizationEndpoint},
 		{"revocation_endpoint", md.RevocationEndpoint},
+		// device-code sends the client credential here as to the token endpoint.
+		{"device_authorization_endpoint", md.DeviceAuthorizationEndpoint},
 		{"mtls_endpoint_aliases.token_endpoint", md.MTLSEndpointAliases.TokenEndpoint},
 		{"mtls_endpoint_aliases.revocation_endpoint", md.MTLSEndpointAliases.RevocationEndpoint},
 	} {

@@ -205,3 +205,38 @@ func boolStr(b bool) string {
 	}
 	return "false"
 }
+
+// The device authorization endpoint receives the client secret as the token
+// endpoint does, so discovery holds it to the same rules: no plain http off
+// loopback, and only hosts in allowed_hosts. The metadata server is on
+// loopback; the device endpoints it names are never contacted.
+func TestDiscoveryChecksTheDeviceEndpoint(t *testing.T) {
+	hc, _ := NewHTTPClient(5*time.Second, "")
+	withDevice := func(device string) func(string) string {
+		return metadataDoc("", `,"device_authorization_endpoint":"`+device+`"`)
+	}
+
+	srv, _ := discoveryServer(t, map[string]func(string) string{"/.well-known/openid-configuration": withDevice("http://idp.example.com/device")})
+	d := &Discovery{Issuer: srv.URL, HTTP: hc}
+	_, err := d.Metadata(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "device_authorization_endpoint") || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("http device endpoint off loopback: %v", err)
+	}
+
+	srv, _ = discoveryServer(t, map[string]func(string) string{"/.well-known/openid-configuration": withDevice("https://device.example.net/device")})
+	d = &Discovery{Issuer: srv.URL, HTTP: hc, AllowedHosts: func() ([]string, error) { return []string{"127.0.0.1"}, nil }}
+	_, err = d.Metadata(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "device_authorization_endpoint") || !strings.Contains(err.Error(), "allowed_hosts") {
+		t.Fatalf("device endpoint outside allowed_hosts: %v", err)
+	}
+
+	// On an allowed host, it is kept.
+	srv, _ = discoveryServer(t, map[string]func(string) string{"/.well-known/openid-configuration": func(base string) string {
+		return withDevice(base + "/device")(base)
+	}})
+	d = &Discovery{Issuer: srv.URL, HTTP: hc, AllowedHosts: func() ([]string, error) { return []string{"127.0.0.1"}, nil }}
+	md, err := d.Metadata(context.Background())
+	if err != nil || md.DeviceAuthorizationEndpoint != srv.URL+"/device" {
+		t.Fatalf("loopback device endpoint: %v %+v", err, md)
+	}
+}
