@@ -142,9 +142,14 @@ func (b *idpBackend) checkSingleActiveClient(ctx context.Context, s logical.Stor
 		if resp := sharedTokenConflict(st, roles); resp != nil {
 			return resp, nil
 		}
-		if renewable := renewableRoles(roles); len(renewable) > 0 {
+		if renewable := rolesNamed(roles, func(r *roleEntry) bool { return r.RenewableLeases }); len(renewable) > 0 {
 			return fieldError("single_active_token", "roles %s have renewable_leases, which a config that keeps one live token per client refuses "+
 				"(Vault Proxy would replay a lease past the next mint); write them with renewable_leases=false first", strings.Join(renewable, ", ")), nil
+		}
+		callers := rolesNamed(roles, func(r *roleEntry) bool { return r.grant() == backend.GrantTokenExchange && r.SubjectRole == "" })
+		if len(callers) > 0 {
+			return fieldError("single_active_token", "roles %s exchange the subject tokens callers bring, and each such exchange would kill the token exchanged before it "+
+				"under its lease; delete them or give them a subject_role first", strings.Join(callers, ", ")), nil
 		}
 	}
 	names, err := b.configsOfClient(ctx, s, st.entry)
@@ -167,11 +172,11 @@ func (b *idpBackend) checkSingleActiveClient(ctx context.Context, s logical.Stor
 	return nil, nil
 }
 
-// renewableRoles are the names of the roles with renewable_leases, sorted.
-func renewableRoles(roles map[string]*roleEntry) []string {
+// rolesNamed are the names of the roles that match, sorted.
+func rolesNamed(roles map[string]*roleEntry, match func(*roleEntry) bool) []string {
 	var out []string
 	for _, n := range slices.Sorted(maps.Keys(roles)) {
-		if roles[n].RenewableLeases {
+		if match(roles[n]) {
 			out = append(out, n)
 		}
 	}
@@ -296,10 +301,7 @@ func (b *idpBackend) warnSharedScopesChange(ctx context.Context, s logical.Stora
 	}
 	for _, r := range roles {
 		if len(r.Scopes) == 0 {
-			resp := &logical.Response{}
-			resp.AddWarning(fmt.Sprintf("config %q's roles now ask for other scopes: the next read mints a new shared token, "+
-				"and the IdP then invalidates the current one, also under leases handed out before this write", st.name))
-			return resp, nil
+			return sharedTokenWarning(fmt.Sprintf("config %q's roles now ask for other scopes than its shared token answers", st.name)), nil
 		}
 	}
 	return nil, nil

@@ -212,3 +212,14 @@ func TestCallerExchangeRefusedOnSingleActiveConfig(t *testing.T) {
 		t.Fatal("the refused exchange reached the IdP")
 	}
 }
+
+// A config holding a role that exchanges callers' subject tokens cannot be
+// made single-active: the role would then break leases.
+func TestSingleActiveRefusedUnderCallerExchangeRoles(t *testing.T) {
+	e := newExchangeEnv(t, fakeidp.TokenExchangeOptions{ValidSubject: func(string) bool { return true }})
+	e.ok(logical.UpdateOperation, "roles/orders", map[string]any{"config": "sts", "grant_type": "token_exchange"})
+	msg := e.fails(logical.UpdateOperation, "config/sts", map[string]any{"single_active_token": true}, "single_active_token")
+	if !strings.Contains(msg, "orders") {
+		t.Fatalf("refusal %q does not name the role", msg)
+	}
+}
