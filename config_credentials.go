@@ -7,6 +7,7 @@ package idptokens
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -27,77 +28,6 @@ const (
 // clearPrevious forgets the previous credentials of a rotation.
 func clearPrevious(e *configEntry) {
 	e.PreviousClientSecret, e.PreviousPrivateKey, e.PreviousPrivateKeyID, e.PreviousSigningAlg = "", "", "", ""
-}
-
-// validateClientCredentials checks client_auth against the credentials
-// held, the PEM fields, and the issuer.
-func validateClientCredentials(e *configEntry) *logical.Response {
-	if e.Issuer != "" {
-		if err := backend.CheckEndpointURL(e.Issuer, e.AllowInsecureHTTP); err != nil {
-			return fieldError("issuer", "%v", err)
-		}
-		if _, err := backend.WellKnownURLs(e.Issuer); err != nil {
-			return fieldError("issuer", "%v", err)
-		}
-	}
-	switch e.ClientAuth {
-	case clientAuthAuto, "":
-		if e.Issuer == "" {
-			return fieldError("client_auth", "auto needs an issuer, whose metadata names the methods the server supports")
-		}
-		e.ClientAuth = ""
-	default:
-		a, ok := backend.ParseClientAuthMethod(e.ClientAuth)
-		if !ok {
-			return fieldError("client_auth", "must be basic, post, private_key_jwt, tls_client_auth or none (jwt_bearer and device_code roles), or auto with an issuer; not %q", backend.Sanitize(e.ClientAuth, 40))
-		}
-		e.ClientAuth = string(a)
-	}
-	for _, k := range []struct{ field, pem, kid, alg string }{
-		{"private_key", e.PrivateKey, e.PrivateKeyID, e.SigningAlg},
-		{"private_key", e.PreviousPrivateKey, e.PreviousPrivateKeyID, e.PreviousSigningAlg},
-	} {
-		if k.pem == "" {
-			continue
-		}
-		if _, err := backend.NewAssertionSigner(k.pem, k.kid, k.alg); err != nil {
-			return fieldError(k.field, "%v", err)
-		}
-	}
-	if e.SigningAlg != "" && e.PrivateKey == "" {
-		return fieldError("signing_alg", "is for private_key_jwt; write private_key too")
-	}
-	if (e.TLSClientCert == "") != (e.TLSClientKey == "") {
-		return fieldError("tls_client_cert", "tls_client_cert and tls_client_key go together")
-	}
-	if e.TLSClientCert != "" {
-		if _, err := backend.ParseClientCertificate(e.TLSClientCert, e.TLSClientKey, time.Now()); err != nil {
-			return fieldError("tls_client_cert", "%v", err)
-		}
-	}
-	held := e.heldCredentials()
-	switch backend.ClientAuth(e.ClientAuth) {
-	case backend.ClientAuthBasic, backend.ClientAuthPost:
-		if !held.Secret {
-			return fieldError("client_secret", "required for client_auth=%s", e.ClientAuth)
-		}
-	case backend.ClientAuthPrivateKeyJWT:
-		if !held.Key {
-			return fieldError("private_key", "required for client_auth=private_key_jwt")
-		}
-	case backend.ClientAuthNone:
-		// No client credential: jwt_bearer's assertion, or a public
-		// device_code client (the roles' checks, role_grants.go).
-	case backend.ClientAuthTLS:
-		if !held.TLSCert {
-			return fieldError("tls_client_cert", "tls_client_cert and tls_client_key are required for client_auth=tls_client_auth")
-		}
-	case "":
-		if !held.Secret && !held.Key && !held.TLSCert {
-			return fieldError("client_secret", "a client credential is required: client_secret, private_key, or tls_client_cert and tls_client_key")
-		}
-	}
-	return nil
 }
 
 // heldCredentials says which kinds of client credential the config holds.
@@ -140,4 +70,31 @@ func (c *configState) authorizationEndpoint(ctx context.Context) (string, error)
 		return "", err
 	}
 	return md.AuthorizationEndpoint, nil
+}
+
+// clientCredentials gives the endpoint its private_key_jwt signers (current
+// and previous) and its client certificate.
+func (b *idpBackend) clientCredentials(e *configEntry, ep *backend.Endpoint) error {
+	var err error
+	if e.PrivateKey != "" {
+		if ep.Signer, err = backend.NewAssertionSigner(e.PrivateKey, e.PrivateKeyID, e.SigningAlg); err != nil {
+			return fmt.Errorf("private_key: %w", err)
+		}
+	}
+	if e.PreviousPrivateKey != "" {
+		if ep.PreviousSigner, err = backend.NewAssertionSigner(e.PreviousPrivateKey, e.PreviousPrivateKeyID, e.PreviousSigningAlg); err != nil {
+			return fmt.Errorf("the previous private_key: %w", err)
+		}
+	}
+	if e.TLSClientCert != "" {
+		cert, err := backend.ParseClientCertificate(e.TLSClientCert, e.TLSClientKey, b.clock())
+		if err != nil {
+			return fmt.Errorf("tls_client_cert: %w", err)
+		}
+		if err := backend.UseClientCertificate(ep.HTTP, cert); err != nil {
+			return fmt.Errorf("tls_client_cert: %w", err)
+		}
+		ep.TLSClientCert = true
+	}
+	return nil
 }

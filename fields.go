@@ -212,3 +212,10 @@ func checkScopes(field string, scopes []string) *logical.Response {
 	}
 	return nil
 }
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -105,42 +105,6 @@ func startIdP(t *testing.T, opts fakeidp.Options) (*fakeidp.Server, string) {
 	return idp, srv.URL + idp.TokenPath()
 }
 
-// Client secrets of the preset tests. Each holds + / : % and a non-ASCII
-// letter, so that its raw Basic form (base64 of id:secret, as MWI and
-// Screening Eagle document), its form-encoded Basic form (RFC 6749 2.3.1)
-// and its form-body form all differ: the strict fake IdP refuses a preset
-// that sends the wrong one.
-const (
-	mwiClientSecret    = "s3cret+/:x%41é"
-	seClientSecret     = "se+s3cret/:%41ü"
-	mtClientSecret     = "mt+s3cret/:%41ø"
-	oauth2ClientSecret = "a secret&more+/:%41ñ"
-)
-
-// Seed credentials, as in the documents' examples.
-const (
-	mwiAccessCode  = "11112222"
-	mwiUser        = "testuser"
-	mwiSecurityKey = "testseckey"
-	mwiPassword    = "testpassword"
-)
-
-var mwiComposed = `lbso\` + mwiAccessCode + `\` + mwiUser + `\` + mwiSecurityKey
-
-// setupMWI writes an MWI config and role "mwi" against a fake MWI IdP.
-func (e *testEnv) setupMWI(opts fakeidp.Options) *fakeidp.Server {
-	e.t.Helper()
-	opts.Style, opts.ClientID, opts.ClientSecret = fakeidp.StyleMWI, "client", mwiClientSecret
-	opts.Username, opts.Password = mwiComposed, mwiPassword
-	idp, url := startIdP(e.t, opts)
-	e.ok(logical.UpdateOperation, "config/mwi", map[string]any{
-		"provider": "mwi", "token_url": url, "client_id": "client", "client_secret": mwiClientSecret,
-		"access_code": mwiAccessCode, "username": mwiUser, "security_key": mwiSecurityKey, "password": mwiPassword,
-	})
-	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"config": "mwi", "scopes": "test_api"})
-	return idp
-}
-
 func leaseTTL(resp *logical.Response) time.Duration {
 	return resp.Secret.TTL
 }

@@ -6,20 +6,11 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
-)
-
-// request_timeout bounds a whole token request, every try and wait
-// included (backend.RetryWithin); at most Vault's own default request
-// timeout, so that a Vault request does not hang longer than that.
-const (
-	minRequestTimeout = time.Second
-	maxRequestTimeout = 90 * time.Second
 )
 
 func (b *idpBackend) pathConfig() []*framework.Path {
@@ -128,61 +119,6 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	return b.afterConfigChange(ctx, req.Storage, old, st)
 }
 
-// checkSingleActiveClient refuses a write after which one client's token
-// could be minted for two different requests, each mint killing the other's
-// token: two roles of a single-active config asking differently (as when
-// the config's scopes change under a role that inherits them), or a second
-// config for a client that keeps one live token.
-func (b *idpBackend) checkSingleActiveClient(ctx context.Context, s logical.Storage, st *configState) (*logical.Response, error) {
-	if st.singleActive {
-		roles, err := b.rolesOf(ctx, s, st.name)
-		if err != nil {
-			return nil, err
-		}
-		if resp := sharedTokenConflict(st, roles); resp != nil {
-			return resp, nil
-		}
-		if renewable := rolesNamed(roles, func(r *roleEntry) bool { return r.RenewableLeases }); len(renewable) > 0 {
-			return fieldError("single_active_token", "roles %s have renewable_leases, which a config that keeps one live token per client refuses "+
-				"(Vault Proxy would replay a lease past the next mint); write them with renewable_leases=false first", strings.Join(renewable, ", ")), nil
-		}
-		callers := rolesNamed(roles, func(r *roleEntry) bool { return r.grant() == backend.GrantTokenExchange && r.SubjectRole == "" })
-		if len(callers) > 0 {
-			return fieldError("single_active_token", "roles %s exchange the subject tokens callers bring, and each such exchange would kill the token exchanged before it "+
-				"under its lease; delete them or give them a subject_role first", strings.Join(callers, ", ")), nil
-		}
-	}
-	names, err := b.configsOfClient(ctx, s, st.entry)
-	if err != nil {
-		return nil, err
-	}
-	for _, other := range names {
-		if other == st.name {
-			continue
-		}
-		o, err := b.config(ctx, s, other)
-		if err != nil {
-			return nil, err
-		}
-		if o != nil && (st.singleActive || o.singleActive) && sameClient(st.entry, o.entry) {
-			return fieldError("client_id", "config %q already holds client %q of this IdP, which keeps one live token per client (single_active_token): "+
-				"a second config would mint tokens that kill the first's; add roles to config %q instead", other, st.entry.ClientID, other), nil
-		}
-	}
-	return nil, nil
-}
-
-// rolesNamed are the names of the roles that match, sorted.
-func rolesNamed(roles map[string]*roleEntry, match func(*roleEntry) bool) []string {
-	var out []string
-	for _, n := range slices.Sorted(maps.Keys(roles)) {
-		if match(roles[n]) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // afterConfigChange drops the tokens of a former client or operator, which
 // must not be served again, and says so: for a single-active config the
 // next read then mints, and the IdP invalidates tokens under live leases.
@@ -201,91 +137,6 @@ func (b *idpBackend) afterConfigChange(ctx context.Context, s logical.Storage, o
 	resp.AddWarning(fmt.Sprintf("the cached tokens of config %q were dropped (its client, operator, endpoint or single_active_token changed): "+
 		"the next read mints new ones, and an IdP that keeps one live token per client then invalidates the tokens of leases handed out before this write", st.name))
 	return resp, nil
-}
-
-// requireSecretsOnURLChange stops whoever may update a config from sending
-// its stored secrets to a server of their choosing: moving an endpoint
-// requires writing the secrets again.
-func requireSecretsOnURLChange(old, e *configEntry, d *framework.FieldData) *logical.Response {
-	if old == nil {
-		return nil
-	}
-	// A new CA bundle or client certificate re-targets the secrets just as
-	// a new URL does: another server can then pass for the IdP.
-	if !retargeted(old, e) {
-		return nil
-	}
-	// A previous credential (rotation) would be sent to the new server
-	// without having been written again: forget it.
-	clearPrevious(e)
-	held := heldSecrets(old)
-	var missing []string
-	for _, f := range secretFields {
-		if _, sent := d.Raw[f]; held[f] != "" && !sent {
-			missing = append(missing, f)
-		}
-	}
-	if len(missing) > 0 {
-		hint := ""
-		if e.Provider == backend.ProviderGoogleServiceAccount && slices.Contains(missing, "private_key") {
-			hint = " (credentials=@key.json writes it)"
-		}
-		return logical.ErrorResponse("changing an endpoint URL, ca_cert or tls_client_cert requires %s to be written again in the same request%s", strings.Join(missing, ", "), hint)
-	}
-	return nil
-}
-
-func applyPresetDefaults(e *configEntry, p *backend.Provider) {
-	// With an issuer, discovery gives the token URL, and an unset
-	// client_auth is chosen from the server's metadata (config_credentials.go).
-	if e.TokenURL == "" && e.Issuer == "" {
-		e.TokenURL = p.DefaultTokenURL
-	}
-	if e.ClientAuth == "" && e.Issuer == "" {
-		e.ClientAuth = string(p.ClientAuth)
-	}
-	if len(e.Scopes) == 0 {
-		e.Scopes = slices.Clone(p.DefaultScopes)
-	}
-	if len(e.AllowedTokenTypes) == 0 {
-		e.AllowedTokenTypes = []string{"Bearer"}
-	}
-}
-
-func validateConfig(e *configEntry, p *backend.Provider) *logical.Response {
-	if resp := checkConfigText(e); resp != nil {
-		return resp
-	}
-	if e.TokenURL == "" && e.Issuer == "" {
-		return fieldError("token_url", "required for provider %s (or give issuer, for discovery)", p.Name)
-	}
-	if resp := checkEndpointFields(e); resp != nil {
-		return resp
-	}
-	if e.ClientID == "" && p.Name == backend.ProviderGoogleServiceAccount {
-		return fieldError("credentials", "required for provider %s: the service account's JSON key file (credentials=@key.json)", p.Name)
-	}
-	if e.ClientID == "" {
-		return fieldError("client_id", "required")
-	}
-	if resp := validateClientCredentials(e); resp != nil {
-		return resp
-	}
-	if p.DefaultGrant == backend.GrantPassword {
-		if _, err := p.ComposeUsername(e.operator()); err != nil {
-			return logical.ErrorResponse("%v", err)
-		}
-	}
-	if resp := checkScopes("scopes", e.Scopes); resp != nil {
-		return resp
-	}
-	if e.RequestTimeout != 0 && (e.RequestTimeout < minRequestTimeout || e.RequestTimeout > maxRequestTimeout) {
-		return fieldError("request_timeout", "must be between %s and %s (it bounds a whole token request, retries included)", minRequestTimeout, maxRequestTimeout)
-	}
-	if e.DefaultTokenTTL > backend.MaxExpiresIn {
-		return fieldError("default_token_ttl", "must be at most %s", backend.MaxExpiresIn)
-	}
-	return validateAuthCodeConfig(e)
 }
 
 // warnSharedScopesChange: new default scopes change what the roles that
@@ -345,23 +196,6 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 		strings.Join(roles, ", "), name)}}, nil
 }
 
-// providerOrDefault is the named preset, or oauth2's for a name no longer
-// known (a read must still work).
-func providerOrDefault(name string) *backend.Provider {
-	if p, err := backend.LookupProvider(name); err == nil {
-		return p
-	}
-	p, _ := backend.LookupProvider(backend.ProviderOAuth2)
-	return p
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
 const configHelp = `
 A config is one connection to an identity provider: its token endpoint, the
 OAuth2 client, and for the password grant the resource owner. provider picks a
@@ -377,3 +211,8 @@ provider=google-service-account takes a service-account key file
 client authentication and is for jwt_bearer and device_code roles only.
 device_authorization_url is the RFC 8628 endpoint of device_code roles.
 `
+
+// configReadResponses: config/<name> read. Secrets show only as *_set.
+func configReadResponses() map[int][]framework.Response {
+	return ok200("The connection, without its secrets.", configReadSchema())
+}

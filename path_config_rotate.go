@@ -146,3 +146,14 @@ Once the IdP accepts only the new one:
 
 Cached tokens stay valid: the config's generation does not change.
 `
+
+// rotateResponses: config/<name>/rotate.
+func rotateResponses() map[int][]framework.Response {
+	return ok200("Which credentials the config now holds.", map[string]*framework.FieldSchema{
+		"client_secret_set":          respBool("Whether a client_secret is held."),
+		"previous_client_secret_set": respBool("Whether a previous client secret is held."),
+		"private_key_set":            respBool("Whether a private_key is held."),
+		"private_key_id":             respString("kid of the current private_key."),
+		"previous_private_key_set":   respBool("Whether a previous private key is held."),
+	})
+}

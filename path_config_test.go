@@ -84,22 +84,6 @@ func TestConfigIdentityChangeDropsToken(t *testing.T) {
 	_ = idp
 }
 
-// A role change of scopes drops its token; a change of ttl keeps it.
-func TestRoleChangeDropsToken(t *testing.T) {
-	e := newTestEnv(t)
-	idp := e.setupMWI(fakeidp.Options{Scopes: []string{"test_api", "other_api"}})
-	first := e.creds("mwi").Data["access_token"]
-	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"ttl": 60})
-	if e.creds("mwi").Data["access_token"] != first {
-		t.Fatal("a ttl change must keep the token")
-	}
-	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"scopes": "other_api"})
-	resp := e.creds("mwi")
-	if resp.Data["access_token"] == first || resp.Data["scope"] != "other_api" || idp.TokenRequests() != 2 {
-		t.Fatalf("a scope change must mint for the new scope: %v", resp.Data["scope"])
-	}
-}
-
 func TestConfigAndRoleLists(t *testing.T) {
 	e := newTestEnv(t)
 	e.setupMWI(fakeidp.Options{})
@@ -472,4 +456,28 @@ func TestConfigDeleteFailureKeepsTheClientIndexed(t *testing.T) {
 			m.ok(logical.UpdateOperation, "config/again", map[string]any{"provider": "microtek", "token_url": m.url, "client_id": mtClient, "client_secret": "z"})
 		}
 	})
+}
+
+// A generic config can say single_active_token=true; the read shows it, and
+// its roles share one token.
+func TestSingleActiveTokenConfigField(t *testing.T) {
+	e := newTestEnv(t)
+	_, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleOAuth2, ClientID: "app", ClientSecret: "s", Scopes: []string{"r"}})
+	e.ok(logical.UpdateOperation, "config/c", map[string]any{"token_url": url, "client_id": "app", "client_secret": "s", "single_active_token": true})
+	if e.ok(logical.ReadOperation, "config/c", nil).Data["single_active_token"] != true {
+		t.Fatal("the read does not show single_active_token")
+	}
+	e.ok(logical.UpdateOperation, "roles/one", map[string]any{"config": "c", "scopes": "r"})
+	e.ok(logical.UpdateOperation, "roles/two", map[string]any{"config": "c", "scopes": "r"})
+	if e.creds("one").Data["access_token"] != e.creds("two").Data["access_token"] {
+		t.Fatal("roles of a single-active config do not share the token")
+	}
+	mt := setupMicroTek(t, time.Hour)
+	if mt.ok(logical.ReadOperation, "config/mt", nil).Data["single_active_token"] != true {
+		t.Fatal("provider=microtek does not set single_active_token")
+	}
+	resp := mt.ok(logical.UpdateOperation, "config/mt", map[string]any{"single_active_token": false})
+	if resp == nil || len(resp.Warnings) == 0 {
+		t.Fatal("turning single_active_token off drops the shared token, and the answer must say so")
+	}
 }

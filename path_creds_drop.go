@@ -85,3 +85,12 @@ dropped too, so the next exchange of each subject token asks the IdP again.
 When the config keeps one live token per client (provider=microtek), the
 token is shared by every role of the config: dropping it affects them all.
 `
+
+// dropResponses: creds/<role>/drop.
+func dropResponses() map[int][]framework.Response {
+	return ok200("What was dropped.", map[string]*framework.FieldSchema{
+		"dropped":   respBool("Whether a cached token was dropped."),
+		"token_key": respString("The cache key of the role's token (role/<name>, or config/<name> when the config's roles share one)."),
+		"shared_by": {Type: framework.TypeStringSlice, Description: "The roles sharing the dropped token (one live token per client)."},
+	})
+}

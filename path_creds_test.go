@@ -1,10 +1,8 @@
 package idptokens
 
 import (
-	"context"
 	"encoding/base64"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -176,50 +174,6 @@ func TestCredsSurviveRestart(t *testing.T) {
 	}
 }
 
-// Invalidate (a write on another node) drops the in-memory copy.
-func TestInvalidateDropsMemory(t *testing.T) {
-	e := newTestEnv(t)
-	idp := e.setupMWI(fakeidp.Options{})
-	e.creds("mwi")
-	// Another node drops the token from storage.
-	if err := e.storage.Delete(context.Background(), "tokens/role/mwi"); err != nil {
-		t.Fatal(err)
-	}
-	e.creds("mwi")
-	if idp.TokenRequests() != 1 {
-		t.Fatalf("without invalidation the memory copy should serve: %d requests", idp.TokenRequests())
-	}
-	e.b.InvalidateKey(context.Background(), "tokens/role/mwi")
-	e.creds("mwi")
-	if idp.TokenRequests() != 2 {
-		t.Fatalf("after invalidation the token must be fetched again: %d requests", idp.TokenRequests())
-	}
-}
-
-// The lease is the token's remaining life, capped by role ttl/max_ttl and
-// the mount, never 0.
-func TestCredsLeaseCaps(t *testing.T) {
-	e := newTestEnv(t)
-	e.setupMWI(fakeidp.Options{TokenTTL: 30 * time.Minute})
-	if ttl := leaseTTL(e.creds("mwi")); ttl < 30*time.Minute-3*time.Second || ttl > 30*time.Minute {
-		t.Fatalf("lease %s, want ~30m", ttl)
-	}
-	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"max_ttl": 600})
-	if ttl := leaseTTL(e.creds("mwi")); ttl != 10*time.Minute {
-		t.Fatalf("lease %s, want max_ttl 10m", ttl)
-	}
-	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"ttl": 60})
-	if ttl := leaseTTL(e.creds("mwi")); ttl != time.Minute {
-		t.Fatalf("lease %s, want ttl 1m", ttl)
-	}
-	e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"ttl": 0, "max_ttl": 0})
-	e.sys.MaxLeaseTTLVal = 5 * time.Minute
-	e.b.forgetMountLimits() // the mount's max is reused for a second
-	if ttl := leaseTTL(e.creds("mwi")); ttl != 5*time.Minute {
-		t.Fatalf("lease %s, want the mount's max 5m", ttl)
-	}
-}
-
 // A token nearing expiry is replaced; min_ttl (role or read) decides when.
 func TestCredsMinTTL(t *testing.T) {
 	e := newTestEnv(t)
@@ -338,63 +292,5 @@ func TestCredsMissingExpiresIn(t *testing.T) {
 	}
 	if resp.Data["expires_from"] != "default_token_ttl" {
 		t.Fatalf("expires_from = %v, want default_token_ttl", resp.Data["expires_from"])
-	}
-}
-
-// Revoking a lease leaves the shared token cached for other leases.
-func TestLeaseRevokeKeepsToken(t *testing.T) {
-	e := newTestEnv(t)
-	idp := e.setupMWI(fakeidp.Options{})
-	resp := e.creds("mwi")
-	_, err := e.b.HandleRequest(context.Background(), &logical.Request{
-		Operation: logical.RevokeOperation, Storage: e.storage, Secret: resp.Secret, Data: resp.Data,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.creds("mwi").Data["access_token"] != resp.Data["access_token"] || idp.TokenRequests() != 1 {
-		t.Fatal("revoking one lease dropped the shared token")
-	}
-}
-
-func TestScopesNotGranted(t *testing.T) {
-	for _, c := range []struct {
-		granted string
-		asked   []string
-		want    []string
-	}{
-		{"", []string{"a", "b"}, nil},       // no scope in the answer: what was asked
-		{"a b", []string{"a", "b"}, nil},    // all granted
-		{"b  a c", []string{"a", "b"}, nil}, // more granted, any order
-		{"a", []string{"a", "b"}, []string{"b"}},
-		{"x", []string{"a", "b"}, []string{"a", "b"}},
-	} {
-		if got := scopesNotGranted(c.granted, c.asked); !slices.Equal(got, c.want) {
-			t.Errorf("scopesNotGranted(%q, %v) = %v, want %v", c.granted, c.asked, got, c.want)
-		}
-	}
-}
-
-// On an ordinary config a lease is exactly the token's remaining life less
-// one second, in whole seconds, on the first read and on a cached one; the
-// unleased read's expires_in is the same figure.
-func TestCredsLeaseIsRemainingLifeLessOneSecond(t *testing.T) {
-	e := newTestEnv(t)
-	clock := &promiseClock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
-	e.b.now = clock.Now
-	idp := e.setupMWI(fakeidp.Options{TokenTTL: time.Hour})
-	idp.SetClock(clock.Now)
-	if ttl := leaseTTL(e.creds("mwi")); ttl != time.Hour-time.Second {
-		t.Fatalf("first lease %s, want 59m59s", ttl)
-	}
-	clock.Advance(10*time.Minute + 500*time.Millisecond)
-	if ttl := leaseTTL(e.creds("mwi")); ttl != 49*time.Minute+58*time.Second {
-		t.Fatalf("cached lease %s, want 49m58s (49m59.5s left, less 1s, whole seconds)", ttl)
-	}
-	if in := e.ok(logical.ReadOperation, "token/mwi", nil).Data["expires_in"]; in != int64(2998) {
-		t.Fatalf("token/ expires_in %v, want 2998", in)
-	}
-	if idp.TokenRequests() != 1 {
-		t.Fatalf("%d token requests, want 1", idp.TokenRequests())
 	}
 }

@@ -86,3 +86,14 @@ per role: a new request replaces the pending one. Polling stops when the login
 completes, is denied, expires, or the role is changed or deleted. While it is
 pending, creds/<role> answers 400 with the user code and URL.
 `
+
+// deviceCodeResponses: device-code/<role>, a device login begun.
+func deviceCodeResponses() map[int][]framework.Response {
+	return ok200("What a person needs to complete the login; the device code stays in Vault.", map[string]*framework.FieldSchema{
+		"user_code":                 respString("The code the person enters."),
+		"verification_uri":          respString("Where the person enters it."),
+		"verification_uri_complete": {Type: framework.TypeString, Description: "The URI with the code in it, when the IdP sent one."},
+		"expires_at":                respString("When the login expires (RFC 3339, UTC)."),
+		"interval":                  respSeconds("How often Vault polls the token endpoint"),
+	})
+}

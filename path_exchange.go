@@ -2,6 +2,7 @@ package idptokens
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"time"
 
@@ -140,3 +141,12 @@ are not written to storage: a restart or a failover costs one exchange more.
 Roles with subject_role exchange another role's token instead; read
 creds/<role> for them. A single_active_token config refuses these roles.
 `
+
+// exchangeResponses: exchange/<role>, the caller's token exchanged, leased.
+func exchangeResponses() map[int][]framework.Response {
+	r := credsResponses()
+	fields := r[http.StatusOK][0].Fields
+	delete(fields, "id_token") // RFC 8693 issues no ID token
+	fields["issued_token_type"] = respString("The type of the token issued (RFC 8693).")
+	return r
+}

@@ -61,25 +61,6 @@ func (b *idpBackend) pathMetricsRead(ctx context.Context, req *logical.Request, 
 	}}, nil
 }
 
-// The reads that hand out a token, as metric labels.
-type readPath = backend.ReadPath
-
-const (
-	readCreds = backend.ReadCreds
-	readToken = backend.ReadToken
-)
-
-// countCacheRead counts a creds or token read as a hit (served without
-// asking the IdP, from memory or, after a restart, from storage) or a miss
-// (it fetched, joined a fetch, or failed to fetch).
-func (b *idpBackend) countCacheRead(config string, path readPath, fetched bool, err error) {
-	if err != nil || fetched {
-		b.metrics.CacheMissOn(config, path)
-		return
-	}
-	b.metrics.CacheHitOn(config, path)
-}
-
 const metricsHelp = `
 Counters of this plugin process (one per Vault node, reset when the plugin
 restarts), labelled by config: token requests to the IdP by grant and outcome
@@ -93,3 +74,14 @@ series grows with the number of configs only.
 With format=prometheus the answer is the Prometheus text format (0.0.4) as the
 raw HTTP body, for a scrape job with a Vault token as its bearer token.
 `
+
+// metricsResponses: metrics read, JSON by default.
+func metricsResponses() map[int][]framework.Response {
+	return map[int][]framework.Response{http.StatusOK: {
+		{Description: "Counters as JSON (format=json).", Fields: map[string]*framework.FieldSchema{
+			"configs":       {Type: framework.TypeMap, Description: "Counters per config.", Required: true},
+			"cached_tokens": {Type: framework.TypeInt, Description: "Number of tokens in the cache.", Required: true},
+		}},
+		{Description: "The Prometheus text format 0.0.4 (format=prometheus).", MediaType: "text/plain; version=0.0.4"},
+	}}
+}

@@ -9,8 +9,6 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 )
 
 func (b *idpBackend) pathRoles() []*framework.Path {
@@ -178,15 +176,6 @@ func (b *idpBackend) warnIfSharedTokenChanges(ctx context.Context, s logical.Sto
 	return sharedTokenWarning(fmt.Sprintf("role %q now asks for something else than config %q's shared token answers", name, r.Config)), nil
 }
 
-// sharedTokenWarning is the answer of a write after which the next read of
-// a single-active config mints, so that the IdP kills the token under the
-// leases already handed out.
-func sharedTokenWarning(what string) *logical.Response {
-	resp := &logical.Response{}
-	resp.AddWarning(what + ": the next read mints a new token, and the IdP then invalidates the current one, also under leases handed out before this write")
-	return resp
-}
-
 func applyRoleFields(r *roleEntry, d *framework.FieldData) *logical.Response {
 	f := fieldReader{d: d}
 	f.text("config", &r.Config)
@@ -199,80 +188,6 @@ func applyRoleFields(r *roleEntry, d *framework.FieldData) *logical.Response {
 	f.duration("max_ttl", &r.MaxTTL)
 	f.duration("min_ttl", &r.MinTTL)
 	return f.err
-}
-
-func validateRole(r *roleEntry, cfg *configState) *logical.Response {
-	grant, ok := backend.ParseGrant(r.GrantType)
-	if !ok {
-		return fieldError("grant_type", "must be one of %s, not %q", roleGrantNames(), backend.Sanitize(r.GrantType, 40))
-	}
-	if !cfg.provider.Supports(grant) {
-		return fieldError("grant_type", "provider %s of config %q does not support %s", cfg.provider.Name, r.Config, grant)
-	}
-	if grant == backend.GrantPassword {
-		if _, err := cfg.provider.ComposeUsername(cfg.entry.operator()); err != nil {
-			return fieldError("grant_type", "password grant: config %q: %v", r.Config, err)
-		}
-	}
-	if resp := checkScopes("scopes", r.Scopes); resp != nil {
-		return resp
-	}
-	for k, v := range r.ExtraParams {
-		if k == "" {
-			return fieldError("extra_params", "a parameter name is empty")
-		}
-		if slices.Contains(backend.ReservedParams, k) {
-			return fieldError("extra_params", "%q is set by the engine and cannot be overridden", k)
-		}
-		if len(k)+len(v) > 4096 {
-			return fieldError("extra_params", "parameter %q is too long", k)
-		}
-	}
-	if r.MaxTTL > 0 && r.TTL > r.MaxTTL {
-		return fieldError("ttl", "must not exceed max_ttl")
-	}
-	if r.RenewableLeases && cfg.singleActive {
-		return fieldError("renewable_leases", "config %q keeps one live token per client (single_active_token): Vault Proxy replays a cached lease's "+
-			"first lease_duration to later readers, who would then rely on the token past the next mint, which kills it; leases stay non-renewable", r.Config)
-	}
-	if resp := checkPrompt(r); resp != nil {
-		return resp
-	}
-	return validateRoleGrant(r, cfg)
-}
-
-// checkSharedToken: roles of a single-active config share one token, so they
-// must ask for the same thing, or each read would invalidate the other's.
-func (b *idpBackend) checkSharedToken(ctx context.Context, s logical.Storage, name string, r *roleEntry, cfg *configState) (*logical.Response, error) {
-	if !cfg.singleActive {
-		return nil, nil
-	}
-	others, err := b.rolesOf(ctx, s, r.Config)
-	if err != nil {
-		return nil, err
-	}
-	others[name] = r
-	return sharedTokenConflict(cfg, others), nil
-}
-
-// sharedTokenConflict is the 400 for roles of a single-active config that
-// would ask for different things (grant, scopes, extra_params), naming them.
-func sharedTokenConflict(cfg *configState, roles map[string]*roleEntry) *logical.Response {
-	byFingerprint := map[string][]string{}
-	for _, n := range slices.Sorted(maps.Keys(roles)) {
-		fp := fingerprint(roles[n], cfg)
-		byFingerprint[fp] = append(byFingerprint[fp], n)
-	}
-	if len(byFingerprint) < 2 {
-		return nil
-	}
-	groups := make([]string, 0, len(byFingerprint))
-	for _, names := range byFingerprint {
-		groups = append(groups, strings.Join(names, ", "))
-	}
-	slices.Sort(groups)
-	return logical.ErrorResponse("config %q keeps one live token per client (single_active_token), so every role of it must ask for the same grant, scopes and extra_params; "+
-		"roles would ask differently: [%s]", cfg.name, strings.Join(groups, "] vs ["))
 }
 
 func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -343,3 +258,29 @@ private_key: iss jwt_issuer (default client_id), sub jwt_subject, aud
 jwt_audience (default the token endpoint), exp 5 minutes, a fresh jti, and
 the claims of jwt_claims. Fields of one grant are refused on roles of another.
 `
+
+// roleReadResponses: roles/<name> read.
+func roleReadResponses() map[int][]framework.Response {
+	fields := map[string]*framework.FieldSchema{
+		"config":           respString("Config the role uses."),
+		"grant_type":       respString("Grant."),
+		"scopes":           respList("Scopes asked for."),
+		"extra_params":     {Type: framework.TypeKVPairs, Description: "Extra form fields of the token request.", Required: true},
+		"ttl":              respSecondsOrUnset("Cap on the lease"),
+		"max_ttl":          respSecondsOrUnset("Cap on the lease and its max TTL"),
+		"min_ttl":          respSecondsOrUnset("Least time left for a cached token to be handed out"),
+		"prompt":           respList("OIDC prompt values of the role's login URL (authorization_code)."),
+		"renewable_leases": respBool("Whether creds leases are renewable (within the token's life)."),
+	}
+	for name, f := range roleGrantFieldDefs {
+		switch f.schema.Type {
+		case framework.TypeCommaStringSlice:
+			fields[name] = respList(f.schema.Description)
+		case framework.TypeDurationSecond:
+			fields[name] = respSecondsOrUnset(f.schema.Description)
+		default:
+			fields[name] = respString(f.schema.Description)
+		}
+	}
+	return ok200("The role.", fields)
+}

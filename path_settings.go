@@ -2,36 +2,15 @@ package idptokens
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 )
-
-// settingsKey is the storage key of the mount's settings.
-const settingsKey = "settings"
-
-// settingsEntry is the mount-wide settings, as stored.
-type settingsEntry struct {
-	// AllowedHosts limits the IdP hosts configs may name (normalized by
-	// backend.NormalizeHostPatterns); empty allows any host.
-	AllowedHosts []string `json:"allowed_hosts,omitempty"`
-}
-
-// settingsState keeps the settings in memory: the guarded HTTP clients of
-// every config ask for them on each request.
-type settingsState struct {
-	current atomic.Pointer[settingsEntry] // nil until first loaded
-	stale   atomic.Bool                   // set by Invalidate: reload on next use
-	mu      sync.Mutex                    // one load at a time
-}
 
 func (b *idpBackend) pathSettings() []*framework.Path {
 	return []*framework.Path{{
@@ -53,68 +32,12 @@ func (b *idpBackend) pathSettings() []*framework.Path {
 	}}
 }
 
-// loadSettings returns the settings, from memory unless never loaded or
-// invalidated since.
-func (b *idpBackend) loadSettings(ctx context.Context, s logical.Storage) (*settingsEntry, error) {
-	if cur := b.settings.current.Load(); cur != nil && !b.settings.stale.Load() {
-		return cur, nil
-	}
-	b.settings.mu.Lock()
-	defer b.settings.mu.Unlock()
-	if cur := b.settings.current.Load(); cur != nil && !b.settings.stale.Load() {
-		return cur, nil
-	}
-	// Cleared before the read: an invalidation arriving during it sets it again.
-	b.settings.stale.Store(false)
-	raw, err := s.Get(ctx, settingsKey)
-	if err != nil {
-		b.settings.stale.Store(true)
-		return nil, err
-	}
-	e := &settingsEntry{}
-	if raw != nil {
-		if err := raw.DecodeJSON(e); err != nil {
-			b.settings.stale.Store(true)
-			return nil, fmt.Errorf("stored settings are unreadable: %w", err)
-		}
-	}
-	b.settings.current.Store(e)
-	return e, nil
-}
-
-// allowedHosts is what the guarded HTTP clients ask before every request.
-// Settings not yet loaded refuse the request: every path that hands a config
-// to the IdP side loads them first, so this only guards against a mistake.
-func (b *idpBackend) allowedHosts() ([]string, error) {
-	cur := b.settings.current.Load()
-	if cur == nil {
-		return nil, errors.New("the mount's settings are not loaded")
-	}
-	return cur.AllowedHosts, nil
-}
-
-// checkConfigHosts refuses a config whose endpoints lie outside allowed_hosts.
-func (b *idpBackend) checkConfigHosts(ctx context.Context, s logical.Storage, e *configEntry) (*logical.Response, error) {
-	settings, err := b.loadSettings(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	if field, host := hostOutside(e, settings.AllowedHosts); field != "" {
-		return fieldError(field, "host %q is not in the mount's allowed_hosts (see the settings path)", host), nil
-	}
-	return nil, nil
-}
-
 func (b *idpBackend) pathSettingsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	settings, err := b.loadSettings(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
 	return &logical.Response{Data: settings.data()}, nil
-}
-
-func (e *settingsEntry) data() map[string]any {
-	return map[string]any{"allowed_hosts": nonNil(e.AllowedHosts)}
 }
 
 func (b *idpBackend) pathSettingsWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -175,3 +98,10 @@ host names, IP addresses, or *.suffix for any name below suffix (not suffix
 itself); ports and schemes are not part of an entry. Empty allows any host.
 Tokens already cached are still served until they expire.
 `
+
+// settingsResponses: settings read and update.
+func settingsResponses() map[int][]framework.Response {
+	return ok200("The mount's settings.", map[string]*framework.FieldSchema{
+		"allowed_hosts": respList("Hosts configs may name; empty allows any."),
+	})
+}

@@ -83,3 +83,15 @@ the role's is refused there, as on creds/<role>.
 Grant it in a policy on its own: a policy may allow creds/<role>, token/<role>
 or both.
 `
+
+// tokenResponses: token/<role> read, the unleased token.
+func tokenResponses() map[int][]framework.Response {
+	return ok200("The role's access token, without a lease.", map[string]*framework.FieldSchema{
+		"access_token": respString("The access token."),
+		"token_type":   respString("Its type, as the IdP named it (Bearer)."),
+		"expires_at":   respString("When the token expires (RFC 3339, UTC)."),
+		"expires_in":   {Type: framework.TypeInt, Description: "Seconds the token may be relied on: its remaining life, or on a single_active_token config until the next token may be minted.", Required: true},
+		"scope":        respString("The scopes granted, space-separated."),
+		"id_token":     {Type: framework.TypeString, Description: "The OpenID Connect ID token, when the IdP sent one."},
+	})
+}

@@ -22,12 +22,6 @@ import (
 // a plain `go build`.
 var Version = "v0.0.0-unstamped"
 
-// Storage prefixes.
-const (
-	configPrefix = "config/"
-	rolePrefix   = "roles/"
-)
-
 // idpBackend is the secrets engine. Decoded configs, roles and tokens are
 // kept in memory (storage being the durable copy) so that a cache-hit creds
 // read makes no storage round trip to Vault.
@@ -150,3 +144,12 @@ asked of it at roles/<name>, and read creds/<role> for an access token whose
 lease lasts as long as the token does. Tokens are cached and shared until they
 near expiry, so reads do not mint a token each time.
 `
+
+// periodic is the backend's PeriodicFunc: expired authorization states,
+// then device logins.
+func (b *idpBackend) periodic(ctx context.Context, req *logical.Request) error {
+	if err := b.sweepAuthStates(ctx, req); err != nil {
+		return err
+	}
+	return b.resumeDeviceLogins(ctx, req.Storage)
+}

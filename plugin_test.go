@@ -151,3 +151,23 @@ func TestCleanClosesIdleConnections(t *testing.T) {
 		t.Fatalf("%d connections to the IdP still open after Clean", n)
 	}
 }
+
+// Invalidate (a write on another node) drops the in-memory copy.
+func TestInvalidateDropsMemory(t *testing.T) {
+	e := newTestEnv(t)
+	idp := e.setupMWI(fakeidp.Options{})
+	e.creds("mwi")
+	// Another node drops the token from storage.
+	if err := e.storage.Delete(context.Background(), "tokens/role/mwi"); err != nil {
+		t.Fatal(err)
+	}
+	e.creds("mwi")
+	if idp.TokenRequests() != 1 {
+		t.Fatalf("without invalidation the memory copy should serve: %d requests", idp.TokenRequests())
+	}
+	e.b.InvalidateKey(context.Background(), "tokens/role/mwi")
+	e.creds("mwi")
+	if idp.TokenRequests() != 2 {
+		t.Fatalf("after invalidation the token must be fetched again: %d requests", idp.TokenRequests())
+	}
+}

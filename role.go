@@ -231,3 +231,36 @@ func (b *idpBackend) dropLogins(ctx context.Context, s logical.Storage, name str
 	defer b.devices.writeMu.Unlock()
 	return s.Delete(ctx, deviceLoginPrefix+name)
 }
+
+// fingerprintMemo is a role's fingerprint under one config state.
+type fingerprintMemo struct {
+	role *roleEntry
+	fp   string
+}
+
+// cachedFingerprint is fingerprint(role, cfg), computed once per (role,
+// config) version instead of on every read: the JSON encoding and SHA-256
+// were an eighth of a cache-hit read's CPU. Roles and config states are
+// immutable once cached (a write stores a new pointer), so the memo, kept on
+// the config state and keyed by role name, is valid while it names the same
+// role pointer. A config write makes a new config state and so a new memo;
+// a deleted role's entry stays until then (one small entry per name).
+func cachedFingerprint(name string, role *roleEntry, cfg *configState) string {
+	if v, ok := cfg.fingerprints.Load(name); ok {
+		if m := v.(fingerprintMemo); m.role == role {
+			return m.fp
+		}
+	}
+	fp := fingerprint(role, cfg)
+	cfg.fingerprints.Store(name, fingerprintMemo{role: role, fp: fp})
+	return fp
+}
+
+// sharedTokenWarning is the answer of a write after which the next read of
+// a single-active config mints, so that the IdP kills the token under the
+// leases already handed out.
+func sharedTokenWarning(what string) *logical.Response {
+	resp := &logical.Response{}
+	resp.AddWarning(what + ": the next read mints a new token, and the IdP then invalidates the current one, also under leases handed out before this write")
+	return resp
+}

@@ -5,7 +5,6 @@
 package idptokens
 
 import (
-	"context"
 	"encoding/json"
 	"net/url"
 	"reflect"
@@ -246,29 +245,4 @@ func roleGrantNames() string {
 		names[i] = string(g)
 	}
 	return strings.Join(names, ", ")
-}
-
-// validateRoleReferences checks the roles a token_exchange role takes its
-// subject and actor tokens from: they exist, are not the role itself, and
-// are not token_exchange roles (exchanges do not chain, so no cycle).
-func (b *idpBackend) validateRoleReferences(ctx context.Context, s logical.Storage, name string, r *roleEntry) (*logical.Response, error) {
-	for _, ref := range []struct{ field, role string }{{"subject_role", r.SubjectRole}, {"actor_role", r.ActorRole}} {
-		if ref.role == "" {
-			continue
-		}
-		if ref.role == name {
-			return fieldError(ref.field, "cannot be the role itself"), nil
-		}
-		other, err := b.role(ctx, s, ref.role)
-		if err != nil {
-			return nil, err
-		}
-		if other == nil {
-			return fieldError(ref.field, "no role named %q", ref.role), nil
-		}
-		if other.grant() == backend.GrantTokenExchange {
-			return fieldError(ref.field, "role %q is itself a token_exchange role; exchanges do not chain", ref.role), nil
-		}
-	}
-	return nil, nil
 }

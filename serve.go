@@ -3,8 +3,10 @@ package idptokens
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
@@ -40,4 +42,162 @@ func (b *idpBackend) login(ctx context.Context, s logical.Storage, name string, 
 		b.revokeDropped(ctx, []toRevoke{{key: key, cfg: cfg, tok: dropped.Token}})
 	}
 	return got.StoredToken, err
+}
+
+// served is a token handed out to a read of role, and whether the role's
+// config keeps one live token per client.
+type served struct {
+	backend.Served
+	role         *roleEntry
+	singleActive bool
+	warnings     []string // for the reader, e.g. why its min_ttl was not met
+}
+
+// serveToken hands out the role's token: the cached one while it is fresh
+// enough, else one fetched once however many readers ask. A token dropped
+// (drop, delete) while it was being fetched is revoked, and the read made
+// again against what the role is now. path says which read it is, for
+// the metrics.
+func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name string, readerMinTTL time.Duration, path readPath) (served, *logical.Response, error) {
+	for attempt := 1; ; attempt++ {
+		// Before the role is read: a drop after this discards what the
+		// read would fetch for the role as it was.
+		began := b.tokens.Epoch()
+		role, cfg, resp, err := b.roleAndConfig(ctx, req.Storage, name)
+		if resp != nil || err != nil {
+			return served{}, resp, err
+		}
+		if cfg.singleActive && readerMinTTL > role.MinTTL {
+			return served{}, fieldError("min_ttl", "config %q keeps one live token per client (single_active_token), "+
+				"so a min_ttl above the role's (%s) would mint a new token while other holders' leases of the current one still run; raise the role's min_ttl instead",
+				role.Config, role.MinTTL), nil
+		}
+		key := tokenKeyOf(name, role, cfg)
+		w, err := b.want(ctx, req, name, role, cfg, key, readerMinTTL, began)
+		if err != nil {
+			resp, err := b.credsError(name, err)
+			return served{}, resp, err
+		}
+		got, err := b.tokens.Serve(ctx, storageKV{req.Storage}, w)
+		b.countCacheRead(role.Config, path, got.Fresh, err)
+		if b.retryDropped(ctx, err, attempt, name, key, cfg) {
+			continue
+		}
+		if err != nil {
+			resp, err := b.credsError(name, err)
+			return served{}, resp, err
+		}
+		out := served{Served: got, role: role, singleActive: cfg.singleActive}
+		if readerMinTTL > 0 && got.Hold+backend.HoldSkew < readerMinTTL { // the store's own measure: the holding period plus its skew
+			out.warnings = append(out.warnings, shortOfMinTTL(got, readerMinTTL))
+		}
+		return out, nil, nil
+	}
+}
+
+// shortOfMinTTL says why a read got less than its min_ttl: a new token is
+// asked for only when the current one has less than half its lifetime
+// left (else a min_ttl near the lifetime would mint on every read), and on
+// a single_active_token config only once every lease of it has ended.
+func shortOfMinTTL(got backend.Served, minTTL time.Duration) string {
+	lifetime := got.StoredToken.Expiry.Sub(got.StoredToken.ObtainedAt).Truncate(time.Second)
+	return fmt.Sprintf("the token may be relied on for %s, less than the min_ttl of %s: a new token is fetched only when the current one "+
+		"has less than min_ttl or half its lifetime (%s) left, and on a single_active_token config only once every lease of it has ended",
+		max(got.Hold.Truncate(time.Second), minLease), minTTL, lifetime)
+}
+
+// retryDropped: a request whose key was dropped after it began (a drop, a
+// role or config delete) stored nothing; whatever it fetched is revoked,
+// and the first time the caller reads again against what the role is now.
+func (b *idpBackend) retryDropped(ctx context.Context, err error, attempt int, name string, key tokenKey, cfg *configState) bool {
+	var dropped *backend.DroppedError
+	if !errors.As(err, &dropped) || attempt > 1 {
+		return false
+	}
+	b.Logger().Info("token dropped while it was being fetched; revoking it and reading again", "role", name, "token_key", key.String())
+	if dropped.Token != nil {
+		b.revokeDropped(ctx, []toRevoke{{key: key, cfg: cfg, tok: dropped.Token}})
+	}
+	return true
+}
+
+// want is what a read of the role asks of the token store; began is the
+// store's epoch before the role was read.
+func (b *idpBackend) want(ctx context.Context, req *logical.Request, name string, role *roleEntry, cfg *configState, key tokenKey, readerMinTTL time.Duration, began uint64) (backend.Want, error) {
+	fp, err := b.requestFingerprint(ctx, req.Storage, name, role, cfg)
+	if err != nil {
+		return backend.Want{}, err
+	}
+	w := backend.Want{
+		Key:          key.String(),
+		Fingerprint:  fp,
+		MinRemaining: max(role.MinTTL, readerMinTTL, backend.HoldSkew+minLease),
+		SingleActive: cfg.singleActive,
+		CanMint:      b.canMint,
+		Began:        began,
+		Fetch: func(ctx context.Context, current *backend.StoredToken) (*backend.Token, error) {
+			return b.fetchToken(ctx, req, name, role, cfg, current, began)
+		},
+	}
+	if cfg.singleActive {
+		w.Reserve = func(ctx context.Context) (time.Duration, error) {
+			return b.sharedReserve(ctx, req.Storage, role.Config)
+		}
+	}
+	return w, nil
+}
+
+// sharedReserve is the life a config's shared token keeps when the next one
+// may be minted: the largest min_ttl of the config's roles. Asked only when
+// a token is minted.
+func (b *idpBackend) sharedReserve(ctx context.Context, s logical.Storage, config string) (time.Duration, error) {
+	roles, err := b.rolesOf(ctx, s, config)
+	if err != nil {
+		return 0, err
+	}
+	var reserve time.Duration
+	for _, r := range roles {
+		reserve = max(reserve, r.MinTTL)
+	}
+	return reserve, nil
+}
+
+// canMint: only a node whose storage is writable talks to the IdP, so that a
+// token is minted and stored once; Vault forwards a request that answers
+// ErrReadOnly to the node that can write.
+func (b *idpBackend) canMint() error {
+	if b.storageReadOnly() {
+		return logical.ErrReadOnly
+	}
+	return nil
+}
+
+// storageReadOnly: a performance standby, a DR secondary, or a performance
+// secondary for a replicated (not local) mount.
+func (b *idpBackend) storageReadOnly() bool {
+	sys := b.System()
+	state := sys.ReplicationState()
+	if state.HasState(consts.ReplicationPerformanceStandby | consts.ReplicationDRSecondary) {
+		return true
+	}
+	return state.HasState(consts.ReplicationPerformanceSecondary) && !sys.LocalMount()
+}
+
+// The reads that hand out a token, as metric labels.
+type readPath = backend.ReadPath
+
+const (
+	readCreds = backend.ReadCreds
+	readToken = backend.ReadToken
+)
+
+// countCacheRead counts a creds or token read as a hit (served without
+// asking the IdP, from memory or, after a restart, from storage) or a miss
+// (it fetched, joined a fetch, or failed to fetch).
+func (b *idpBackend) countCacheRead(config string, path readPath, fetched bool, err error) {
+	if err != nil || fetched {
+		b.metrics.CacheMissOn(config, path)
+		return
+	}
+	b.metrics.CacheHitOn(config, path)
 }

@@ -47,3 +47,9 @@ func mountPrefix(mount string) string {
 	}
 	return strings.TrimSuffix(mount, "/") + "/"
 }
+
+// Storage prefixes.
+const (
+	configPrefix = "config/"
+	rolePrefix   = "roles/"
+)

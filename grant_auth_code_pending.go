@@ -5,8 +5,6 @@ package idptokens
 
 import (
 	"context"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -96,32 +94,4 @@ func (b *idpBackend) dropPendingLogins(ctx context.Context, s logical.Storage, r
 		}
 	}
 	return s.Delete(ctx, pendingPrefix+role)
-}
-
-// loginPrompts are the OIDC prompt values a role may ask for.
-var loginPrompts = []string{"login", "consent", "select_account"}
-
-// loginPrompt is the prompt parameter of the role's login URL: the role's
-// own, plus consent when offline_access is asked (OIDC Core 11: it is
-// ignored otherwise).
-func (r *roleEntry) loginPrompt(scopes []string) string {
-	prompts := slices.Clone(r.Prompt)
-	if slices.Contains(scopes, "offline_access") && !slices.Contains(prompts, "consent") {
-		prompts = append(prompts, "consent")
-	}
-	return strings.Join(prompts, " ")
-}
-
-// checkPrompt refuses prompt values other than loginPrompts, and a prompt
-// on a role whose grant has no login.
-func checkPrompt(r *roleEntry) *logical.Response {
-	if len(r.Prompt) > 0 && r.grant() != "authorization_code" {
-		return fieldError("prompt", "is for authorization_code roles; this role uses %s", r.GrantType)
-	}
-	for _, p := range r.Prompt {
-		if !slices.Contains(loginPrompts, p) {
-			return fieldError("prompt", "%q is not one of %s", p, strings.Join(loginPrompts, ", "))
-		}
-	}
-	return nil
 }

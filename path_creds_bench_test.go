@@ -87,25 +87,6 @@ func (s *countingSys) MaxLeaseTTL() time.Duration {
 	return s.SystemView.MaxLeaseTTL()
 }
 
-// Cache hits ask Vault for the mount's max lease TTL at most once a second.
-func TestCredsCacheHitReusesMountMaxTTL(t *testing.T) {
-	b, _, req := newWarmEnv(t)
-	sys := b.System().(*countingSys)
-	sys.SystemView.(*logical.StaticSystemView).MaxLeaseTTLVal = 10 * time.Minute
-	b.forgetMountLimits()
-	sys.maxLeaseTTL.Store(0)
-	for range 20 {
-		r := *req
-		resp, err := b.HandleRequest(context.Background(), &r)
-		if err != nil || resp.Secret.TTL != 10*time.Minute {
-			t.Fatalf("creds: %v, TTL %v; want the mount's max 10m", err, resp.Secret.TTL)
-		}
-	}
-	if n := sys.maxLeaseTTL.Load(); n != 1 {
-		t.Fatalf("20 reads asked for MaxLeaseTTL %d times, want 1", n)
-	}
-}
-
 // BenchmarkCredsCacheHit is the hot path: a creds read through the
 // framework's HandleRequest with a warm cache. It also reports storage
 // calls per read (must be 0).

@@ -253,12 +253,3 @@ func (b *idpBackend) resumeDeviceLogins(ctx context.Context, s logical.Storage) 
 	}
 	return nil
 }
-
-// periodic is the backend's PeriodicFunc: expired authorization states,
-// then device logins.
-func (b *idpBackend) periodic(ctx context.Context, req *logical.Request) error {
-	if err := b.sweepAuthStates(ctx, req); err != nil {
-		return err
-	}
-	return b.resumeDeviceLogins(ctx, req.Storage)
-}

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,121 +87,6 @@ func quietTLSServer(t *testing.T, h http.Handler) *httptest.Server {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv
-}
-
-// While the IdP is down (answering 503, then gone altogether), a role whose
-// cached token is still valid keeps being served; a role with no token gets
-// an error that names the config, and nothing is stored for it.
-func TestOutageServesCachedTokens(t *testing.T) {
-	e := newTestEnv(t)
-	idp := fakeidp.New(fakeidp.Options{Style: fakeidp.StyleMWI, ClientID: "client", ClientSecret: "s3cret+/:x",
-		Username: mwiComposed, Password: mwiPassword})
-	srv := httptest.NewServer(idp)
-	defer srv.Close()
-	e.ok(logical.UpdateOperation, "config/mwi", map[string]any{
-		"provider": "mwi", "token_url": srv.URL + idp.TokenPath(), "client_id": "client", "client_secret": "s3cret+/:x",
-		"access_code": mwiAccessCode, "username": mwiUser, "security_key": mwiSecurityKey, "password": mwiPassword,
-	})
-	e.ok(logical.UpdateOperation, "roles/warm", map[string]any{"config": "mwi", "scopes": "test_api"})
-	e.ok(logical.UpdateOperation, "roles/cold", map[string]any{"config": "mwi", "scopes": "test_api"})
-	tok := e.creds("warm").Data["access_token"]
-	stored := len(e.tokenKeys())
-
-	idp.FailNext(1000, http.StatusServiceUnavailable)
-	for i := 0; i < 20; i++ {
-		if got := e.creds("warm").Data["access_token"]; got != tok {
-			t.Fatalf("read %d during a 503 outage returned another token", i)
-		}
-	}
-	msg := e.fails(logical.ReadOperation, "creds/cold", nil, `config "mwi"`)
-	if !strings.Contains(msg, "503") {
-		t.Errorf("cold read during a 503 outage: %q does not mention the status", msg)
-	}
-	if n := idp.TokenRequests(); n != 1+backend.DefaultRetry.Attempts {
-		t.Errorf("IdP saw %d requests, want 1 + %d tries of the cold read", n, backend.DefaultRetry.Attempts)
-	}
-
-	srv.Close() // the IdP is gone: connections are refused
-	for i := 0; i < 20; i++ {
-		if got := e.creds("warm").Data["access_token"]; got != tok {
-			t.Fatalf("read %d with the IdP gone returned another token", i)
-		}
-	}
-	msg = e.fails(logical.ReadOperation, "creds/cold", nil, `config "mwi"`)
-	if !strings.Contains(msg, "could not be reached") {
-		t.Errorf("cold read with the IdP gone: %q does not say it could not be reached", msg)
-	}
-	if n := len(e.tokenKeys()); n != stored {
-		t.Errorf("storage holds %d tokens after failed cold reads, want %d", n, stored)
-	}
-}
-
-// A cold read during an outage stores nothing and says which config failed.
-func TestOutageColdReadStoresNothing(t *testing.T) {
-	e := newTestEnv(t)
-	idp := e.setupMWI(fakeidp.Options{})
-	idp.FailNext(1000, http.StatusServiceUnavailable)
-	msg := e.fails(logical.ReadOperation, "creds/mwi", nil, `IdP of config "mwi" answered HTTP 503`)
-	for _, s := range []string{"s3cret", mwiPassword, mwiSecurityKey} {
-		if strings.Contains(msg, s) {
-			t.Errorf("error %q holds a secret", msg)
-		}
-	}
-	if keys := e.tokenKeys(); len(keys) != 0 {
-		t.Errorf("storage holds %v after a failed cold read, want no token", keys)
-	}
-	// Once the IdP is back, the next read works.
-	idp.FailNext(0, 0)
-	if tok := e.creds("mwi").Data["access_token"].(string); !idp.Valid(tok) {
-		t.Error("the token after recovery is not valid at the IdP")
-	}
-}
-
-// Single flight holds across retries: the IdP fails twice with 503 and then
-// answers; 50 concurrent cold readers cause exactly 3 requests and all get
-// the same token.
-func TestSingleFlightDuringRetries(t *testing.T) {
-	e := newTestEnv(t)
-	idp := e.setupMWI(fakeidp.Options{})
-	idp.FailNext(2, http.StatusServiceUnavailable)
-	idp.SetDelay(20 * time.Millisecond) // let every reader arrive during the first try
-	const readers = 50
-	var wg sync.WaitGroup
-	tokens := make([]string, readers)
-	errs := make([]string, readers)
-	start := make(chan struct{})
-	for i := 0; i < readers; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			<-start
-			resp, err := e.do(logical.ReadOperation, "creds/mwi", nil)
-			switch {
-			case err != nil:
-				errs[i] = err.Error()
-			case resp.IsError():
-				errs[i] = respErr(resp)
-			default:
-				tokens[i], _ = resp.Data["access_token"].(string)
-			}
-		}(i)
-	}
-	close(start)
-	wg.Wait()
-	for i := range tokens {
-		if errs[i] != "" {
-			t.Fatalf("reader %d failed: %s", i, errs[i])
-		}
-		if tokens[i] != tokens[0] {
-			t.Fatalf("reader %d got another token than reader 0", i)
-		}
-	}
-	if n := idp.TokenRequests(); n != 3 {
-		t.Errorf("IdP saw %d token requests, want 3 (two 503s and one success)", n)
-	}
-	if !idp.Valid(tokens[0]) {
-		t.Error("the shared token is not valid at the IdP")
-	}
 }
 
 // hostileSecret is the client secret sent to hostile token endpoints.
@@ -513,5 +399,40 @@ func TestTLS11IdPRefused(t *testing.T) {
 	}
 	if keys := e.tokenKeys(); len(keys) != 0 {
 		t.Errorf("storage holds %v, want no token", keys)
+	}
+}
+
+// A refused refresh token of an authorization_code role is forgotten: the
+// first read after the refusal says "needs a login", and so does the next,
+// without sending the dead refresh token again.
+func TestAuthCodeRefusedRefreshIsForgotten(t *testing.T) {
+	a := setupOAuth2Refresh(t)
+	a.callbackGET(a.login("app"))
+	a.creds("app")
+	a.idp.RevokeAll()
+	a.moveClock(61 * time.Minute)
+	a.fails(logical.ReadOperation, "creds/app", nil, "needs a login")
+	sent := a.idp.TokenRequests()
+	a.fails(logical.ReadOperation, "creds/app", nil, "needs a login")
+	if n := a.idp.TokenRequests(); n != sent {
+		t.Fatalf("the second read sent %d more requests (the dead refresh token again)", n-sent)
+	}
+}
+
+func TestScopesNotGranted(t *testing.T) {
+	for _, c := range []struct {
+		granted string
+		asked   []string
+		want    []string
+	}{
+		{"", []string{"a", "b"}, nil},       // no scope in the answer: what was asked
+		{"a b", []string{"a", "b"}, nil},    // all granted
+		{"b  a c", []string{"a", "b"}, nil}, // more granted, any order
+		{"a", []string{"a", "b"}, []string{"b"}},
+		{"x", []string{"a", "b"}, []string{"a", "b"}},
+	} {
+		if got := scopesNotGranted(c.granted, c.asked); !slices.Equal(got, c.want) {
+			t.Errorf("scopesNotGranted(%q, %v) = %v, want %v", c.granted, c.asked, got, c.want)
+		}
 	}
 }
