@@ -2,7 +2,7 @@ GO        ?= go
 PLUGIN    := vault-plugin-idp-tokens
 BIN_DIR   := bin
 
-.PHONY: build version release test lint test-unit test-property fuzz-short fuzz test-integration fmt vet dev dev-stop bench bench-go
+.PHONY: build version release test test-deps lint test-unit test-property fuzz-short fuzz test-integration fmt vet dev dev-stop bench bench-go
 
 # Every build is stamped with the VERSION file (scripts/build.sh), which is
 # what the binary reports to Vault and answers to -version.
@@ -18,7 +18,14 @@ release:
 	GO=$(GO) ./scripts/release.sh dist
 
 # The README's test command: everything CI proves (unit tests, then a real Vault).
-test: lint test-unit test-property fuzz-short test-integration
+test: test-deps lint test-unit test-property fuzz-short test-integration
+
+# What the integration tests run, installed before any test starts so that
+# no test timeout pays for it: the Vault binary (built from its Go module,
+# 5-10 minutes the first time, then cached) and oidc-provider (npm ci).
+test-deps:
+	@./scripts/install-vault.sh >/dev/null
+	@./scripts/install-test-idp.sh >/dev/null
 
 test-unit:
 	$(GO) test -race -count=1 ./...
