@@ -13,7 +13,7 @@ import (
 // The one table of config fields: the schema, the read, the write, the
 // checks and the change rules all come from it.
 
-// fieldKind is how a config field is written and read.
+// fieldKind is how a config or role field is written and read.
 type fieldKind int
 
 const (
@@ -27,6 +27,8 @@ const (
 	kindPresetFlag                  // a bool whose unset value is the preset's
 	kindKeyFile                     // a write-only file whose parts are stored in other fields
 	kindFound                       // a string the engine sets (from discovery): reads show it, writes never take it
+	kindPairs                       // key=value pairs
+	kindJSON                        // a JSON object, written and read as text
 )
 
 // configField is everything the engine knows of one config field.

@@ -21,19 +21,7 @@ const minLease = backend.MinHold
 func (b *idpBackend) credsResponse(name string, got served) *logical.Response {
 	ttl := b.capLease(got.role, got.Hold)
 	tok := got.StoredToken
-	data := map[string]any{
-		"access_token": tok.AccessToken,
-		"token_type":   tok.TokenType,
-		"expires_at":   tok.Expiry.UTC().Format(time.RFC3339),
-		"scope":        tok.Scope,
-		"expires_from": string(tok.ExpiresFrom),
-	}
-	if tok.IDToken != "" {
-		data["id_token"] = tok.IDToken
-	}
-	if tok.IssuedTokenType != "" {
-		data["issued_token_type"] = tok.IssuedTokenType
-	}
+	data := answerData(tokenAnswer{tok: tok, hold: got.Hold}, true)
 	// Vault stores the lease's data and internal data with every lease:
 	// keep the internal part to what revocation and renewal read.
 	internal := map[string]any{"role": name}

@@ -227,13 +227,14 @@ func TestResponsesMatchDeclaredSchemas(t *testing.T) {
 	c.do(logical.UpdateOperation, "device-code/tv", nil)
 	// A caller's token exchange, on an environment of its own.
 	ex := newExchangeEnv(t, fakeidp.TokenExchangeOptions{ValidSubject: func(s string) bool { return s != "" },
-		Audience: []string{"orders"}, TokenTTL: 10 * time.Minute})
+		Audience: []string{"orders"}, TokenTTL: 10 * time.Minute, IDToken: true})
 	ex.ok(logical.UpdateOperation, "roles/orders", map[string]any{"config": "sts", "grant_type": "token_exchange", "audience": "orders"})
 	exc := &responseCheck{e: ex.testEnv, seen: c.seen, path: c.path}
 	exc.do(logical.UpdateOperation, "exchange/orders", map[string]any{"subject_token": "alice-token-123"})
 	// creds of a token_exchange role whose subject is another role's token.
 	ex.ok(logical.UpdateOperation, "roles/bybase", map[string]any{"config": "sts", "grant_type": "token_exchange", "audience": "orders", "subject_role": "base"})
 	exc.do(logical.ReadOperation, "creds/bybase", nil)
+	exc.do(logical.ReadOperation, "token/bybase", nil)
 
 	// Every declared field was answered at least once.
 	for key, p := range c.path {

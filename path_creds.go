@@ -57,13 +57,5 @@ may share.
 
 // credsResponses: creds/<role> read, the leased secret's data.
 func credsResponses() map[int][]framework.Response {
-	return ok200("An access token, leased for as long as it has left.", map[string]*framework.FieldSchema{
-		"access_token":      respString("The access token."),
-		"token_type":        respString("Its type, as the IdP named it (Bearer)."),
-		"expires_at":        respString("When the token expires (RFC 3339, UTC)."),
-		"scope":             respString("The scopes granted, space-separated."),
-		"id_token":          {Type: framework.TypeString, Description: "The OpenID Connect ID token, when the IdP sent one."},
-		"expires_from":      respString("Where the lifetime came from: expires_in, jwt_exp or default_token_ttl."),
-		"issued_token_type": {Type: framework.TypeString, Description: "token_exchange: the type of the token issued (RFC 8693)."},
-	})
+	return ok200("An access token, leased for as long as it has left.", answerSchema(true))
 }

@@ -22,20 +22,9 @@ func (b *idpBackend) pathRoles() []*framework.Path {
 			HelpSynopsis: "List roles.",
 		},
 		{
-			Pattern:      "roles/" + framework.GenericNameRegex("name"),
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
-			Fields: withRoleGrantFields(map[string]*framework.FieldSchema{
-				"name":             {Type: framework.TypeString, Description: "Name of the role."},
-				"config":           {Type: framework.TypeString, Description: "Config (IdP connection) the role uses. Required."},
-				"grant_type":       {Type: framework.TypeString, Description: "client_credentials, password, authorization_code, jwt_bearer, token_exchange or device_code. Default from the config's preset."},
-				"scopes":           {Type: framework.TypeCommaStringSlice, Description: "Scopes to ask for (MWI: the api_id), separated by commas or spaces. Default the config's."},
-				"extra_params":     {Type: framework.TypeKVPairs, Description: "Extra form fields for the token request, such as audience or resource."},
-				"ttl":              {Type: framework.TypeDurationSecond, Description: "Cap on the lease of a creds read. Default: the token's remaining life."},
-				"max_ttl":          {Type: framework.TypeDurationSecond, Description: "Cap on the lease and its max TTL. Default: the mount's max."},
-				"min_ttl":          {Type: framework.TypeDurationSecond, Description: "A cached token is handed out only while it has at least this long left (capped at half its lifetime). With single_active_token, the shared token is replaced when it has the largest min_ttl of the config's roles left, and leases end before that."},
-				"renewable_leases": {Type: framework.TypeBool, Description: "Make creds leases renewable (never past the time the token may be relied on), so that Vault Proxy and Agent's API proxy cache them: one lease per token life. Not on a single_active_token config. Default false."},
-				"prompt":           {Type: framework.TypeCommaStringSlice, Description: "authorization_code: OIDC prompt values of the login URL: login (the IdP always asks the person to log in, even with an SSO session), consent, select_account."},
-			}),
+			Pattern:        "roles/" + framework.GenericNameRegex("name"),
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "role"},
+			Fields:         roleFields(),
 			ExistenceCheck: b.roleExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: &framework.PathOperation{Callback: strict(b.pathRoleWrite), Summary: "Create a role.", Responses: noContent()},
@@ -59,23 +48,7 @@ func (b *idpBackend) pathRoleRead(ctx context.Context, req *logical.Request, d *
 	if err != nil || r == nil {
 		return nil, err
 	}
-	extra := r.ExtraParams
-	if extra == nil {
-		extra = map[string]string{}
-	}
-	data := map[string]any{
-		"config":           r.Config,
-		"grant_type":       r.GrantType,
-		"scopes":           nonNil(r.Scopes),
-		"extra_params":     extra,
-		"ttl":              int64(r.TTL.Seconds()),
-		"max_ttl":          int64(r.MaxTTL.Seconds()),
-		"min_ttl":          int64(r.MinTTL.Seconds()),
-		"prompt":           nonNil(r.Prompt),
-		"renewable_leases": r.RenewableLeases,
-	}
-	addRoleGrantData(data, r)
-	return &logical.Response{Data: data}, nil
+	return &logical.Response{Data: roleReadData(r)}, nil
 }
 
 func (b *idpBackend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -92,9 +65,6 @@ func (b *idpBackend) pathRoleWrite(ctx context.Context, req *logical.Request, d 
 		*r = *old
 	}
 	if resp := applyRoleFields(r, d); resp != nil {
-		return resp, nil
-	}
-	if resp := applyRoleGrantFields(r, d); resp != nil {
 		return resp, nil
 	}
 	if r.Config == "" {
@@ -176,20 +146,6 @@ func (b *idpBackend) warnIfSharedTokenChanges(ctx context.Context, s logical.Sto
 	return sharedTokenWarning(fmt.Sprintf("role %q now asks for something else than config %q's shared token answers", name, r.Config)), nil
 }
 
-func applyRoleFields(r *roleEntry, d *framework.FieldData) *logical.Response {
-	f := fieldReader{d: d}
-	f.text("config", &r.Config)
-	f.text("grant_type", &r.GrantType)
-	f.scopes("scopes", &r.Scopes)
-	f.list("prompt", &r.Prompt)
-	f.flag("renewable_leases", &r.RenewableLeases)
-	f.pairs("extra_params", &r.ExtraParams)
-	f.duration("ttl", &r.TTL)
-	f.duration("max_ttl", &r.MaxTTL)
-	f.duration("min_ttl", &r.MinTTL)
-	return f.err
-}
-
 func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	b.writeLock.Lock()
@@ -261,26 +217,5 @@ the claims of jwt_claims. Fields of one grant are refused on roles of another.
 
 // roleReadResponses: roles/<name> read.
 func roleReadResponses() map[int][]framework.Response {
-	fields := map[string]*framework.FieldSchema{
-		"config":           respString("Config the role uses."),
-		"grant_type":       respString("Grant."),
-		"scopes":           respList("Scopes asked for."),
-		"extra_params":     {Type: framework.TypeKVPairs, Description: "Extra form fields of the token request.", Required: true},
-		"ttl":              respSecondsOrUnset("Cap on the lease"),
-		"max_ttl":          respSecondsOrUnset("Cap on the lease and its max TTL"),
-		"min_ttl":          respSecondsOrUnset("Least time left for a cached token to be handed out"),
-		"prompt":           respList("OIDC prompt values of the role's login URL (authorization_code)."),
-		"renewable_leases": respBool("Whether creds leases are renewable (within the token's life)."),
-	}
-	for name, f := range roleGrantFieldDefs {
-		switch f.schema.Type {
-		case framework.TypeCommaStringSlice:
-			fields[name] = respList(f.schema.Description)
-		case framework.TypeDurationSecond:
-			fields[name] = respSecondsOrUnset(f.schema.Description)
-		default:
-			fields[name] = respString(f.schema.Description)
-		}
-	}
-	return ok200("The role.", fields)
+	return ok200("The role.", roleReadSchema())
 }

@@ -41,29 +41,7 @@ func (b *idpBackend) pathTokenRead(ctx context.Context, req *logical.Request, d 
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	return &logical.Response{Data: tokenData(got), Warnings: got.warnings}, nil
-}
-
-// tokenData is the answer of token/<role>. expires_in is how long the
-// reader may rely on the token, in whole seconds: the holding period a creds
-// lease gets at the same moment (before the role's ttl caps), that is its
-// remaining life less the skew, or on a single_active_token config until the
-// next token may be minted (killing this one) less the skew. Never less than
-// a second, as for a lease.
-func tokenData(got served) map[string]any {
-	tok := got.StoredToken
-	left := got.Hold
-	data := map[string]any{
-		"access_token": tok.AccessToken,
-		"token_type":   tok.TokenType,
-		"expires_at":   tok.Expiry.UTC().Format(time.RFC3339),
-		"expires_in":   int64(max(left.Truncate(time.Second), minLease) / time.Second),
-		"scope":        tok.Scope,
-	}
-	if tok.IDToken != "" {
-		data["id_token"] = tok.IDToken
-	}
-	return data
+	return &logical.Response{Data: answerData(tokenAnswer{tok: got.StoredToken, hold: got.Hold}, false), Warnings: got.warnings}, nil
 }
 
 const tokenHelp = `
@@ -86,12 +64,5 @@ or both.
 
 // tokenResponses: token/<role> read, the unleased token.
 func tokenResponses() map[int][]framework.Response {
-	return ok200("The role's access token, without a lease.", map[string]*framework.FieldSchema{
-		"access_token": respString("The access token."),
-		"token_type":   respString("Its type, as the IdP named it (Bearer)."),
-		"expires_at":   respString("When the token expires (RFC 3339, UTC)."),
-		"expires_in":   {Type: framework.TypeInt, Description: "Seconds the token may be relied on: its remaining life, or on a single_active_token config until the next token may be minted.", Required: true},
-		"scope":        respString("The scopes granted, space-separated."),
-		"id_token":     {Type: framework.TypeString, Description: "The OpenID Connect ID token, when the IdP sent one."},
-	})
+	return ok200("The role's access token, without a lease.", answerSchema(false))
 }

@@ -45,10 +45,10 @@ func validateRole(r *roleEntry, cfg *configState) *logical.Response {
 		return fieldError("renewable_leases", "config %q keeps one live token per client (single_active_token): Vault Proxy replays a cached lease's "+
 			"first lease_duration to later readers, who would then rely on the token past the next mint, which kills it; leases stay non-renewable", r.Config)
 	}
-	if resp := checkPrompt(r); resp != nil {
+	if resp := validateRoleGrant(r, cfg); resp != nil {
 		return resp
 	}
-	return validateRoleGrant(r, cfg)
+	return checkPrompt(r)
 }
 
 // checkSharedToken: roles of a single-active config share one token, so they
@@ -110,12 +110,8 @@ func (b *idpBackend) validateRoleReferences(ctx context.Context, s logical.Stora
 	return nil, nil
 }
 
-// checkPrompt refuses prompt values other than loginPrompts, and a prompt
-// on a role whose grant has no login.
+// checkPrompt refuses prompt values other than loginPrompts.
 func checkPrompt(r *roleEntry) *logical.Response {
-	if len(r.Prompt) > 0 && r.grant() != "authorization_code" {
-		return fieldError("prompt", "is for authorization_code roles; this role uses %s", r.GrantType)
-	}
 	for _, p := range r.Prompt {
 		if !slices.Contains(loginPrompts, p) {
 			return fieldError("prompt", "%q is not one of %s", p, strings.Join(loginPrompts, ", "))

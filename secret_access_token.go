@@ -72,15 +72,8 @@ const secretAccessTokenType = "idp_access_token"
 
 func (b *idpBackend) secretAccessToken() *framework.Secret {
 	return &framework.Secret{
-		Type: secretAccessTokenType,
-		Fields: map[string]*framework.FieldSchema{
-			"access_token": {Type: framework.TypeString, Description: "OAuth2 access token."},
-			"token_type":   {Type: framework.TypeString, Description: "Token type, normally Bearer."},
-			"expires_at":   {Type: framework.TypeString, Description: "When the token expires (RFC 3339)."},
-			"scope":        {Type: framework.TypeString, Description: "Scopes granted."},
-			"expires_from": {Type: framework.TypeString, Description: "Where the lifetime came from: expires_in, jwt_exp (the access token's exp claim) or default_token_ttl."},
-			"id_token":     {Type: framework.TypeString, Description: "OIDC ID token, when the IdP sends one."},
-		},
+		Type:   secretAccessTokenType,
+		Fields: answerSchema(true),
 		// Renew never extends the token, only a renewable lease up to what
 		// is left of the token's holding period (secret_renew.go).
 		Renew:  b.renewAccessToken,

@@ -66,7 +66,7 @@ func TestOpenAPI(t *testing.T) {
 		{"/idp/roles/", "get", "idp-list-roles", []string{"list"}, "idp/roles/?list=true", nil, nil},
 		{"/idp/creds/{role}", "get", "idp-read-credentials", []string{"min_ttl"}, "idp/creds/se?min_ttl=120", nil, []string{"issued_token_type"}},
 		{"/idp/device-code/{role}", "post", "idp-write-device-code", nil, "idp/device-code/tv", map[string]any{}, nil},
-		{"/idp/exchange/{role}", "post", "idp-write-exchange", nil, "idp/exchange/orders", map[string]any{"subject_token": "subject-token-1"}, nil},
+		{"/idp/exchange/{role}", "post", "idp-write-exchange", nil, "idp/exchange/orders", map[string]any{"subject_token": "subject-token-1"}, []string{"id_token"}},
 		{"/idp/config/{name}/rotate", "post", "idp-rotate-config", nil, "idp/config/se/rotate", map[string]any{"client_secret": "se-rotated+/:%41"}, nil},
 		{"/idp/creds/{role}/drop", "post", "idp-drop-credentials", nil, "idp/creds/se/drop", map[string]any{}, []string{"shared_by"}},
 		{"/idp/auth-url/{role}", "post", "idp-write-auth-url", nil, "idp/auth-url/myid", map[string]any{}, nil},
@@ -75,7 +75,7 @@ func TestOpenAPI(t *testing.T) {
 		{"/idp/metrics", "get", "idp-read-metrics", []string{"format"}, "idp/metrics", nil, nil},
 		{"/idp/settings", "post", "idp-write-settings", nil, "idp/settings", map[string]any{"allowed_hosts": "127.0.0.1"}, nil},
 		{"/idp/settings", "get", "idp-read-settings", nil, "idp/settings", nil, nil},
-		{"/idp/token/{role}", "get", "idp-read-token", []string{"min_ttl"}, "idp/token/se?min_ttl=120", nil, nil},
+		{"/idp/token/{role}", "get", "idp-read-token", []string{"min_ttl"}, "idp/token/se?min_ttl=120", nil, []string{"issued_token_type"}},
 		{"/idp/roles/{name}", "delete", "idp-delete-role", nil, "idp/roles/se", nil, nil},
 		{"/idp/config/{name}", "delete", "idp-delete-config", nil, "idp/config/se", nil, nil},
 	}

@@ -27,6 +27,9 @@ type TokenExchangeOptions struct {
 	// RequestedTokenType, when set, must be sent.
 	RequestedTokenType string
 	TokenTTL           time.Duration // default 1h
+	// IDToken adds an id_token to every answer, as some servers do beside
+	// the issued token.
+	IDToken bool
 }
 
 // TokenExchange is the token endpoint of TokenExchangeOptions.
@@ -102,8 +105,12 @@ func (x *TokenExchange) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.mu.Lock()
 	x.issued[tok] = exchanged{subject: form.Get("subject_token"), actor: form.Get("actor_token"), expires: time.Now().Add(x.opts.TokenTTL)}
 	x.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "issued_token_type": AccessTokenType,
-		"token_type": "Bearer", "expires_in": int64(x.opts.TokenTTL / time.Second)})
+	body := map[string]any{"access_token": tok, "issued_token_type": AccessTokenType,
+		"token_type": "Bearer", "expires_in": int64(x.opts.TokenTTL / time.Second)}
+	if x.opts.IDToken {
+		body["id_token"] = randomToken("tx-id-")
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 func (x *TokenExchange) check(r *http.Request, form map[string][]string) *oauthError {

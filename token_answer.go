@@ -1,0 +1,81 @@
+package idptokens
+
+import (
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
+)
+
+// The token answer in one table: the fields that creds/<role>,
+// exchange/<role> (both leased) and token/<role> (unleased) hand out, from
+// which the leased secret's fields and every response schema are made too.
+
+// answerField is one field of the token answer.
+type answerField struct {
+	name string
+	typ  framework.FieldType
+	desc string
+	// optional: only when the token has it (the value is then non-empty).
+	optional bool
+	// unleased: only on the read without a lease, which says itself how
+	// long the token may be relied on.
+	unleased bool
+	value    func(a tokenAnswer) any
+}
+
+// tokenAnswer is a token handed out and how long its reader may rely on it.
+type tokenAnswer struct {
+	tok  *backend.StoredToken
+	hold time.Duration
+}
+
+var tokenAnswerFields = []answerField{
+	{name: "access_token", typ: framework.TypeString, desc: "The access token.",
+		value: func(a tokenAnswer) any { return a.tok.AccessToken }},
+	{name: "token_type", typ: framework.TypeString, desc: "Its type, as the IdP named it (Bearer).",
+		value: func(a tokenAnswer) any { return a.tok.TokenType }},
+	{name: "expires_at", typ: framework.TypeString, desc: "When the token expires (RFC 3339, UTC).",
+		value: func(a tokenAnswer) any { return a.tok.Expiry.UTC().Format(time.RFC3339) }},
+	{name: "scope", typ: framework.TypeString, desc: "The scopes granted, space-separated.",
+		value: func(a tokenAnswer) any { return a.tok.Scope }},
+	{name: "expires_from", typ: framework.TypeString, desc: "Where the lifetime came from: expires_in, jwt_exp (the access token's exp claim) or default_token_ttl.",
+		value: func(a tokenAnswer) any { return string(a.tok.ExpiresFrom) }},
+	{name: "id_token", typ: framework.TypeString, optional: true, desc: "The OpenID Connect ID token, when the IdP sent one.",
+		value: func(a tokenAnswer) any { return a.tok.IDToken }},
+	{name: "issued_token_type", typ: framework.TypeString, optional: true, desc: "token_exchange: the type of the token issued (RFC 8693).",
+		value: func(a tokenAnswer) any { return a.tok.IssuedTokenType }},
+	{name: "expires_in", typ: framework.TypeInt, unleased: true,
+		desc:  "Seconds the token may be relied on: its remaining life less a second, or on a single_active_token config until the next token may be minted. Never less than 1.",
+		value: func(a tokenAnswer) any { return int64(max(a.hold.Truncate(time.Second), minLease) / time.Second) }},
+}
+
+// answerData is the answer's data: leased (creds, exchange) or not (token).
+func answerData(a tokenAnswer, leased bool) map[string]any {
+	data := map[string]any{}
+	for _, f := range tokenAnswerFields {
+		if f.unleased && leased {
+			continue
+		}
+		v := f.value(a)
+		if f.optional && v == "" {
+			continue
+		}
+		data[f.name] = v
+	}
+	return data
+}
+
+// answerSchema is what answerData answers, for the OpenAPI document and
+// the leased secret's fields.
+func answerSchema(leased bool) map[string]*framework.FieldSchema {
+	out := map[string]*framework.FieldSchema{}
+	for _, f := range tokenAnswerFields {
+		if f.unleased && leased {
+			continue
+		}
+		out[f.name] = &framework.FieldSchema{Type: f.typ, Description: f.desc, Required: !f.optional}
+	}
+	return out
+}
