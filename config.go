@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"sync"
 	"time"
 
@@ -141,23 +140,11 @@ func (b *idpBackend) config(ctx context.Context, s logical.Storage, name string)
 }
 
 func loadConfigEntry(ctx context.Context, s logical.Storage, name string) (*configEntry, error) {
-	raw, err := s.Get(ctx, configPrefix+name)
-	if err != nil || raw == nil {
-		return nil, err
-	}
-	var e configEntry
-	if err := raw.DecodeJSON(&e); err != nil {
-		return nil, fmt.Errorf("stored config %q is unreadable: %w", name, err)
-	}
-	return &e, nil
+	return getJSON[configEntry](ctx, s, configPrefix+name)
 }
 
 func (b *idpBackend) storeConfig(ctx context.Context, s logical.Storage, st *configState) error {
-	raw, err := logical.StorageEntryJSON(configPrefix+st.name, st.entry)
-	if err != nil {
-		return err
-	}
-	if err := s.Put(ctx, raw); err != nil {
+	if err := putJSON(ctx, s, configPrefix+st.name, st.entry); err != nil {
 		return err
 	}
 	b.dropConfigState(st.name)

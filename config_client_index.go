@@ -15,16 +15,10 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-const (
-	// clientIndexPrefix holds, per client key, the names of its configs.
-	clientIndexPrefix = "clientindex/"
-	// clientIndexBuiltKey marks the index as complete: configs stored
-	// before the index existed (or before clientKeys or normalURL last
-	// changed, which clientIndexVersion counts; 3: paths case-blind, the
-	// discovered token endpoint) are entered once, on first use.
-	clientIndexBuiltKey = "clientindex-built"
-	clientIndexVersion  = "3"
-)
+// clientIndexVersion counts the changes of clientKeys and normalURL (3:
+// paths case-blind, the discovered token endpoint): an index built by an
+// older version is built again once, on first use.
+const clientIndexVersion = "3"
 
 // clientKeys are the index keys of a config's client: its client_id at its
 // token endpoint (explicit or discovered), and at its issuer.
@@ -163,15 +157,11 @@ func (b *idpBackend) ensureClientIndex(ctx context.Context, s logical.Storage) e
 }
 
 func readClientIndex(ctx context.Context, s logical.Storage, key string) ([]string, error) {
-	raw, err := s.Get(ctx, clientIndexPrefix+key)
-	if err != nil || raw == nil {
+	names, err := getJSON[[]string](ctx, s, clientIndexPrefix+key)
+	if err != nil || names == nil {
 		return nil, err
 	}
-	var names []string
-	if err := raw.DecodeJSON(&names); err != nil {
-		return nil, err
-	}
-	return names, nil
+	return *names, nil
 }
 
 // editClientIndex adds name to key's list, or removes it.
@@ -193,9 +183,5 @@ func editClientIndex(ctx context.Context, s logical.Storage, key, name string, a
 	if len(names) == 0 {
 		return s.Delete(ctx, clientIndexPrefix+key)
 	}
-	entry, err := logical.StorageEntryJSON(clientIndexPrefix+key, names)
-	if err != nil {
-		return err
-	}
-	return s.Put(ctx, entry)
+	return putJSON(ctx, s, clientIndexPrefix+key, names)
 }

@@ -17,8 +17,6 @@ import (
 
 // Size limits of the PEM fields.
 const (
-	maxKeyPEMLen  = 16 << 10
-	maxCertPEMLen = 64 << 10
 	// revokeTimeout bounds the revocations made for one delete or drop.
 	revokeTimeout = 20 * time.Second
 	// clientAuthAuto leaves the method to the server's metadata.

@@ -168,12 +168,21 @@ func (r *fieldReader) pairs(field string, dst *map[string]string) bool {
 	return true
 }
 
-// Size limits: generous for any real IdP, small enough that a write cannot
-// bloat storage or every token request.
+// Size limits, all of them: generous for any real IdP, small enough that a
+// write cannot bloat storage or every token request.
 const (
-	maxFieldLen  = 4096
-	maxCACertLen = 256 << 10
-	maxScopes    = 64
+	maxFieldLen   = 4096      // a string field, and an extra_params pair
+	maxScopes     = 64        // scopes of a role or config
+	maxScopeLen   = 256       // one scope
+	maxCACertLen  = 256 << 10 // ca_cert, a PEM bundle
+	maxKeyPEMLen  = 16 << 10  // a PEM private key
+	maxCertPEMLen = 64 << 10  // a PEM certificate chain
+	// maxSubjectTokenLen bounds a caller's subject token: JWTs with many
+	// claims run to a few KiB.
+	maxSubjectTokenLen = 16 << 10
+	// maxCallbackParam bounds what the callback accepts in code and state:
+	// real ones are a few hundred bytes at most.
+	maxCallbackParam = 4096
 )
 
 // checkText refuses over-long values and control characters, which no
@@ -200,7 +209,7 @@ func checkScopes(field string, scopes []string) *logical.Response {
 		return fieldError(field, "more than %d scopes", maxScopes)
 	}
 	for _, s := range scopes {
-		if len(s) > 256 {
+		if len(s) > maxScopeLen {
 			return fieldError(field, "a scope is longer than 256 bytes")
 		}
 		for _, r := range s {

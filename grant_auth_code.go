@@ -35,13 +35,9 @@ import (
 )
 
 const (
-	authStatePrefix     = "authstate/"
 	defaultAuthStateTTL = 10 * time.Minute
 	minAuthStateTTL     = 30 * time.Second
 	maxAuthStateTTL     = time.Hour
-	// maxCallbackParam bounds what the callback accepts in code and state:
-	// real ones are a few hundred bytes at most.
-	maxCallbackParam = 4096
 )
 
 // authState is one pending login, stored under the hash of its state.
@@ -215,19 +211,19 @@ func (b *idpBackend) takeState(ctx context.Context, s logical.Storage, state str
 	key := authStateKey(state)
 	b.stateLock.Lock()
 	defer b.stateLock.Unlock()
-	raw, err := s.Get(ctx, key)
-	if err != nil || raw == nil {
+	st, err := getJSON[authState](ctx, s, key)
+	unreadable := errors.Is(err, errUnreadable)
+	if (err != nil && !unreadable) || (st == nil && !unreadable) {
 		return nil, err
 	}
 	if err := s.Delete(ctx, key); err != nil {
 		return nil, err
 	}
-	var st authState
-	if err := raw.DecodeJSON(&st); err != nil {
+	if unreadable {
 		b.Logger().Warn("dropped an unreadable login state")
 		return nil, nil
 	}
-	return &st, nil
+	return st, nil
 }
 
 // sweepAuthStates deletes expired logins (Vault calls it about every
@@ -246,12 +242,12 @@ func (b *idpBackend) sweepAuthStates(ctx context.Context, req *logical.Request) 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		raw, err := req.Storage.Get(ctx, authStatePrefix+k)
-		if err != nil {
+		st, err := getJSON[authState](ctx, req.Storage, authStatePrefix+k)
+		unreadable := errors.Is(err, errUnreadable)
+		if err != nil && !unreadable {
 			return err
 		}
-		var st authState
-		if raw != nil && (raw.DecodeJSON(&st) != nil || !now.Before(st.Expires)) {
+		if unreadable || (st != nil && !now.Before(st.Expires)) {
 			if err := req.Storage.Delete(ctx, authStatePrefix+k); err != nil {
 				return err
 			}

@@ -5,17 +5,14 @@ package idptokens
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-const (
-	// pendingPrefix holds, per role, the storage keys of its pending logins.
-	pendingPrefix = "authpending/"
-	// maxPendingLogins per role: a newer login replaces the oldest.
-	maxPendingLogins = 3
-)
+// maxPendingLogins per role: a newer login replaces the oldest.
+const maxPendingLogins = 3
 
 // pendingLogin is one entry of a role's index.
 type pendingLogin struct {
@@ -27,17 +24,13 @@ type pendingLogin struct {
 // its role's index, evicting the oldest pending logins beyond the bound and
 // forgetting ones that expired or completed.
 func (b *idpBackend) storePendingLogin(ctx context.Context, s logical.Storage, key string, st *authState) error {
-	raw, err := logical.StorageEntryJSON(key, st)
-	if err != nil {
-		return err
-	}
 	b.stateLock.Lock()
 	defer b.stateLock.Unlock()
 	list, err := b.pendingLogins(ctx, s, st.Role)
 	if err != nil {
 		return err
 	}
-	if err := s.Put(ctx, raw); err != nil {
+	if err := putJSON(ctx, s, key, st); err != nil {
 		return err
 	}
 	list = append(list, pendingLogin{Key: key, Expires: st.Expires})
@@ -47,27 +40,22 @@ func (b *idpBackend) storePendingLogin(ctx context.Context, s logical.Storage, k
 		}
 		list = list[1:]
 	}
-	index, err := logical.StorageEntryJSON(pendingPrefix+st.Role, list)
-	if err != nil {
-		return err
-	}
-	return s.Put(ctx, index)
+	return putJSON(ctx, s, pendingPrefix+st.Role, list)
 }
 
 // pendingLogins is the role's index, less logins expired or completed.
 func (b *idpBackend) pendingLogins(ctx context.Context, s logical.Storage, role string) ([]pendingLogin, error) {
-	raw, err := s.Get(ctx, pendingPrefix+role)
-	if err != nil || raw == nil {
-		return nil, err
-	}
-	var list []pendingLogin
-	if err := raw.DecodeJSON(&list); err != nil {
+	list, err := getJSON[[]pendingLogin](ctx, s, pendingPrefix+role)
+	if errors.Is(err, errUnreadable) {
 		b.Logger().Warn("dropped an unreadable index of pending logins", "role", role)
 		return nil, nil
 	}
+	if err != nil || list == nil {
+		return nil, err
+	}
 	now := b.now()
 	var live []pendingLogin
-	for _, p := range list {
+	for _, p := range *list {
 		if !now.Before(p.Expires) {
 			continue
 		}

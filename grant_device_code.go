@@ -16,12 +16,9 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-const (
-	deviceLoginPrefix = "devicelogin/"
-	// endedDeviceLoginTTL is how long an ended login is kept, so that creds
-	// can say why it ended; the periodic function deletes it after.
-	endedDeviceLoginTTL = time.Hour
-)
+// endedDeviceLoginTTL is how long an ended login is kept, so that creds
+// can say why it ended; the periodic function deletes it after.
+const endedDeviceLoginTTL = time.Hour
 
 // Why a device login ended without a token.
 const (
@@ -66,23 +63,11 @@ func newDeviceLoginID() string {
 }
 
 func loadDeviceLogin(ctx context.Context, s logical.Storage, role string) (*deviceLogin, error) {
-	raw, err := s.Get(ctx, deviceLoginPrefix+role)
-	if err != nil || raw == nil {
-		return nil, err
-	}
-	var l deviceLogin
-	if err := raw.DecodeJSON(&l); err != nil {
-		return nil, fmt.Errorf("stored device login of role %q is unreadable: %w", role, err)
-	}
-	return &l, nil
+	return getJSON[deviceLogin](ctx, s, deviceLoginPrefix+role)
 }
 
 func storeDeviceLogin(ctx context.Context, s logical.Storage, l *deviceLogin) error {
-	raw, err := logical.StorageEntryJSON(deviceLoginPrefix+l.Role, l)
-	if err != nil {
-		return err
-	}
-	return s.Put(ctx, raw)
+	return putJSON(ctx, s, deviceLoginPrefix+l.Role, l)
 }
 
 // deviceLoginNeeded is creds' answer for a device_code role without a
@@ -94,7 +79,7 @@ func (b *idpBackend) deviceLoginNeeded(ctx context.Context, req *logical.Request
 	if err != nil {
 		return err
 	}
-	start := fmt.Sprintf("start one with 'vault write -f %sdevice-code/%s'", req.MountPoint, name)
+	start := fmt.Sprintf("start one with 'vault write -f %sdevice-code/%s'", mountPrefix(req.MountPoint), name)
 	switch {
 	case l == nil:
 		return &grantUserError{fmt.Sprintf("role %q needs a device login: it holds no token that is still valid or can be refreshed; %s", name, start)}

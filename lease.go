@@ -25,7 +25,7 @@ func (b *idpBackend) credsResponse(name string, got served) *logical.Response {
 	// Vault stores the lease's data and internal data with every lease:
 	// keep the internal part to what revocation and renewal read.
 	internal := map[string]any{"role": name}
-	renewable := got.role.RenewableLeases && !got.singleActive
+	renewable := got.role.renewable(got.singleActive)
 	if renewable {
 		internal["token"] = tokenTag(tok.AccessToken)
 	}

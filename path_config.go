@@ -133,10 +133,12 @@ func (b *idpBackend) afterConfigChange(ctx context.Context, s logical.Storage, o
 	if err := b.dropTokensOfConfig(ctx, s, st.name); err != nil {
 		return nil, err
 	}
-	resp := &logical.Response{}
-	resp.AddWarning(fmt.Sprintf("the cached tokens of config %q were dropped (its client, operator, endpoint or single_active_token changed): "+
-		"the next read mints new ones, and an IdP that keeps one live token per client then invalidates the tokens of leases handed out before this write", st.name))
-	return resp, nil
+	what := fmt.Sprintf("the cached tokens of config %q were dropped (its client, operator, endpoint or single_active_token changed)", st.name)
+	if !st.singleActive && !oldSingle {
+		// Tokens of other requests stay valid at such an IdP.
+		return &logical.Response{Warnings: []string{what + ": the next read mints new ones"}}, nil
+	}
+	return sharedTokenWarning(what), nil
 }
 
 // warnSharedScopesChange: new default scopes change what the roles that

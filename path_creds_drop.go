@@ -63,8 +63,7 @@ func (b *idpBackend) pathCredsDrop(ctx context.Context, req *logical.Request, d 
 		}
 		slices.Sort(names)
 		resp.Data["shared_by"] = names
-		resp.AddWarning("the token is shared by every role of config " + role.Config + " (" + strings.Join(names, ", ") + "): all of them get a new one, " +
-			"and the IdP keeps one live token per client, so the next read kills the dropped token also under leases handed out before this drop")
+		resp.AddWarning(killsSharedToken("the token is shared by every role of config "+role.Config+" ("+strings.Join(names, ", ")+"), which all get a new one", "drop"))
 	}
 	b.Logger().Info("cached token dropped", "role", name, "config", role.Config, "token_key", key.String(), "had_token", dropped)
 	for _, w := range b.revokeDropped(ctx, list) {

@@ -36,10 +36,10 @@ func (b *idpBackend) pathDeviceCodeWrite(ctx context.Context, req *logical.Reque
 		return resp, err
 	}
 	if role.grant() != backend.GrantDeviceCode {
-		return logical.ErrorResponse("role %q has grant_type %s; %sdevice-code/ is for device_code roles", name, role.GrantType, req.MountPoint), nil
+		return logical.ErrorResponse("role %q has grant_type %s; %sdevice-code/ is for device_code roles", name, role.GrantType, mountPrefix(req.MountPoint)), nil
 	}
-	if b.storageReadOnly() {
-		return nil, logical.ErrReadOnly
+	if err := b.canMint(); err != nil {
+		return nil, err
 	}
 	da, err := cfg.endpoint.RequestDeviceAuthorization(ctx, role.scopes(cfg), role.ExtraParams)
 	if err != nil {

@@ -11,10 +11,6 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 )
 
-// maxSubjectTokenLen bounds a caller's subject token: JWTs with many claims
-// run to a few KiB.
-const maxSubjectTokenLen = 16 << 10
-
 func (b *idpBackend) pathExchange() []*framework.Path {
 	return []*framework.Path{{
 		Pattern:      "exchange/" + framework.GenericNameRegex("role"),
@@ -73,8 +69,8 @@ func (b *idpBackend) pathExchangeWrite(ctx context.Context, req *logical.Request
 		if typ == "" {
 			typ = backend.TokenTypeAccessToken
 		}
-		if b.storageReadOnly() { // a performance standby or secondary
-			return nil, logical.ErrReadOnly
+		if err := b.canMint(); err != nil {
+			return nil, err
 		}
 		key := exchangeTokenKey(name, typ, subject)
 		w := backend.Want{

@@ -59,11 +59,7 @@ func (b *idpBackend) pathSettingsWrite(ctx context.Context, req *logical.Request
 			return fieldError("allowed_hosts", "%v", err), nil
 		}
 	}
-	raw, err := logical.StorageEntryJSON(settingsKey, &e)
-	if err != nil {
-		return nil, err
-	}
-	if err := req.Storage.Put(ctx, raw); err != nil {
+	if err := putJSON(ctx, req.Storage, settingsKey, &e); err != nil {
 		return nil, err
 	}
 	b.settings.current.Store(&e)

@@ -78,7 +78,7 @@ func newBackend() *idpBackend {
 			// Configs hold client secrets and operator passwords, tokens
 			// long-lived refresh tokens, login states PKCE verifiers and
 			// device codes (seal wrapping takes effect on Vault Enterprise).
-			SealWrapStorage: []string{configPrefix, clientIndexPrefix, authStatePrefix, pendingPrefix, deviceLoginPrefix, backend.TokenPrefix},
+			SealWrapStorage: sealWrapStorage(),
 			// The IdP sends the browser back here; the state is the credential.
 			Unauthenticated: []string{"callback"},
 		},

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -131,23 +130,11 @@ func (b *idpBackend) role(ctx context.Context, s logical.Storage, name string) (
 }
 
 func loadRoleEntry(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
-	raw, err := s.Get(ctx, rolePrefix+name)
-	if err != nil || raw == nil {
-		return nil, err
-	}
-	var r roleEntry
-	if err := raw.DecodeJSON(&r); err != nil {
-		return nil, fmt.Errorf("stored role %q is unreadable: %w", name, err)
-	}
-	return &r, nil
+	return getJSON[roleEntry](ctx, s, rolePrefix+name)
 }
 
 func (b *idpBackend) storeRole(ctx context.Context, s logical.Storage, name string, r *roleEntry) error {
-	raw, err := logical.StorageEntryJSON(rolePrefix+name, r)
-	if err != nil {
-		return err
-	}
-	if err := s.Put(ctx, raw); err != nil {
+	if err := putJSON(ctx, s, rolePrefix+name, r); err != nil {
 		return err
 	}
 	b.roles.Set(name, r)
@@ -256,11 +243,19 @@ func cachedFingerprint(name string, role *roleEntry, cfg *configState) string {
 	return fp
 }
 
-// sharedTokenWarning is the answer of a write after which the next read of
-// a single-active config mints, so that the IdP kills the token under the
-// leases already handed out.
-func sharedTokenWarning(what string) *logical.Response {
-	resp := &logical.Response{}
-	resp.AddWarning(what + ": the next read mints a new token, and the IdP then invalidates the current one, also under leases handed out before this write")
-	return resp
+// killsSharedToken is the warning of an operator's action (a "write", a
+// "drop") after which the next read of a single-active config mints, so
+// that the IdP kills the current token under the leases already handed out.
+func killsSharedToken(what, action string) string {
+	return what + ": the next read mints a new token, and the IdP then invalidates the current one, also under leases handed out before this " + action
 }
+
+// sharedTokenWarning is a write's answer that carries killsSharedToken.
+func sharedTokenWarning(what string) *logical.Response {
+	return &logical.Response{Warnings: []string{killsSharedToken(what, "write")}}
+}
+
+// renewable says whether the role's creds leases are renewable: asked for,
+// and never on a single-active config, where Vault Proxy would replay a
+// cached lease past the next mint.
+func (r *roleEntry) renewable(singleActive bool) bool { return r.RenewableLeases && !singleActive }

@@ -34,7 +34,7 @@ func validateRole(r *roleEntry, cfg *configState) *logical.Response {
 		if slices.Contains(backend.ReservedParams, k) {
 			return fieldError("extra_params", "%q is set by the engine and cannot be overridden", k)
 		}
-		if len(k)+len(v) > 4096 {
+		if len(k)+len(v) > maxFieldLen {
 			return fieldError("extra_params", "parameter %q is too long", k)
 		}
 	}

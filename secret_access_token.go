@@ -36,7 +36,7 @@ func (b *idpBackend) renewAccessToken(ctx context.Context, req *logical.Request,
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	if !role.RenewableLeases || cfg.singleActive {
+	if !role.renewable(cfg.singleActive) {
 		return logical.ErrorResponse("leases of role %q are not renewable: read %screds/%s again before the lease ends", name, mountPrefix(req.MountPoint), name), nil
 	}
 	key := tokenKeyOf(name, role, cfg)

@@ -3,15 +3,11 @@ package idptokens
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
-
-// settingsKey is the storage key of the mount's settings.
-const settingsKey = "settings"
 
 // settingsEntry is the mount-wide settings, as stored.
 type settingsEntry struct {
@@ -41,17 +37,13 @@ func (b *idpBackend) loadSettings(ctx context.Context, s logical.Storage) (*sett
 	}
 	// Cleared before the read: an invalidation arriving during it sets it again.
 	b.settings.stale.Store(false)
-	raw, err := s.Get(ctx, settingsKey)
+	e, err := getJSON[settingsEntry](ctx, s, settingsKey)
 	if err != nil {
 		b.settings.stale.Store(true)
 		return nil, err
 	}
-	e := &settingsEntry{}
-	if raw != nil {
-		if err := raw.DecodeJSON(e); err != nil {
-			b.settings.stale.Store(true)
-			return nil, fmt.Errorf("stored settings are unreadable: %w", err)
-		}
+	if e == nil {
+		e = &settingsEntry{}
 	}
 	b.settings.current.Store(e)
 	return e, nil
