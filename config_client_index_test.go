@@ -43,7 +43,7 @@ func TestClientIndexBuiltFromStoredConfigs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	restarted := newTestEnvOn(t, m.storage)
+	restarted := newTestEnv(t, onStorage(m.storage))
 	restarted.fails(logical.UpdateOperation, "config/again", map[string]any{"provider": "microtek", "token_url": m.url,
 		"client_id": mtClient, "client_secret": "x"}, `config "mt"`)
 }
@@ -95,7 +95,7 @@ func TestClientIndexRebuiltAfterAVersionChange(t *testing.T) {
 	if err := m.storage.Put(ctx, &logical.StorageEntry{Key: clientIndexBuiltKey, Value: []byte("1")}); err != nil {
 		t.Fatal(err)
 	}
-	restarted := newTestEnvOn(t, m.storage)
+	restarted := newTestEnv(t, onStorage(m.storage))
 	restarted.fails(logical.UpdateOperation, "config/again", map[string]any{"provider": "microtek", "token_url": m.url + "?x=1",
 		"client_id": mtClient, "client_secret": "x"}, `config "mt"`)
 }
@@ -116,7 +116,7 @@ func TestClientIndexRebuiltWhenPathCaseStopsCounting(t *testing.T) {
 		t.Fatal(err)
 	}
 	u, _ := url.Parse(m.url)
-	restarted := newTestEnvOn(t, m.storage)
+	restarted := newTestEnv(t, onStorage(m.storage))
 	restarted.fails(logical.UpdateOperation, "config/again", map[string]any{"provider": "microtek", "token_url": "http://" + u.Host + strings.ToUpper(u.Path),
 		"client_id": mtClient, "client_secret": "x"}, `config "mt"`)
 }
@@ -153,7 +153,7 @@ func TestSameClientAtADiscoveredTokenEndpoint(t *testing.T) {
 
 		// Another node compares with the stored endpoint, without the metadata.
 		idp.SetMetadata(func(string) string { return "" })
-		other := newTestEnvOn(t, e.storage)
+		other := newTestEnv(t, onStorage(e.storage))
 		other.fails(logical.UpdateOperation, "config/b", byTokenURL(tokenURL), `client_id: config "a" already holds client`)
 	})
 
@@ -189,7 +189,7 @@ func TestSameClientAtADiscoveredTokenEndpointAfterTheNextWrite(t *testing.T) {
 	if err := e.storage.Put(ctx, raw); err != nil {
 		t.Fatal(err)
 	}
-	older := newTestEnvOn(t, e.storage)
+	older := newTestEnv(t, onStorage(e.storage))
 	older.ok(logical.UpdateOperation, "config/a", map[string]any{"request_timeout": 10})
 	older.fails(logical.UpdateOperation, "config/b", map[string]any{"provider": "microtek", "token_url": tokenURL, "client_id": mtClient, "client_secret": mtClientSecret},
 		`client_id: config "a" already holds client`)

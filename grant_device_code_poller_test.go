@@ -42,7 +42,7 @@ func TestDeviceCodeSurvivesRestart(t *testing.T) {
 	idp, base := deviceEnv(t, e, fakeidp.DeviceOptions{})
 	uc := e.ok(logical.UpdateOperation, "device-code/tv", nil).Data["user_code"].(string)
 	e.b.devices.stopAll() // the node stops
-	e2 := newTestEnvOn(t, e.storage)
+	e2 := newTestEnv(t, onStorage(e.storage))
 	e2.b.devices.slowDown = time.Second
 	t.Cleanup(e2.b.devices.stopAll)
 	if err := e2.b.periodic(context.Background(), &logical.Request{Storage: e2.storage}); err != nil {
@@ -84,7 +84,7 @@ func TestDeviceCodeResumedByCredsRead(t *testing.T) {
 	idp, _ := deviceEnv(t, e, fakeidp.DeviceOptions{})
 	uc := e.ok(logical.UpdateOperation, "device-code/tv", nil).Data["user_code"].(string)
 	e.b.devices.stopAll()
-	e2 := newTestEnvOn(t, e.storage)
+	e2 := newTestEnv(t, onStorage(e.storage))
 	t.Cleanup(e2.b.devices.stopAll)
 	idp.Approve(uc)
 	polls, _, _ := idp.Stats()

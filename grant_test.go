@@ -1,6 +1,6 @@
 package idptokens
 
-// Production hardening (issue 5), as seen through creds/<role>: outages,
+// The token request as seen through creds/<role>: outages,
 // single flight under retries, hostile token endpoints, private CAs and
 // IdPs that echo what they were sent.
 
@@ -24,7 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
@@ -48,24 +47,6 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// newLoggedTestEnv is newTestEnv with the backend's logger writing every
-// level down to Trace into the returned buffer.
-func newLoggedTestEnv(t *testing.T) (*testEnv, *lockedBuffer) {
-	t.Helper()
-	logs := &lockedBuffer{}
-	storage := &logical.InmemStorage{}
-	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: 768 * time.Hour, MaxLeaseTTLVal: 768 * time.Hour}
-	conf := logical.TestBackendConfig()
-	conf.StorageView = storage
-	conf.System = sys
-	conf.Logger = hclog.New(&hclog.LoggerOptions{Name: "idp", Level: hclog.Trace, Output: logs})
-	b, err := Factory(context.Background(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testEnv{t: t, b: b.(*idpBackend), storage: storage, sys: sys}, logs
 }
 
 // tokenKeys lists every stored key under tokens/, at any depth.
@@ -277,7 +258,8 @@ func TestEchoingIdPLeaksNothing(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	e, logs := newLoggedTestEnv(t)
+	logs := &lockedBuffer{}
+	e := newTestEnv(t, withLogs(logs))
 	e.ok(logical.UpdateOperation, "config/echo", map[string]any{
 		"provider": "mwi", "token_url": srv.URL + "/connect/token", "client_id": "echo-client", "client_secret": echoClientSecret,
 		"access_code": echoAccessCode, "username": echoUser, "security_key": echoSecurityKey, "password": echoPassword,

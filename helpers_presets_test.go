@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeclock"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
@@ -24,14 +25,13 @@ type microTekEnv struct {
 	*testEnv
 	idp   *fakeidp.Server
 	url   string
-	clock *promiseClock
+	clock *fakeclock.Clock
 }
 
 func setupMicroTek(t *testing.T, ttl time.Duration) *microTekEnv {
 	t.Helper()
-	e := newTestEnv(t)
-	clock := &promiseClock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
-	e.b.now, e.b.sleep = clock.Now, clock.Sleep
+	clock := fakeclock.New(testT0)
+	e := newTestEnv(t, withClock(clock))
 	idp, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleMicroTek, ClientID: mtClient, ClientSecret: "pass+/:%wörd", TokenTTL: ttl,
 		Scopes: []string{"public-api", "reports"}})
 	idp.SetClock(clock.Now)

@@ -2,6 +2,7 @@ package idptokens
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,39 +10,69 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeclock"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
-// testEnv is one mounted backend over in-memory storage.
+// testEnv is one mounted backend: the one test environment, shaped by
+// options (envOption) rather than by copies of its setup.
 type testEnv struct {
 	t       *testing.T
 	b       *idpBackend
 	storage logical.Storage
 	sys     *logical.StaticSystemView
+	// clock is the backend's clock when the env was made withClock.
+	clock *fakeclock.Clock
 }
 
-func newTestEnv(t *testing.T) *testEnv {
-	t.Helper()
-	storage := &logical.InmemStorage{}
-	return newTestEnvOn(t, storage)
+// envOption shapes a test environment before its backend is mounted.
+type envOption func(*envConfig)
+
+type envConfig struct {
+	storage logical.Storage
+	logs    io.Writer
+	clock   *fakeclock.Clock
 }
 
-// newTestEnvOn mounts a fresh backend on existing storage: a Vault restart,
-// a plugin reload or a failover to another node.
-func newTestEnvOn(t *testing.T, storage logical.Storage) *testEnv {
+// onStorage mounts the backend on existing storage: a Vault restart, a
+// plugin reload or a failover to another node.
+func onStorage(s logical.Storage) envOption { return func(c *envConfig) { c.storage = s } }
+
+// withLogs sends the backend's log, at trace level, to w.
+func withLogs(w io.Writer) envOption { return func(c *envConfig) { c.logs = w } }
+
+// withClock gives the backend a fake clock (its waits move it).
+func withClock(clock *fakeclock.Clock) envOption { return func(c *envConfig) { c.clock = clock } }
+
+func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	t.Helper()
+	c := envConfig{storage: &logical.InmemStorage{}}
+	for _, o := range opts {
+		o(&c)
+	}
 	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: 768 * time.Hour, MaxLeaseTTLVal: 768 * time.Hour}
 	conf := logical.TestBackendConfig()
-	conf.StorageView = storage
+	conf.StorageView = c.storage
 	conf.System = sys
+	if c.logs != nil {
+		conf.Logger = hclog.New(&hclog.LoggerOptions{Name: "idp", Level: hclog.Trace, Output: c.logs})
+	}
 	b, err := Factory(context.Background(), conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testEnv{t: t, b: b.(*idpBackend), storage: storage, sys: sys}
+	e := &testEnv{t: t, b: b.(*idpBackend), storage: c.storage, sys: sys, clock: c.clock}
+	if c.clock != nil {
+		e.b.now, e.b.sleep = c.clock.Now, c.clock.Sleep
+	}
+	return e
 }
+
+// testT0 is when the fake clocks of the tests start.
+var testT0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 
 func (e *testEnv) do(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
 	e.t.Helper()

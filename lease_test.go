@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeclock"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
@@ -57,9 +58,8 @@ func TestCredsLeaseCaps(t *testing.T) {
 // one second, in whole seconds, on the first read and on a cached one; the
 // unleased read's expires_in is the same figure.
 func TestCredsLeaseIsRemainingLifeLessOneSecond(t *testing.T) {
-	e := newTestEnv(t)
-	clock := &promiseClock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
-	e.b.now = clock.Now
+	clock := fakeclock.New(testT0)
+	e := newTestEnv(t, withClock(clock))
 	idp := e.setupMWI(fakeidp.Options{TokenTTL: time.Hour})
 	idp.SetClock(clock.Now)
 	if ttl := leaseTTL(e.creds("mwi")); ttl != time.Hour-time.Second {

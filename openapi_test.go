@@ -17,37 +17,6 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/oasdoc"
 )
 
-// oasOperation is what the OpenAPI document must say about one operation.
-type oasOperation struct {
-	path, method, id string
-	query            []string // non-path parameters a GET takes from the query
-}
-
-// The engine's operations, as Vault's OpenAPI document must list them
-// (integration/openapi_test.go checks the same against a real Vault).
-var wantOperations = []oasOperation{
-	{"/auth-url/{role}", "post", "idp-write-auth-url", nil},
-	{"/callback", "get", "idp-read-callback", []string{"code", "error", "error_description", "state"}},
-	{"/callback", "post", "idp-write-callback", nil},
-	{"/config/", "get", "idp-list-configs", []string{"list"}},
-	{"/config/{name}", "get", "idp-read-config", nil},
-	{"/config/{name}", "post", "idp-write-config", nil},
-	{"/config/{name}", "delete", "idp-delete-config", nil},
-	{"/config/{name}/rotate", "post", "idp-rotate-config", nil},
-	{"/creds/{role}", "get", "idp-read-credentials", []string{"min_ttl"}},
-	{"/creds/{role}/drop", "post", "idp-drop-credentials", nil},
-	{"/device-code/{role}", "post", "idp-write-device-code", nil},
-	{"/exchange/{role}", "post", "idp-write-exchange", nil},
-	{"/metrics", "get", "idp-read-metrics", []string{"format"}},
-	{"/roles/", "get", "idp-list-roles", []string{"list"}},
-	{"/roles/{name}", "get", "idp-read-role", nil},
-	{"/roles/{name}", "post", "idp-write-role", nil},
-	{"/roles/{name}", "delete", "idp-delete-role", nil},
-	{"/settings", "get", "idp-read-settings", nil},
-	{"/token/{role}", "get", "idp-read-token", []string{"min_ttl"}},
-	{"/settings", "post", "idp-write-settings", nil},
-}
-
 // openAPIDoc is the document the framework generates for the backend, as
 // Vault asks for it (a help request on the mount's root).
 func openAPIDoc(t *testing.T, e *testEnv) oasdoc.Doc {
@@ -80,18 +49,18 @@ func TestOpenAPIDocument(t *testing.T) {
 		}
 	}
 	var want []string
-	for _, w := range wantOperations {
-		want = append(want, w.method+" "+w.path)
+	for _, w := range oasdoc.Operations {
+		want = append(want, w.Method+" "+w.Path)
 	}
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("operations in the document:\n%v\nwant:\n%v", got, want)
 	}
-	for _, w := range wantOperations {
-		op := doc.Paths[w.path][w.method]
-		if op.OperationID != w.id {
-			t.Errorf("%s %s: operationId %q, want %q", w.method, w.path, op.OperationID, w.id)
+	for _, w := range oasdoc.Operations {
+		op := doc.Paths[w.Path][w.Method]
+		if op.OperationID != w.ID {
+			t.Errorf("%s %s: operationId %q, want %q", w.Method, w.Path, op.OperationID, w.ID)
 		}
 		var query []string
 		for _, p := range op.Parameters {
@@ -100,24 +69,24 @@ func TestOpenAPIDocument(t *testing.T) {
 			}
 		}
 		slices.Sort(query)
-		if !slices.Equal(query, w.query) {
-			t.Errorf("%s %s: query parameters %v, want %v", w.method, w.path, query, w.query)
+		if !slices.Equal(query, w.Query) {
+			t.Errorf("%s %s: query parameters %v, want %v", w.Method, w.Path, query, w.Query)
 		}
 		if _, ok := op.Responses["204"]; ok {
 			continue
 		}
 		ok200, has := op.Responses["200"]
 		if !has {
-			t.Errorf("%s %s: no 200 or 204 response declared", w.method, w.path)
+			t.Errorf("%s %s: no 200 or 204 response declared", w.Method, w.Path)
 			continue
 		}
-		if w.id == "idp-read-callback" {
+		if w.ID == "idp-read-callback" {
 			continue
 		}
 		ref := ok200.Content["application/json"].Schema.Ref
 		name := strings.TrimPrefix(ref, "#/components/schemas/")
 		if len(doc.Components.Schemas[name].Properties) == 0 {
-			t.Errorf("%s %s: the 200 response has no schema with fields (ref %q)", w.method, w.path, ref)
+			t.Errorf("%s %s: the 200 response has no schema with fields (ref %q)", w.Method, w.Path, ref)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeclock"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
@@ -65,29 +66,6 @@ const (
 	promiseTokenTTL = time.Minute
 )
 
-// promiseClock is the fake clock of the backend and the IdP; sleeping moves it.
-type promiseClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *promiseClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *promiseClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func (c *promiseClock) Sleep(ctx context.Context, d time.Duration) error {
-	c.Advance(d)
-	return ctx.Err()
-}
-
 // faultyStorage lets skipPuts writes through, then fails the next failPuts.
 type faultyStorage struct {
 	logical.Storage
@@ -129,7 +107,7 @@ type heldLease struct {
 
 type promiseModel struct {
 	rt      *rapid.T
-	clock   *promiseClock
+	clock   *fakeclock.Clock
 	idp     *fakeidp.Server
 	srv     *httptest.Server
 	storage *faultyStorage
@@ -143,7 +121,7 @@ type promiseModel struct {
 }
 
 func newPromiseModel(rt *rapid.T) *promiseModel {
-	clock := &promiseClock{now: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))
 	idp := fakeidp.New(fakeidp.Options{Style: fakeidp.StyleMicroTek, ClientID: promiseClient, ClientSecret: promiseSecret,
 		TokenTTL: promiseTokenTTL, Scopes: []string{"public-api", "reports"}})
 	idp.SetClock(clock.Now)

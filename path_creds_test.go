@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeclock"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
@@ -168,7 +169,7 @@ func TestCredsSurviveRestart(t *testing.T) {
 	e := newTestEnv(t)
 	idp := e.setupMWI(fakeidp.Options{})
 	tok := e.creds("mwi").Data["access_token"]
-	again := newTestEnvOn(t, e.storage).creds("mwi").Data["access_token"]
+	again := newTestEnv(t, onStorage(e.storage)).creds("mwi").Data["access_token"]
 	if again != tok || idp.TokenRequests() != 1 {
 		t.Fatalf("after restart: same=%v requests=%d", again == tok, idp.TokenRequests())
 	}
@@ -178,11 +179,11 @@ func TestCredsSurviveRestart(t *testing.T) {
 func TestCredsMinTTL(t *testing.T) {
 	e := newTestEnv(t)
 	idp := e.setupMWI(fakeidp.Options{TokenTTL: time.Hour})
-	clock := time.Now()
-	e.b.now = func() time.Time { return clock }
+	clock := fakeclock.New(time.Now())
+	e.b.now = clock.Now
 	first := e.creds("mwi").Data["access_token"]
 
-	clock = clock.Add(50 * time.Minute) // 10 minutes left
+	clock.Advance(50 * time.Minute) // 10 minutes left
 	if e.creds("mwi").Data["access_token"] != first {
 		t.Fatal("a token with 10m left and no min_ttl should be reused")
 	}
@@ -195,7 +196,7 @@ func TestCredsMinTTL(t *testing.T) {
 	}
 	// A reader's min_ttl above half the lifetime is not met, and both reads
 	// say so rather than handing out less in silence.
-	clock = clock.Add(10 * time.Minute) // the new token has 50m left: more than half its life, less than 59m
+	clock.Advance(10 * time.Minute) // the new token has 50m left: more than half its life, less than 59m
 	for _, path := range []string{"creds/mwi", "token/mwi"} {
 		short := e.ok(logical.ReadOperation, path, map[string]any{"min_ttl": "59m"})
 		if idp.TokenRequests() != 2 || len(short.Warnings) != 1 || !strings.Contains(short.Warnings[0], "less than the min_ttl of 59m0s") {
@@ -215,16 +216,16 @@ func TestCredsRefresh(t *testing.T) {
 	idp, url := startIdP(t, fakeidp.Options{Style: fakeidp.StyleScreeningEagle, ClientID: "se", ClientSecret: seClientSecret, RefreshTokens: true})
 	e.ok(logical.UpdateOperation, "config/se", map[string]any{"provider": "screening-eagle", "token_url": url, "client_id": "se", "client_secret": seClientSecret})
 	e.ok(logical.UpdateOperation, "roles/se", map[string]any{"config": "se", "scopes": "inspect"})
-	clock := time.Now()
-	e.b.now = func() time.Time { return clock }
+	clock := fakeclock.New(time.Now())
+	e.b.now = clock.Now
 	e.creds("se")
-	clock = clock.Add(2 * time.Hour)
+	clock.Advance(2 * time.Hour)
 	tok := e.creds("se").Data["access_token"].(string)
 	if idp.TokenRequestsByGrant("refresh_token") != 1 || !idp.Valid(tok) {
 		t.Fatalf("expected one refresh giving a valid token; by grant: refresh=%d", idp.TokenRequestsByGrant("refresh_token"))
 	}
 	idp.RevokeAll() // the refresh token dies too
-	clock = clock.Add(2 * time.Hour)
+	clock.Advance(2 * time.Hour)
 	tok = e.creds("se").Data["access_token"].(string)
 	if idp.TokenRequestsByGrant("refresh_token") != 2 || idp.TokenRequestsByGrant("client_credentials") != 2 || !idp.Valid(tok) {
 		t.Fatalf("a refused refresh must fall back to client_credentials: refresh=%d cc=%d",

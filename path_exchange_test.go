@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeclock"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
@@ -134,7 +135,7 @@ func testJWT(sub string, exp time.Time) string {
 // JWT's exp, else the role's exchange_cache_ttl (default 60 s) from the
 // exchange. Past it the IdP is asked again, and refuses the dead subject.
 func TestCachedExchangeEndsWithItsSubject(t *testing.T) {
-	clock := &promiseClock{now: time.Now()}
+	clock := fakeclock.New(time.Now())
 	expires := map[string]time.Time{}
 	e := newExchangeEnv(t, fakeidp.TokenExchangeOptions{TokenTTL: time.Hour,
 		ValidSubject: func(s string) bool { exp, ok := expires[s]; return ok && clock.Now().Before(exp) }})

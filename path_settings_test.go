@@ -44,7 +44,7 @@ func TestSettingsReadWrite(t *testing.T) {
 	}
 	// Settings outlive a restart.
 	e.ok(logical.UpdateOperation, "settings", map[string]any{"allowed_hosts": "idp.example.com"})
-	again := newTestEnvOn(t, e.storage)
+	again := newTestEnv(t, onStorage(e.storage))
 	if got := again.allowedHosts(); !slices.Equal(got, []string{"idp.example.com"}) {
 		t.Fatalf("after a restart allowed_hosts = %q", got)
 	}
@@ -131,12 +131,12 @@ func TestSettingsInvalidateAndRestart(t *testing.T) {
 	e.ok(logical.UpdateOperation, "roles/b", map[string]any{"config": "mwi", "scopes": "test_api"})
 	e.creds("mwi")
 
-	other := newTestEnvOn(t, e.storage) // another node, same storage
+	other := newTestEnv(t, onStorage(e.storage)) // another node, same storage
 	other.ok(logical.UpdateOperation, "settings", map[string]any{"allowed_hosts": "idp.example.com"})
 	e.b.invalidate(context.Background(), settingsKey)
 	e.fails(logical.ReadOperation, "creds/a", nil, "refused to contact host")
 
-	restarted := newTestEnvOn(t, e.storage)
+	restarted := newTestEnv(t, onStorage(e.storage))
 	restarted.fails(logical.ReadOperation, "creds/b", nil, "refused to contact host")
 	if n := idp.TokenRequests(); n != 1 {
 		t.Fatalf("the IdP saw %d requests, want only the first read's", n)

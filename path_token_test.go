@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeclock"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/promtext"
 )
@@ -192,12 +193,12 @@ func BenchmarkTokenCacheHit(b *testing.B) {
 func TestTokenExpiresInIsTheCredsLease(t *testing.T) {
 	e := newTestEnv(t)
 	e.setupMWI(fakeidp.Options{TokenTTL: time.Hour})
-	clock := time.Now()
-	e.b.now = func() time.Time { return clock }
-	start := clock
+	clock := fakeclock.New(time.Now())
+	e.b.now = clock.Now
+	start := clock.Now()
 	creds := e.creds("mwi")
 	for _, at := range []time.Duration{0, 10 * time.Minute, 59*time.Minute + 30*time.Second} {
-		clock = start.Add(at)
+		clock.Set(start.Add(at))
 		lease := int64(leaseTTL(e.creds("mwi")) / time.Second)
 		tok := e.token("mwi", nil)
 		if tok.Data["access_token"] != creds.Data["access_token"] {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeclock"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
@@ -42,11 +43,10 @@ func leaseEnd(r *logical.Response, issued, now time.Time) time.Time {
 	return end
 }
 
-func renewableEnv(t *testing.T, ttl time.Duration) (*testEnv, *fakeidp.Server, *promiseClock) {
+func renewableEnv(t *testing.T, ttl time.Duration) (*testEnv, *fakeidp.Server, *fakeclock.Clock) {
 	t.Helper()
-	e := newTestEnv(t)
-	clock := &promiseClock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
-	e.b.now, e.b.sleep = clock.Now, clock.Sleep
+	clock := fakeclock.New(testT0)
+	e := newTestEnv(t, withClock(clock))
 	idp, url := startIdP(t, fakeidp.Options{ClientID: "app", ClientSecret: "secret", Scopes: []string{"read"}, TokenTTL: ttl})
 	idp.SetClock(clock.Now)
 	e.ok(logical.UpdateOperation, "config/c", map[string]any{"token_url": url, "client_id": "app", "client_secret": "secret"})

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeclock"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
@@ -27,9 +28,8 @@ import (
 // the first token request when set.
 func loginEnv(t *testing.T, single bool, g *gate) *authEnv {
 	t.Helper()
-	e := newTestEnv(t)
-	clock := &promiseClock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
-	e.b.now, e.b.sleep = clock.Now, clock.Sleep
+	clock := fakeclock.New(testT0)
+	e := newTestEnv(t, withClock(clock))
 	idp := fakeidp.New(fakeidp.Options{Style: fakeidp.StyleOAuth2, ClientID: "app", ClientSecret: "app-secret", Scopes: []string{"read"},
 		RefreshTokens: true, RedirectURIs: []string{vaultCallback}, TokenTTL: 10 * time.Minute})
 	idp.SetClock(clock.Now)
@@ -235,8 +235,8 @@ func TestSingleFlightDuringRetries(t *testing.T) {
 	}
 }
 
-// A role min_ttl past half-life used to mint while earlier leases still ran
-// for the rest of the token's life. Now leases end before the next mint.
+// A role min_ttl past half-life must not mint while earlier leases still run
+// for the rest of the token's life: every lease ends before the next mint.
 func TestSingleActiveMinTTLNeverMintsUnderALease(t *testing.T) {
 	m := setupMicroTek(t, 20*time.Second)
 	m.ok(logical.UpdateOperation, "roles/x", map[string]any{"config": "mt", "min_ttl": 8})
@@ -252,7 +252,7 @@ func TestSingleActiveMinTTLNeverMintsUnderALease(t *testing.T) {
 		t.Fatal("a token with 15s left was replaced")
 	}
 	ends = append(ends, m.leaseEnd(second))
-	// The reader that used to kill every other holder's token.
+	// A reader whose min_ttl would kill every other holder's token.
 	m.fails(logical.ReadOperation, "creds/x", map[string]any{"min_ttl": 9}, "min_ttl")
 	m.clock.Advance(7500 * time.Millisecond)
 	third := m.creds("x")

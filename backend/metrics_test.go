@@ -215,7 +215,7 @@ func BenchmarkMetricsCacheHit(b *testing.B) {
 	})
 }
 
-// The grants of issue 11 are counted under their own names, not "other".
+// The extension grants (JWT bearer, token exchange, device code) are counted under their own names, not "other".
 func TestMetricsExtensionGrants(t *testing.T) {
 	var m Metrics
 	for _, g := range []GrantType{GrantJWTBearer, GrantTokenExchange, GrantDeviceCode} {

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeclock"
 )
 
 // TokenStore over an in-memory KV that counts its calls.
@@ -86,31 +88,13 @@ func (k *memKV) stored(t *testing.T, key string) *StoredToken {
 	return &st
 }
 
-// fakeClock is the store's Now.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 var storeT0 = time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
 
 // fetcher issues tokens "AT-1", "AT-2", ... valid for ttl from the clock's
 // now, each with a refresh token, and records what it was given.
 type fetcher struct {
 	mu       sync.Mutex
-	clock    *fakeClock
+	clock    *fakeclock.Clock
 	ttl      time.Duration
 	delay    time.Duration
 	err      error
@@ -148,8 +132,8 @@ func (f *fetcher) lastCurrent() *StoredToken {
 	return f.currents[len(f.currents)-1]
 }
 
-func newStoreFixture() (*TokenStore, *memKV, *fakeClock, *fetcher) {
-	clock := &fakeClock{now: storeT0}
+func newStoreFixture() (*TokenStore, *memKV, *fakeclock.Clock, *fetcher) {
+	clock := fakeclock.New(storeT0)
 	return &TokenStore{Now: clock.Now}, newMemKV(), clock, &fetcher{clock: clock, ttl: time.Hour}
 }
 
@@ -562,7 +546,7 @@ func TestTokenStoreJoinWithOtherFingerprint(t *testing.T) {
 }
 
 // singleActiveFixture is a store whose waits move the fake clock.
-func singleActiveFixture(ttl time.Duration) (*TokenStore, *memKV, *fakeClock, *fetcher) {
+func singleActiveFixture(ttl time.Duration) (*TokenStore, *memKV, *fakeclock.Clock, *fetcher) {
 	s, kv, clock, f := newStoreFixture()
 	f.ttl = ttl
 	s.Sleep = func(ctx context.Context, d time.Duration) error { clock.Set(clock.Now().Add(d)); return ctx.Err() }

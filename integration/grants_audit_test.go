@@ -16,7 +16,7 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
-// TestGrantsAuditAndLogsHoldNoSecrets runs the grants of issue 11 (JWT
+// TestGrantsAuditAndLogsHoldNoSecrets runs the extension grants (JWT
 // bearer, token exchange of a role's and of a caller's token, device login)
 // with a file audit device and Vault at -log-level=trace, then looks for
 // every secret they handled — the private key, client secrets, signed

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -16,14 +17,13 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/oasdoc"
 )
 
-// apiOperation is what Vault's OpenAPI document must say about one of the
-// plugin's operations, and how to call it for real.
-type apiOperation struct {
-	path, method, id string
-	query            []string // a GET's non-path parameters, in the query
-	call             string   // the request made: its path under /v1/ (with any query)
-	body             map[string]any
-	optional         []string // declared response fields this call may lack
+// apiCall is how to call one of the plugin's operations (oasdoc.Operations
+// says what the document must declare of it) for real.
+type apiCall struct {
+	id       string // the operation's id
+	call     string // the request made: its path under /v1/ (with any query)
+	body     map[string]any
+	optional []string // declared response fields this call may lack
 }
 
 // TestOpenAPI reads sys/internal/specs/openapi from a real Vault with the
@@ -56,28 +56,27 @@ func TestOpenAPI(t *testing.T) {
 	v.Write("idp/config/sts", "token_url="+sts.URL+"/token", "client_id=sts", "client_secret=sts-secret")
 	v.Write("idp/roles/orders", "config=sts", "grant_type=token_exchange", "audience=orders")
 
-	ops := []apiOperation{
-		{"/idp/config/{name}", "post", "idp-write-config", nil, "idp/config/se",
-			map[string]any{"provider": "screening-eagle", "token_url": se.TokenURL(), "client_id": "se-api", "client_secret": seSecret, "scopes": "openid,inspect"}, nil},
-		{"/idp/roles/{name}", "post", "idp-write-role", nil, "idp/roles/se", map[string]any{"config": "se", "min_ttl": "1m"}, nil},
-		{"/idp/config/{name}", "get", "idp-read-config", nil, "idp/config/se", nil, nil},
-		{"/idp/roles/{name}", "get", "idp-read-role", nil, "idp/roles/se", nil, nil},
-		{"/idp/config/", "get", "idp-list-configs", []string{"list"}, "idp/config/?list=true", nil, nil},
-		{"/idp/roles/", "get", "idp-list-roles", []string{"list"}, "idp/roles/?list=true", nil, nil},
-		{"/idp/creds/{role}", "get", "idp-read-credentials", []string{"min_ttl"}, "idp/creds/se?min_ttl=120", nil, []string{"issued_token_type"}},
-		{"/idp/device-code/{role}", "post", "idp-write-device-code", nil, "idp/device-code/tv", map[string]any{}, nil},
-		{"/idp/exchange/{role}", "post", "idp-write-exchange", nil, "idp/exchange/orders", map[string]any{"subject_token": "subject-token-1"}, []string{"id_token"}},
-		{"/idp/config/{name}/rotate", "post", "idp-rotate-config", nil, "idp/config/se/rotate", map[string]any{"client_secret": "se-rotated+/:%41"}, nil},
-		{"/idp/creds/{role}/drop", "post", "idp-drop-credentials", nil, "idp/creds/se/drop", map[string]any{}, []string{"shared_by"}},
-		{"/idp/auth-url/{role}", "post", "idp-write-auth-url", nil, "idp/auth-url/myid", map[string]any{}, nil},
-		{"/idp/callback", "post", "idp-write-callback", nil, "idp/callback", map[string]any{"code": code, "state": state}, nil},
-		{"/idp/callback", "get", "idp-read-callback", []string{"code", "error", "error_description", "state"}, "idp/callback?state=unknown&code=x", nil, nil},
-		{"/idp/metrics", "get", "idp-read-metrics", []string{"format"}, "idp/metrics", nil, nil},
-		{"/idp/settings", "post", "idp-write-settings", nil, "idp/settings", map[string]any{"allowed_hosts": "127.0.0.1"}, nil},
-		{"/idp/settings", "get", "idp-read-settings", nil, "idp/settings", nil, nil},
-		{"/idp/token/{role}", "get", "idp-read-token", []string{"min_ttl"}, "idp/token/se?min_ttl=120", nil, []string{"issued_token_type"}},
-		{"/idp/roles/{name}", "delete", "idp-delete-role", nil, "idp/roles/se", nil, nil},
-		{"/idp/config/{name}", "delete", "idp-delete-config", nil, "idp/config/se", nil, nil},
+	calls := []apiCall{
+		{"idp-write-config", "idp/config/se", map[string]any{"provider": "screening-eagle", "token_url": se.TokenURL(), "client_id": "se-api", "client_secret": seSecret, "scopes": "openid,inspect"}, nil},
+		{"idp-write-role", "idp/roles/se", map[string]any{"config": "se", "min_ttl": "1m"}, nil},
+		{"idp-read-config", "idp/config/se", nil, nil},
+		{"idp-read-role", "idp/roles/se", nil, nil},
+		{"idp-list-configs", "idp/config/?list=true", nil, nil},
+		{"idp-list-roles", "idp/roles/?list=true", nil, nil},
+		{"idp-read-credentials", "idp/creds/se?min_ttl=120", nil, []string{"issued_token_type"}},
+		{"idp-write-device-code", "idp/device-code/tv", map[string]any{}, nil},
+		{"idp-write-exchange", "idp/exchange/orders", map[string]any{"subject_token": "subject-token-1"}, []string{"id_token"}},
+		{"idp-rotate-config", "idp/config/se/rotate", map[string]any{"client_secret": "se-rotated+/:%41"}, nil},
+		{"idp-drop-credentials", "idp/creds/se/drop", map[string]any{}, []string{"shared_by"}},
+		{"idp-write-auth-url", "idp/auth-url/myid", map[string]any{}, nil},
+		{"idp-write-callback", "idp/callback", map[string]any{"code": code, "state": state}, nil},
+		{"idp-read-callback", "idp/callback?state=unknown&code=x", nil, nil},
+		{"idp-read-metrics", "idp/metrics", nil, nil},
+		{"idp-write-settings", "idp/settings", map[string]any{"allowed_hosts": "127.0.0.1"}, nil},
+		{"idp-read-settings", "idp/settings", nil, nil},
+		{"idp-read-token", "idp/token/se?min_ttl=120", nil, []string{"issued_token_type"}},
+		{"idp-delete-role", "idp/roles/se", nil, nil},
+		{"idp-delete-config", "idp/config/se", nil, nil},
 	}
 
 	status, raw, _ := vaultHTTP(t, v, v.Token, http.MethodGet, "sys/internal/specs/openapi", nil)
@@ -99,8 +98,17 @@ func TestOpenAPI(t *testing.T) {
 			inDoc = append(inDoc, method+" "+path)
 		}
 	}
-	for _, op := range ops {
-		inTable = append(inTable, op.method+" "+op.path)
+	ops := map[string]oasdoc.PluginOperation{}
+	for _, op := range oasdoc.Operations {
+		inTable = append(inTable, op.Method+" /idp"+op.Path)
+		ops[op.ID] = op
+	}
+	var called []string
+	for _, c := range calls {
+		called = append(called, c.id)
+	}
+	if want := slices.Sorted(maps.Keys(ops)); !slices.Equal(slices.Sorted(slices.Values(called)), want) {
+		t.Errorf("the test calls %v, want each of %v once", called, want)
 	}
 	slices.Sort(inDoc)
 	slices.Sort(inTable)
@@ -108,14 +116,16 @@ func TestOpenAPI(t *testing.T) {
 		t.Errorf("the plugin's operations in Vault's OpenAPI document:\n%v\nthe test's:\n%v", inDoc, inTable)
 	}
 
-	for _, op := range ops {
-		o, found := doc.Paths[op.path][op.method]
+	for _, c := range calls {
+		op := ops[c.id]
+		path, method := "/idp"+op.Path, op.Method
+		o, found := doc.Paths[path][method]
 		if !found {
-			t.Errorf("%s %s is not in the document", op.method, op.path)
+			t.Errorf("%s %s is not in the document", method, path)
 			continue
 		}
-		if o.OperationID != op.id {
-			t.Errorf("%s %s: operationId %q, want %q", op.method, op.path, o.OperationID, op.id)
+		if o.OperationID != c.id {
+			t.Errorf("%s %s: operationId %q, want %q", method, path, o.OperationID, c.id)
 		}
 		var query []string
 		for _, p := range o.Parameters {
@@ -124,30 +134,30 @@ func TestOpenAPI(t *testing.T) {
 			}
 		}
 		slices.Sort(query)
-		if !slices.Equal(query, op.query) {
-			t.Errorf("%s %s: query parameters %v, want %v", op.method, op.path, query, op.query)
+		if !slices.Equal(query, op.Query) {
+			t.Errorf("%s %s: query parameters %v, want %v", method, path, query, op.Query)
 		}
 
 		// The real answer, through Vault.
 		token := v.Token
-		if op.id == "idp-read-callback" {
+		if c.id == "idp-read-callback" {
 			token = "" // the browser holds no Vault token
 		}
-		status, body, contentType := vaultHTTP(t, v, token, strings.ToUpper(op.method), op.call, op.body)
+		status, body, contentType := vaultHTTP(t, v, token, strings.ToUpper(method), c.call, c.body)
 		if _, declares204 := o.Responses["204"]; declares204 {
 			if status != http.StatusNoContent {
-				t.Errorf("%s %s declares 204; Vault answered %d: %s", op.method, op.call, status, body)
+				t.Errorf("%s %s declares 204; Vault answered %d: %s", method, c.call, status, body)
 			}
 			continue
 		}
-		if op.id == "idp-read-callback" {
+		if c.id == "idp-read-callback" {
 			if _, declares := o.Responses["400"]; status != http.StatusBadRequest || !declares || !strings.HasPrefix(contentType, "text/html") {
 				t.Errorf("callback GET with an unknown state: %d %s; want the declared 400 HTML page", status, contentType)
 			}
 			continue
 		}
 		if status != http.StatusOK {
-			t.Errorf("%s %s answered %d: %s", op.method, op.call, status, body)
+			t.Errorf("%s %s answered %d: %s", method, c.call, status, body)
 			continue
 		}
 		content, hasJSON := o.Responses["200"].Content["application/json"]
@@ -156,27 +166,27 @@ func TestOpenAPI(t *testing.T) {
 			// Vault v1.21.0 drops the $ref of a plugin's response schema on
 			// its way from the plugin (the component itself arrives); the
 			// framework names it after the operation id.
-			name = titleCase(op.id) + "Response"
+			name = titleCase(c.id) + "Response"
 		}
 		declared := doc.Components.Schemas[name].Properties
 		if !hasJSON || len(declared) == 0 {
-			t.Errorf("%s %s: no JSON response with fields declared (schema %q)", op.method, op.path, name)
+			t.Errorf("%s %s: no JSON response with fields declared (schema %q)", method, path, name)
 			continue
 		}
 		var answer struct {
 			Data map[string]any `json:"data"`
 		}
 		if err := json.Unmarshal(body, &answer); err != nil {
-			t.Fatalf("%s %s: %v", op.method, op.call, err)
+			t.Fatalf("%s %s: %v", method, c.call, err)
 		}
 		for k := range answer.Data {
 			if _, ok := declared[k]; !ok {
-				t.Errorf("%s %s answered the field %q, which its response does not declare", op.method, op.call, k)
+				t.Errorf("%s %s answered the field %q, which its response does not declare", method, c.call, k)
 			}
 		}
 		for k := range declared {
-			if _, ok := answer.Data[k]; !ok && !slices.Contains(op.optional, k) {
-				t.Errorf("%s %s declares the response field %q, which the answer lacks", op.method, op.call, k)
+			if _, ok := answer.Data[k]; !ok && !slices.Contains(c.optional, k) {
+				t.Errorf("%s %s declares the response field %q, which the answer lacks", method, c.call, k)
 			}
 		}
 	}

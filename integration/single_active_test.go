@@ -26,7 +26,7 @@ func TestSingleActiveLeasePromise(t *testing.T) {
 	})
 	v.Write("idp/config/mt", "provider=microtek", "token_url="+idp.TokenURL(),
 		"client_id=00000000-0000-0000-0000-0000000000aa", "client_secret=mt+/:%secret")
-	// The reproduction: a 20 s token and min_ttl=8s.
+	// A 20 s token and min_ttl=8s: a min_ttl past half the token's life.
 	v.Write("idp/roles/mt", "config=mt", "min_ttl=8s")
 
 	// A reader asking more than the role's min_ttl would kill every holder's token.

@@ -144,7 +144,7 @@ func TestUpgrade(t *testing.T) {
 	}
 
 	v2 := buildRelease(t, plugins, "v0.9.0-test2")
-	// The failure this issue began with: Vault checks the version the binary
+	// A version mismatch: Vault checks the version the binary
 	// reports against -version.
 	wrong := v2
 	wrong.version = v1.version

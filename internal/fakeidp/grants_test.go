@@ -15,7 +15,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-// The fakes of issue 11's grants refuse what a strict server refuses, so a
+// The fakes of the extension grants refuse what a strict server refuses, so a
 // plugin test passing against them proves the wire format.
 
 func postForm(t *testing.T, u string, form url.Values, user, pass string) (int, map[string]any) {
