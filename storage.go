@@ -32,6 +32,10 @@ func (k storageKV) Delete(ctx context.Context, key string) error {
 	return k.s.Delete(ctx, key)
 }
 
+func (k storageKV) List(ctx context.Context, prefix string) ([]string, error) {
+	return k.s.List(ctx, prefix)
+}
+
 // listUnder answers a LIST of the entries stored under prefix.
 func listUnder(prefix string) framework.OperationFunc {
 	return func(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {

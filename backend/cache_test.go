@@ -97,3 +97,30 @@ func TestCacheEach(t *testing.T) {
 		t.Fatalf("Each visited a sum of %d, want 3", sum)
 	}
 }
+
+// A bounded cache forgets its least recently used entries beyond the
+// bound; a Get counts as a use.
+func TestCacheBound(t *testing.T) {
+	var c Cache[int]
+	c.SetBound(2)
+	c.Set("a", 1)
+	c.Set("b", 2)
+	if _, ok := c.Get("a"); !ok {
+		t.Fatal("a missing")
+	}
+	c.Set("c", 3) // evicts b: a was used after it
+	if _, ok := c.Get("b"); ok {
+		t.Fatal("b, the least recently used, is still held")
+	}
+	if _, ok := c.Get("a"); !ok || c.Len() != 2 {
+		t.Fatalf("a held %v, Len %d; want a and c", ok, c.Len())
+	}
+	if n := c.DropPrefix("a"); n != 1 || c.Len() != 1 {
+		t.Fatalf("DropPrefix(a) = %d, Len %d", n, c.Len())
+	}
+	c.Set("d", 4)
+	c.Set("e", 5)
+	if c.Len() != 2 {
+		t.Fatalf("Len %d after a drop and two sets, want the bound 2", c.Len())
+	}
+}

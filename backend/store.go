@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -16,6 +17,9 @@ type KV interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	Put(ctx context.Context, key string, value []byte) error
 	Delete(ctx context.Context, key string) error
+	// List names the keys just below prefix (a name ending in "/" holds
+	// more), as Vault's storage does.
+	List(ctx context.Context, prefix string) ([]string, error)
 }
 
 // TokenPrefix is where tokens live in storage.
@@ -100,6 +104,10 @@ type Want struct {
 	// never written to storage (exchanges of the subject tokens callers
 	// bring: another party's token).
 	Ephemeral bool
+	// Bounded: a key of a family that may hold very many tokens (one per
+	// person): stored as any other, but held in memory by a bounded cache
+	// (least recently used first out), storage holding the rest.
+	Bounded bool
 	// ReuseUntil, when set, is when a token fetched now stops being handed
 	// out again (the subject token's own expiry); else ReuseFor after it is
 	// fetched, when set. The token itself may live longer.
@@ -149,6 +157,8 @@ func (e *HeldError) Error() string {
 // retirement) applies to all.
 type TokenStore struct {
 	cache     Cache[*StoredToken]
+	bounded   Cache[*StoredToken] // Want.Bounded keys
+	boundOnce sync.Once
 	ephemeral lru
 	lanes     lanes
 	flight    singleflight.Group
@@ -158,6 +168,9 @@ type TokenStore struct {
 	// MaxEphemeral bounds the memory-only tokens (DefaultEphemeralTokens
 	// when zero).
 	MaxEphemeral int
+	// MaxBounded bounds the memory copies of Bounded keys
+	// (DefaultBoundedTokens when zero); set before first use.
+	MaxBounded int
 
 	drops drops
 }
@@ -362,12 +375,32 @@ func (s *TokenStore) Peek(ctx context.Context, kv KV, key string) (*StoredToken,
 	return s.load(ctx, kv, Want{Key: key})
 }
 
+// DefaultBoundedTokens bounds the memory copies of Bounded keys of a
+// TokenStore whose MaxBounded is zero.
+const DefaultBoundedTokens = 10000
+
+// memory is the cache that holds w's key: stored keys of a family that may
+// be very large go to the bounded one.
+func (s *TokenStore) memory(w Want) *Cache[*StoredToken] {
+	if w.Bounded {
+		s.boundOnce.Do(func() {
+			n := s.MaxBounded
+			if n <= 0 {
+				n = DefaultBoundedTokens
+			}
+			s.bounded.SetBound(n)
+		})
+		return &s.bounded
+	}
+	return &s.cache
+}
+
 // inMemory is the copy of w's key held in memory, if any.
 func (s *TokenStore) inMemory(w Want) (*StoredToken, bool) {
 	if w.Ephemeral {
 		return s.ephemeral.get(w.Key, s.now())
 	}
-	return s.cache.Get(w.Key)
+	return s.memory(w).Get(w.Key)
 }
 
 func (s *TokenStore) forget(w Want) {
@@ -375,7 +408,7 @@ func (s *TokenStore) forget(w Want) {
 		s.ephemeral.drop(w.Key)
 		return
 	}
-	s.cache.Drop(w.Key)
+	s.memory(w).Drop(w.Key)
 }
 
 func (s *TokenStore) load(ctx context.Context, kv KV, w Want) (*StoredToken, error) {
@@ -384,7 +417,7 @@ func (s *TokenStore) load(ctx context.Context, kv KV, w Want) (*StoredToken, err
 		return t, nil
 	}
 	key := w.Key
-	t, _, err := s.cache.Load(key, func() (*StoredToken, bool, error) {
+	t, _, err := s.memory(w).Load(key, func() (*StoredToken, bool, error) {
 		raw, err := kv.Get(ctx, TokenPrefix+key)
 		if err != nil || raw == nil {
 			return nil, false, err
@@ -410,25 +443,34 @@ func (s *TokenStore) put(ctx context.Context, kv KV, w Want, t *StoredToken) err
 	if err := kv.Put(ctx, TokenPrefix+w.Key, raw); err != nil {
 		return err
 	}
-	s.cache.Set(w.Key, t)
+	s.memory(w).Set(w.Key, t)
 	return nil
 }
 
 // Forget drops the in-memory copy only (another node changed storage).
-func (s *TokenStore) Forget(key string) { s.cache.Drop(key) }
+func (s *TokenStore) Forget(key string) {
+	s.cache.Drop(key)
+	s.bounded.Drop(key)
+}
 
 // ForgetAll drops every in-memory copy, memory-only tokens included.
 func (s *TokenStore) ForgetAll() {
 	s.cache.Clear()
+	s.bounded.Clear()
 	s.ephemeral.clear()
 }
 
 // InMemory is the copy of key's token held in memory, if any: what a read
 // would serve without asking storage.
-func (s *TokenStore) InMemory(key string) (*StoredToken, bool) { return s.cache.Get(key) }
+func (s *TokenStore) InMemory(key string) (*StoredToken, bool) {
+	if t, ok := s.cache.Get(key); ok {
+		return t, ok
+	}
+	return s.bounded.Get(key)
+}
 
 // Cached is how many stored tokens are held in memory.
-func (s *TokenStore) Cached() int { return s.cache.Len() }
+func (s *TokenStore) Cached() int { return s.cache.Len() + s.bounded.Len() }
 
 // Ephemeral is how many memory-only tokens are held.
 func (s *TokenStore) Ephemeral() int { return s.ephemeral.len() }

@@ -151,3 +151,70 @@ func TestStoreLoginAndReadShareALane(t *testing.T) {
 		t.Fatalf("%d requests for one key overlapped", most.Load())
 	}
 }
+
+// Bounded keys are stored like any other, but memory holds at most the
+// bound of them (least recently used first out): a read of an evicted one
+// loads it from storage and is served the same token, with no fetch.
+func TestStoreBoundedKeysStayInStorage(t *testing.T) {
+	s, kv, _, f := newStoreFixture()
+	s.MaxBounded = 2
+	want := func(who string) Want {
+		return Want{Key: "entity/app/" + who, Fingerprint: "fp", Bounded: true, Fetch: f.fetch}
+	}
+	served := map[string]string{}
+	for _, who := range []string{"alice", "bob", "carol"} {
+		got, err := s.Serve(context.Background(), kv, want(who))
+		if err != nil {
+			t.Fatal(err)
+		}
+		served[who] = got.AccessToken
+	}
+	if n := s.bounded.Len(); n != 2 {
+		t.Fatalf("%d bounded tokens in memory, want the bound 2", n)
+	}
+	if _, ok := s.InMemory("entity/app/alice"); ok {
+		t.Fatal("the least recently used token is still in memory")
+	}
+	kv.calls()
+	got, err := s.Serve(context.Background(), kv, want("alice"))
+	if err != nil || got.AccessToken != served["alice"] || got.Fresh || f.count() != 3 {
+		t.Fatalf("alice after eviction: %+v %v (fetches %d), want her stored token", got.StoredToken, err, f.count())
+	}
+	if gets, puts, _ := kv.calls(); gets != 1 || puts != 0 {
+		t.Fatalf("the evicted token cost %d gets and %d puts, want one get", gets, puts)
+	}
+	if s.Cached() != 2 {
+		t.Fatalf("Cached = %d, want the 2 held", s.Cached())
+	}
+}
+
+// A prefix drop deletes every stored token under it, at any depth, in
+// memory and storage, and a request begun before it stores nothing.
+func TestStoreDropPrefix(t *testing.T) {
+	s, kv, _, f := newStoreFixture()
+	for _, k := range []string{"entity/app/alice", "entity/app/bob", "entity/other/alice", "role/app"} {
+		if _, err := s.Serve(context.Background(), kv, Want{Key: k, Fingerprint: "fp", Bounded: true, Fetch: f.fetch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	began := s.Epoch()
+	n, err := s.DropPrefix(context.Background(), kv, "entity/app/")
+	if err != nil || n != 2 {
+		t.Fatalf("DropPrefix = %d, %v; want the 2 tokens of role app", n, err)
+	}
+	for _, k := range []string{"entity/app/alice", "entity/app/bob"} {
+		if kv.stored(t, k) != nil {
+			t.Errorf("%s still stored", k)
+		}
+		if _, ok := s.InMemory(k); ok {
+			t.Errorf("%s still in memory", k)
+		}
+	}
+	if kv.stored(t, "entity/other/alice") == nil || kv.stored(t, "role/app") == nil {
+		t.Fatal("the drop reached keys outside its prefix")
+	}
+	var dropped *DroppedError
+	if _, err := s.Serve(context.Background(), kv, Want{Key: "entity/app/carol", Fingerprint: "fp", Bounded: true, Began: began, Fetch: f.fetch}); !errors.As(err, &dropped) {
+		t.Fatalf("a request begun before the prefix drop: %v, want DroppedError", err)
+	}
+}

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"strings"
 	"sync"
 )
 
@@ -53,8 +54,50 @@ func (d *drops) since(key string, began uint64) bool {
 func (s *TokenStore) Drop(ctx context.Context, kv KV, key string) error {
 	s.drops.mark(key)
 	s.cache.Drop(key)
+	s.bounded.Drop(key)
 	s.ephemeral.drop(key)
 	return kv.Delete(ctx, TokenPrefix+key)
+}
+
+// DropPrefix deletes every token whose key starts with prefix (ending in
+// "/"), from storage and memory, and says how many were stored. A request
+// that began before it stores nothing under the prefix.
+func (s *TokenStore) DropPrefix(ctx context.Context, kv KV, prefix string) (int, error) {
+	s.drops.mark(prefix)
+	s.cache.DropPrefix(prefix)
+	s.bounded.DropPrefix(prefix)
+	s.ephemeral.dropPrefix(prefix)
+	keys, err := StoredKeys(ctx, kv, prefix)
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := kv.Delete(ctx, TokenPrefix+k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+// StoredKeys are the keys of the stored tokens under prefix, at any depth.
+func StoredKeys(ctx context.Context, kv KV, prefix string) ([]string, error) {
+	names, err := kv.List(ctx, TokenPrefix+prefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		if strings.HasSuffix(n, "/") {
+			deeper, err := StoredKeys(ctx, kv, prefix+n)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, deeper...)
+			continue
+		}
+		out = append(out, prefix+n)
+	}
+	return out, nil
 }
 
 // DropEphemeral forgets every memory-only token whose key starts with

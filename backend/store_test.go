@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,28 @@ func (k *memKV) Delete(ctx context.Context, key string) error {
 	k.deletes++
 	delete(k.m, key)
 	return ctx.Err()
+}
+
+func (k *memKV) List(ctx context.Context, prefix string) ([]string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for key := range k.m {
+		rest, ok := strings.CutPrefix(key, prefix)
+		if !ok {
+			continue
+		}
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			rest = rest[:i+1]
+		}
+		if !seen[rest] {
+			seen[rest] = true
+			out = append(out, rest)
+		}
+	}
+	slices.Sort(out)
+	return out, ctx.Err()
 }
 
 // calls returns and resets the counters.
