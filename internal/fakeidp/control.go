@@ -224,3 +224,23 @@ func cloneValues(v url.Values) url.Values {
 	}
 	return out
 }
+
+// RefuseRefreshes spends every refresh token issued so far: a refresh with
+// one of them gets invalid_grant. Access tokens live on.
+func (s *Server) RefuseRefreshes() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.refresh {
+		t.spent = true
+	}
+}
+
+// SetBeforeAnswer makes the token endpoint call fn with the grant_type sent
+// once the answer is computed (tokens minted, codes spent) and before it is
+// written, so a test can act while the request is in flight. fn is called
+// without the server's lock; nil turns it off.
+func (s *Server) SetBeforeAnswer(fn func(grant string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.beforeAnswer = fn
+}

@@ -14,6 +14,7 @@ type accessToken struct {
 	expires  time.Time
 	revoked  bool
 	killedAt time.Time // when it was revoked or superseded
+	subject  string    // the subject token it was exchanged for, if any
 }
 
 // kill revokes the token at now, keeping the first kill time.
@@ -44,13 +45,20 @@ type store struct {
 	access  map[string]*accessToken
 	refresh map[string]*refreshToken
 	codes   map[string]*authCode
+	// devices are the device codes (Options.DeviceCodes), by device code.
+	devices    map[string]*pendingDevice
+	approveAll bool
+	// subjects are the subject tokens a token exchange accepts.
+	subjects map[string]*subjectToken
 }
 
 func newStore() store {
 	return store{
-		access:  map[string]*accessToken{},
-		refresh: map[string]*refreshToken{},
-		codes:   map[string]*authCode{},
+		access:   map[string]*accessToken{},
+		refresh:  map[string]*refreshToken{},
+		codes:    map[string]*authCode{},
+		devices:  map[string]*pendingDevice{},
+		subjects: map[string]*subjectToken{},
 	}
 }
 
@@ -116,10 +124,11 @@ type issued struct {
 	ttl             time.Duration
 }
 
-// issueLocked mints tokens for clientID. MicroTek allows one active token per
-// client, so there every earlier token of the client dies first.
+// issueLocked mints tokens for clientID. MicroTek (and any style with
+// SingleActive) allows one active token per client, so there every earlier
+// token of the client dies first.
 func (s *Server) issueLocked(clientID, subject, scope string) issued {
-	if s.opts.Style == StyleMicroTek {
+	if s.opts.Style == StyleMicroTek || s.opts.SingleActive {
 		for _, t := range s.access {
 			if t.clientID == clientID {
 				t.kill(s.now())
