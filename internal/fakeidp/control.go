@@ -122,6 +122,18 @@ func (s *Server) KilledAt(accessToken string) (time.Time, bool) {
 	return t.killedAt, true
 }
 
+// KilledBy names what killed accessToken: the grant_type of the issue that
+// superseded it (single-active), or "revocation".
+func (s *Server) KilledBy(accessToken string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.access[accessToken]
+	if !ok || !t.revoked {
+		return "", false
+	}
+	return t.killedBy, true
+}
+
 // IssuedAccessTokens lists every access token the server minted.
 func (s *Server) IssuedAccessTokens() []string {
 	s.mu.Lock()

@@ -23,6 +23,12 @@ func TestSingleActive(t *testing.T) {
 	if _, dead := s.KilledAt(first["access_token"].(string)); !dead {
 		t.Fatal("KilledAt does not say the superseded token died")
 	}
+	if by, _ := s.KilledBy(first["access_token"].(string)); by != "authorization_code" {
+		t.Fatalf("KilledBy = %q, want the code exchange that superseded it", by)
+	}
+	if _, dead := s.KilledBy(second["access_token"].(string)); dead {
+		t.Fatal("KilledBy names a killer of a live token")
+	}
 	refresh := func(rt string) result {
 		return do(t, ts, s, call{auth: formBasic(testID, testSecret), form: form("grant_type", "refresh_token", "refresh_token", rt)})
 	}

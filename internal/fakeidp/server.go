@@ -110,6 +110,7 @@ type Server struct {
 	requests        []Recorded
 	byGrant         map[string]int
 	beforeAnswer    func(grant string) // SetBeforeAnswer
+	issuing         string             // the grant being answered, for KilledBy
 	store
 }
 

@@ -14,13 +14,14 @@ type accessToken struct {
 	expires  time.Time
 	revoked  bool
 	killedAt time.Time // when it was revoked or superseded
+	killedBy string    // the grant that superseded it, or "revocation"
 	subject  string    // the subject token it was exchanged for, if any
 }
 
-// kill revokes the token at now, keeping the first kill time.
-func (t *accessToken) kill(now time.Time) {
+// kill revokes the token at now for why, keeping the first kill.
+func (t *accessToken) kill(now time.Time, why string) {
 	if !t.revoked {
-		t.revoked, t.killedAt = true, now
+		t.revoked, t.killedAt, t.killedBy = true, now, why
 	}
 }
 
@@ -111,7 +112,7 @@ func (s *Server) RevokeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, t := range s.access {
-		t.kill(s.now())
+		t.kill(s.now(), "revocation")
 	}
 	for _, t := range s.refresh {
 		t.spent = true
@@ -131,7 +132,7 @@ func (s *Server) issueLocked(clientID, subject, scope string) issued {
 	if s.opts.Style == StyleMicroTek || s.opts.SingleActive {
 		for _, t := range s.access {
 			if t.clientID == clientID {
-				t.kill(s.now())
+				t.kill(s.now(), s.issuing)
 			}
 		}
 		for _, t := range s.refresh {
@@ -153,7 +154,7 @@ func (s *Server) issueLocked(clientID, subject, scope string) issued {
 // not an error.
 func (s *Server) revokeLocked(clientID, tok string) {
 	if t, ok := s.access[tok]; ok && t.clientID == clientID {
-		t.kill(s.now())
+		t.kill(s.now(), "revocation")
 	}
 	if t, ok := s.refresh[tok]; ok && t.clientID == clientID {
 		t.spent = true

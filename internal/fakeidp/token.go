@@ -96,6 +96,7 @@ func (s *Server) grant(r *http.Request, form url.Values) (map[string]any, *oauth
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.issuing = grant
 	switch grant {
 	case "client_credentials":
 		return s.clientCredentialsLocked(clientID, form)
