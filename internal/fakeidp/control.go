@@ -122,6 +122,18 @@ func (s *Server) KilledAt(accessToken string) (time.Time, bool) {
 	return t.killedAt, true
 }
 
+// KilledBy names what killed accessToken: the grant_type of the issue that
+// superseded it (single-active), or "revocation".
+func (s *Server) KilledBy(accessToken string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.access[accessToken]
+	if !ok || !t.revoked {
+		return "", false
+	}
+	return t.killedBy, true
+}
+
 // IssuedAccessTokens lists every access token the server minted.
 func (s *Server) IssuedAccessTokens() []string {
 	s.mu.Lock()
@@ -223,4 +235,24 @@ func cloneValues(v url.Values) url.Values {
 		out[k] = append([]string(nil), vs...)
 	}
 	return out
+}
+
+// RefuseRefreshes spends every refresh token issued so far: a refresh with
+// one of them gets invalid_grant. Access tokens live on.
+func (s *Server) RefuseRefreshes() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.refresh {
+		t.spent = true
+	}
+}
+
+// SetBeforeAnswer makes the token endpoint call fn with the grant_type sent
+// once the answer is computed (tokens minted, codes spent) and before it is
+// written, so a test can act while the request is in flight. fn is called
+// without the server's lock; nil turns it off.
+func (s *Server) SetBeforeAnswer(fn func(grant string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.beforeAnswer = fn
 }

@@ -48,6 +48,9 @@ func (s *Server) ownMetadata(base string) []byte {
 	if s.hasAuthorize() {
 		md["authorization_endpoint"] = base + "/connect/authorize"
 	}
+	if s.opts.DeviceCodes {
+		md["device_authorization_endpoint"] = base + "/device"
+	}
 	raw, _ := json.Marshal(md)
 	return raw
 }

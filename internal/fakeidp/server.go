@@ -51,6 +51,17 @@ type Options struct {
 	RefreshTokens bool
 	IDTokens      bool     // include an id_token (Screening Eagle sends one)
 	RedirectURIs  []string // allowed redirect_uri values; empty allows none
+	// SingleActive kills every earlier access and refresh token of the
+	// client on each issue, whatever the style (MicroTek always does).
+	SingleActive bool
+	// DeviceCodes serves RFC 8628: POST /device, and the device_code grant
+	// at the token endpoint.
+	DeviceCodes    bool
+	DeviceInterval int           // seconds between polls (default 5)
+	DeviceCodeTTL  time.Duration // life of a device code (default 10m)
+	// TokenExchange accepts RFC 8693 token exchanges of subject tokens
+	// registered with AllowSubject.
+	TokenExchange bool
 	// OnTokenRequest, if set, is called after each token-endpoint answer with
 	// the grant_type sent, the HTTP status and the error code ("" on success).
 	// It never sees secrets or tokens, so it is safe to log.
@@ -98,6 +109,8 @@ type Server struct {
 	maxInFlight     int
 	requests        []Recorded
 	byGrant         map[string]int
+	beforeAnswer    func(grant string) // SetBeforeAnswer
+	issuing         string             // the grant being answered, for KilledBy
 	store
 }
 
@@ -127,6 +140,12 @@ func New(opts Options) *Server {
 	}
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = defaultTTL
+	}
+	if opts.DeviceInterval <= 0 {
+		opts.DeviceInterval = 5
+	}
+	if opts.DeviceCodeTTL <= 0 {
+		opts.DeviceCodeTTL = 10 * time.Minute
 	}
 	s := &Server{
 		opts:      opts,
@@ -158,6 +177,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.handleAuthorize(w, r)
+	case "/device":
+		if !s.opts.DeviceCodes {
+			http.NotFound(w, r)
+			return
+		}
+		s.handleDevice(w, r)
 	case "/connect/revocation":
 		s.handleRevocation(w, r)
 	case "/.well-known/openid-configuration":

@@ -14,12 +14,14 @@ type accessToken struct {
 	expires  time.Time
 	revoked  bool
 	killedAt time.Time // when it was revoked or superseded
+	killedBy string    // the grant that superseded it, or "revocation"
+	subject  string    // the subject token it was exchanged for, if any
 }
 
-// kill revokes the token at now, keeping the first kill time.
-func (t *accessToken) kill(now time.Time) {
+// kill revokes the token at now for why, keeping the first kill.
+func (t *accessToken) kill(now time.Time, why string) {
 	if !t.revoked {
-		t.revoked, t.killedAt = true, now
+		t.revoked, t.killedAt, t.killedBy = true, now, why
 	}
 }
 
@@ -44,13 +46,20 @@ type store struct {
 	access  map[string]*accessToken
 	refresh map[string]*refreshToken
 	codes   map[string]*authCode
+	// devices are the device codes (Options.DeviceCodes), by device code.
+	devices    map[string]*pendingDevice
+	approveAll bool
+	// subjects are the subject tokens a token exchange accepts.
+	subjects map[string]*subjectToken
 }
 
 func newStore() store {
 	return store{
-		access:  map[string]*accessToken{},
-		refresh: map[string]*refreshToken{},
-		codes:   map[string]*authCode{},
+		access:   map[string]*accessToken{},
+		refresh:  map[string]*refreshToken{},
+		codes:    map[string]*authCode{},
+		devices:  map[string]*pendingDevice{},
+		subjects: map[string]*subjectToken{},
 	}
 }
 
@@ -103,7 +112,7 @@ func (s *Server) RevokeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, t := range s.access {
-		t.kill(s.now())
+		t.kill(s.now(), "revocation")
 	}
 	for _, t := range s.refresh {
 		t.spent = true
@@ -116,13 +125,14 @@ type issued struct {
 	ttl             time.Duration
 }
 
-// issueLocked mints tokens for clientID. MicroTek allows one active token per
-// client, so there every earlier token of the client dies first.
+// issueLocked mints tokens for clientID. MicroTek (and any style with
+// SingleActive) allows one active token per client, so there every earlier
+// token of the client dies first.
 func (s *Server) issueLocked(clientID, subject, scope string) issued {
-	if s.opts.Style == StyleMicroTek {
+	if s.opts.Style == StyleMicroTek || s.opts.SingleActive {
 		for _, t := range s.access {
 			if t.clientID == clientID {
-				t.kill(s.now())
+				t.kill(s.now(), s.issuing)
 			}
 		}
 		for _, t := range s.refresh {
@@ -144,7 +154,7 @@ func (s *Server) issueLocked(clientID, subject, scope string) issued {
 // not an error.
 func (s *Server) revokeLocked(clientID, tok string) {
 	if t, ok := s.access[tok]; ok && t.clientID == clientID {
-		t.kill(s.now())
+		t.kill(s.now(), "revocation")
 	}
 	if t, ok := s.refresh[tok]; ok && t.clientID == clientID {
 		t.spent = true

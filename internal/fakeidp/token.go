@@ -35,6 +35,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if fail == nil {
 		body, fail = s.grant(r, form)
 	}
+	s.mu.Lock()
+	before := s.beforeAnswer
+	s.mu.Unlock()
+	if before != nil {
+		before(grant)
+	}
 	status := http.StatusOK
 	loss := Loss(0)
 	if fail == nil {
@@ -90,6 +96,7 @@ func (s *Server) grant(r *http.Request, form url.Values) (map[string]any, *oauth
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.issuing = grant
 	switch grant {
 	case "client_credentials":
 		return s.clientCredentialsLocked(clientID, form)
@@ -97,6 +104,10 @@ func (s *Server) grant(r *http.Request, form url.Values) (map[string]any, *oauth
 		return s.passwordLocked(clientID, form)
 	case "authorization_code":
 		return s.authorizationCodeLocked(clientID, form)
+	case DeviceGrantType:
+		return s.deviceCodeLocked(clientID, form)
+	case TokenExchangeGrantType:
+		return s.tokenExchangeLocked(clientID, form)
 	default: // refresh_token
 		return s.refreshLocked(clientID, form)
 	}
@@ -104,10 +115,16 @@ func (s *Server) grant(r *http.Request, form url.Values) (map[string]any, *oauth
 
 // grantAllowed follows the documents: MWI password, MicroTek client
 // credentials, MyID authorization code only, Screening Eagle both of its
-// listed grants; refresh_token only where refresh tokens are issued.
+// listed grants; refresh_token only where refresh tokens are issued, the
+// device and token-exchange grants only where the options turn them on.
 func (s *Server) grantAllowed(g string) bool {
-	if g == "refresh_token" {
+	switch g {
+	case "refresh_token":
 		return s.opts.RefreshTokens
+	case DeviceGrantType:
+		return s.opts.DeviceCodes
+	case TokenExchangeGrantType:
+		return s.opts.TokenExchange
 	}
 	switch s.opts.Style {
 	case StyleMWI:
@@ -209,7 +226,11 @@ func (s *Server) refreshLocked(clientID string, form url.Values) (map[string]any
 // MicroTek documents show only access_token, expires_in and token_type;
 // the others also return the granted scope.
 func (s *Server) responseLocked(clientID, subject, scope string) map[string]any {
-	iss := s.issueLocked(clientID, subject, scope)
+	return s.shapeLocked(s.issueLocked(clientID, subject, scope), clientID, subject, scope)
+}
+
+// shapeLocked is the success body of iss.
+func (s *Server) shapeLocked(iss issued, clientID, subject, scope string) map[string]any {
 	body := map[string]any{"access_token": iss.access, "token_type": "Bearer"}
 	secs := int64(iss.ttl / time.Second)
 	switch {
