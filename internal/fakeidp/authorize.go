@@ -51,7 +51,9 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		params.Set("error", code)
 		params.Set("error_description", desc)
 	} else {
-		params.Set("code", s.IssueCode(redirect, q.Get("scope"), q.Get("code_challenge")))
+		// fake_user (a test's stand-in for who logs in at the form) is the
+		// subject; nonce goes into the ID token.
+		params.Set("code", s.IssueCodeFor(q.Get("fake_user"), q.Get("nonce"), redirect, q.Get("scope"), q.Get("code_challenge")))
 	}
 	if st := q.Get("state"); st != "" {
 		params.Set("state", st)

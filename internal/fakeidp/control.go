@@ -256,3 +256,15 @@ func (s *Server) SetBeforeAnswer(fn func(grant string)) {
 	defer s.mu.Unlock()
 	s.beforeAnswer = fn
 }
+
+// OwnerOf is the person (or client) accessToken acts as: who logged in for
+// it, or the client of a client_credentials grant; "" for a token not
+// issued here.
+func (s *Server) OwnerOf(accessToken string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.access[accessToken]; ok {
+		return t.owner
+	}
+	return ""
+}

@@ -27,6 +27,7 @@ type pendingDevice struct {
 	approved bool
 	denied   bool
 	spent    bool
+	subject  string // who approved ("" : the client)
 }
 
 // handleDevice is the device authorization endpoint (RFC 8628 3.1, 3.2):
@@ -89,7 +90,11 @@ func (s *Server) deviceCodeLocked(clientID string, form url.Values) (map[string]
 		return nil, errf(400, "authorization_pending", "the user has not yet entered the code")
 	}
 	d.spent = true
-	return s.responseLocked(clientID, clientID, d.scope), nil
+	subject := d.subject
+	if subject == "" {
+		subject = clientID
+	}
+	return s.responseLocked(clientID, subject, d.scope), nil
 }
 
 // byUserCodeLocked finds the live device code of userCode.
@@ -104,12 +109,15 @@ func (s *Server) byUserCodeLocked(userCode string) *pendingDevice {
 
 // ApproveDevice is the person entering userCode and approving; false when
 // no live device code has it.
-func (s *Server) ApproveDevice(userCode string) bool {
+func (s *Server) ApproveDevice(userCode string) bool { return s.ApproveDeviceAs(userCode, "") }
+
+// ApproveDeviceAs is subject logging in and approving userCode's login.
+func (s *Server) ApproveDeviceAs(userCode, subject string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.byUserCodeLocked(userCode)
 	if d != nil {
-		d.approved = true
+		d.approved, d.subject = true, subject
 	}
 	return d != nil
 }

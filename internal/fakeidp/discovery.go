@@ -51,6 +51,9 @@ func (s *Server) ownMetadata(base string) []byte {
 	if s.opts.DeviceCodes {
 		md["device_authorization_endpoint"] = base + "/device"
 	}
+	if s.opts.OIDC {
+		md["jwks_uri"] = base + "/jwks"
+	}
 	raw, _ := json.Marshal(md)
 	return raw
 }

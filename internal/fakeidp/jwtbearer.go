@@ -23,6 +23,9 @@ type JWTBearerOptions struct {
 	KeyID string
 	// Issuer and Subject the assertion must name (Subject "" allows none).
 	Issuer, Subject string
+	// Subjects, when set, are the subjects the assertion may name instead
+	// of Subject: one principal per person (domain-wide delegation).
+	Subjects []string
 	// Audience the assertion must name; "" means this endpoint's own URL.
 	Audience string
 	// Google mode: the body holds exactly grant_type and assertion, no
@@ -47,6 +50,7 @@ type JWTBearer struct {
 	mu       sync.Mutex
 	jtis     map[string]bool
 	tokens   map[string]time.Time
+	subjects map[string]string // token -> the assertion's sub
 	requests []Recorded
 	refused  []string
 }
@@ -56,7 +60,7 @@ func NewJWTBearer(opts JWTBearerOptions) *JWTBearer {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = time.Hour
 	}
-	return &JWTBearer{opts: opts, jtis: map[string]bool{}, tokens: map[string]time.Time{}}
+	return &JWTBearer{opts: opts, jtis: map[string]bool{}, tokens: map[string]time.Time{}, subjects: map[string]string{}}
 }
 
 // Requests are the requests received, in order.
@@ -87,8 +91,9 @@ func (j *JWTBearer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	j.requests = append(j.requests, Recorded{Header: r.Header.Clone(), Form: form, Time: time.Now()})
 	j.mu.Unlock()
 	e := checkPost(r, form, parseErr)
+	var sub string
 	if e == nil {
-		e = j.check(r, form)
+		sub, e = j.check(r, form)
 	}
 	if e != nil {
 		j.mu.Lock()
@@ -100,13 +105,21 @@ func (j *JWTBearer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tok := randomToken("jb-")
 	j.mu.Lock()
 	j.tokens[tok] = time.Now().Add(j.opts.TokenTTL)
+	j.subjects[tok] = sub
 	j.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": tok, "token_type": "Bearer", "expires_in": int64(j.opts.TokenTTL / time.Second),
 	})
 }
 
-func (j *JWTBearer) check(r *http.Request, form map[string][]string) *oauthError {
+// SubjectOf is the sub of the assertion token was issued for.
+func (j *JWTBearer) SubjectOf(token string) string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.subjects[token]
+}
+
+func (j *JWTBearer) check(r *http.Request, form map[string][]string) (string, *oauthError) {
 	get := func(k string) string {
 		if v := form[k]; len(v) == 1 {
 			return v[0]
@@ -114,21 +127,21 @@ func (j *JWTBearer) check(r *http.Request, form map[string][]string) *oauthError
 		return ""
 	}
 	if get("grant_type") != JWTBearerGrantType {
-		return errf(400, "unsupported_grant_type", "grant_type must be "+JWTBearerGrantType)
+		return "", errf(400, "unsupported_grant_type", "grant_type must be "+JWTBearerGrantType)
 	}
 	if e := j.checkClient(r, form); e != nil {
-		return e
+		return "", e
 	}
 	allowed := []string{"grant_type", "assertion"}
 	if !j.opts.Google {
 		allowed = append(allowed, "scope", "client_id")
 		if get("scope") != j.opts.FormScope {
-			return invalidScope("scope must be " + j.opts.FormScope + ", got " + get("scope"))
+			return "", invalidScope("scope must be " + j.opts.FormScope + ", got " + get("scope"))
 		}
 	}
 	for k := range form {
 		if !slices.Contains(allowed, k) {
-			return invalidRequest("unexpected parameter " + k)
+			return "", invalidRequest("unexpected parameter " + k)
 		}
 	}
 	return j.checkAssertion(r, get("assertion"))
@@ -154,21 +167,23 @@ type bearerClaims struct {
 	Scope string `json:"scope"`
 }
 
-func (j *JWTBearer) checkAssertion(r *http.Request, assertion string) *oauthError {
+// checkAssertion verifies the assertion and returns its subject.
+func (j *JWTBearer) checkAssertion(r *http.Request, assertion string) (string, *oauthError) {
+	fail := func(e *oauthError) (string, *oauthError) { return "", e }
 	if assertion == "" {
-		return invalidRequest("assertion is required")
+		return fail(invalidRequest("assertion is required"))
 	}
 	tok, err := jwt.ParseSigned(assertion, []jose.SignatureAlgorithm{jose.RS256, jose.PS256, jose.ES256})
 	if err != nil || len(tok.Headers) != 1 {
-		return invalidGrant("assertion is not a JWS")
+		return fail(invalidGrant("assertion is not a JWS"))
 	}
 	if j.opts.KeyID != "" && tok.Headers[0].KeyID != j.opts.KeyID {
-		return invalidGrant("assertion kid " + tok.Headers[0].KeyID + " is not registered")
+		return fail(invalidGrant("assertion kid " + tok.Headers[0].KeyID + " is not registered"))
 	}
 	var c bearerClaims
 	var all map[string]any
 	if err := tok.Claims(j.opts.Key, &c, &all); err != nil {
-		return invalidGrant("assertion signature does not verify with the registered key")
+		return fail(invalidGrant("assertion signature does not verify with the registered key"))
 	}
 	aud := j.opts.Audience
 	if aud == "" {
@@ -177,31 +192,33 @@ func (j *JWTBearer) checkAssertion(r *http.Request, assertion string) *oauthErro
 	now := time.Now()
 	switch {
 	case c.Issuer != j.opts.Issuer:
-		return invalidGrant("iss " + c.Issuer + " is not " + j.opts.Issuer)
-	case c.Subject != j.opts.Subject:
-		return invalidGrant("sub " + c.Subject + " is not " + j.opts.Subject)
+		return fail(invalidGrant("iss " + c.Issuer + " is not " + j.opts.Issuer))
+	case j.opts.Subjects == nil && c.Subject != j.opts.Subject:
+		return fail(invalidGrant("sub " + c.Subject + " is not " + j.opts.Subject))
+	case j.opts.Subjects != nil && !slices.Contains(j.opts.Subjects, c.Subject):
+		return fail(invalidGrant("sub " + c.Subject + " is not a known subject"))
 	case !c.Audience.Contains(aud) || len(c.Audience) != 1:
-		return invalidGrant("aud " + strings.Join(c.Audience, ",") + " is not " + aud)
+		return fail(invalidGrant("aud " + strings.Join(c.Audience, ",") + " is not " + aud))
 	case c.Expiry == nil || c.IssuedAt == nil || c.ID == "":
-		return invalidGrant("exp, iat and jti are required")
+		return fail(invalidGrant("exp, iat and jti are required"))
 	case !now.Before(c.Expiry.Time()) || c.IssuedAt.Time().After(now.Add(5*time.Second)):
-		return invalidGrant("assertion is expired or issued in the future")
+		return fail(invalidGrant("assertion is expired or issued in the future"))
 	case c.Expiry.Time().Sub(c.IssuedAt.Time()) > time.Hour:
-		return invalidGrant("assertion lives longer than an hour")
+		return fail(invalidGrant("assertion lives longer than an hour"))
 	}
 	if j.opts.Google && c.Scope != j.opts.Scope {
-		return invalidScope("scope claim must be " + j.opts.Scope + ", got " + c.Scope)
+		return fail(invalidScope("scope claim must be " + j.opts.Scope + ", got " + c.Scope))
 	}
 	for k, want := range j.opts.Claims {
 		if got, _ := all[k].(string); got != want {
-			return invalidGrant("claim " + k + " must be " + want)
+			return fail(invalidGrant("claim " + k + " must be " + want))
 		}
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.jtis[c.ID] {
-		return invalidGrant("jti replayed")
+		return fail(invalidGrant("jti replayed"))
 	}
 	j.jtis[c.ID] = true
-	return nil
+	return c.Subject, nil
 }

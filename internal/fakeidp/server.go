@@ -7,6 +7,7 @@ package fakeidp
 
 import (
 	"crypto/rand"
+	"crypto/rsa"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -49,8 +50,12 @@ type Options struct {
 	// (rotating: a used refresh token is spent). Ignored for MyID, which never
 	// issues them.
 	RefreshTokens bool
-	IDTokens      bool     // include an id_token (Screening Eagle sends one)
-	RedirectURIs  []string // allowed redirect_uri values; empty allows none
+	IDTokens      bool // include an id_token (Screening Eagle sends one)
+	// OIDC: ID tokens are RS256, verifiable against /jwks, name who logged
+	// in (the authorize request's fake_user, else the client) and carry the
+	// request's nonce; SetIssuer sets their iss. Implies IDTokens.
+	OIDC         bool
+	RedirectURIs []string // allowed redirect_uri values; empty allows none
 	// SingleActive kills every earlier access and refresh token of the
 	// client on each issue, whatever the style (MicroTek always does).
 	SingleActive bool
@@ -112,6 +117,8 @@ type Server struct {
 	beforeAnswer    func(grant string) // SetBeforeAnswer
 	issuing         string             // the grant being answered, for KilledBy
 	store
+	issuer string          // iss of OIDC ID tokens (SetIssuer)
+	rsaKey *rsa.PrivateKey // signs OIDC ID tokens
 }
 
 // Recorded is one request to the token endpoint, as received.
@@ -137,6 +144,9 @@ func New(opts Options) *Server {
 	opts.RedirectURIs = slices.Clone(opts.RedirectURIs)
 	if opts.Style == StyleMyID {
 		opts.RefreshTokens = false
+	}
+	if opts.OIDC {
+		opts.IDTokens = true
 	}
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = defaultTTL
@@ -187,6 +197,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.handleRevocation(w, r)
 	case "/.well-known/openid-configuration":
 		s.handleDiscovery(w, r)
+	case "/jwks":
+		if !s.opts.OIDC {
+			http.NotFound(w, r)
+			return
+		}
+		s.handleJWKS(w, r)
 	case "/api/resource":
 		s.handleResource(w, r)
 	default:

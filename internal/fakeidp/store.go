@@ -16,6 +16,7 @@ type accessToken struct {
 	killedAt time.Time // when it was revoked or superseded
 	killedBy string    // the grant that superseded it, or "revocation"
 	subject  string    // the subject token it was exchanged for, if any
+	owner    string    // the person (or client) it acts as
 }
 
 // kill revokes the token at now for why, keeping the first kill.
@@ -33,6 +34,8 @@ type refreshToken struct {
 }
 
 type authCode struct {
+	subject     string // who logged in ("" : the client)
+	nonce       string // the authorization request's nonce (OIDC)
 	clientID    string
 	redirectURI string
 	scope       string
@@ -93,10 +96,18 @@ func (s *Server) validLocked(tok string) string {
 // IssueCode mints an authorization code for Options.ClientID as if the user
 // had approved the browser step; codeChallenge is an S256 challenge or "".
 func (s *Server) IssueCode(redirectURI, scope, codeChallenge string) string {
+	return s.IssueCodeFor("", "", redirectURI, scope, codeChallenge)
+}
+
+// IssueCodeFor is IssueCode for a login by subject (OIDC: the ID token's
+// sub) of an authorization request that carried nonce.
+func (s *Server) IssueCodeFor(subject, nonce, redirectURI, scope, codeChallenge string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	code := randomToken(s.prefix() + "code_")
 	s.codes[code] = &authCode{
+		subject:     subject,
+		nonce:       nonce,
 		clientID:    s.opts.ClientID,
 		redirectURI: redirectURI,
 		scope:       scope,
@@ -142,7 +153,7 @@ func (s *Server) issueLocked(clientID, subject, scope string) issued {
 		}
 	}
 	out := issued{access: randomToken(s.prefix()), ttl: s.ttl}
-	s.access[out.access] = &accessToken{clientID: clientID, expires: s.now().Add(s.ttl)}
+	s.access[out.access] = &accessToken{clientID: clientID, expires: s.now().Add(s.ttl), owner: subject}
 	if s.opts.RefreshTokens {
 		out.refresh = randomToken(s.prefix() + "rt_")
 		s.refresh[out.refresh] = &refreshToken{clientID: clientID, subject: subject, scope: scope}

@@ -194,7 +194,16 @@ func (s *Server) authorizationCodeLocked(clientID string, form url.Values) (map[
 	if e := checkVerifier(c.challenge, form); e != nil {
 		return nil, e
 	}
-	return s.responseLocked(clientID, clientID, c.scope), nil
+	subject := c.subject
+	if subject == "" {
+		subject = clientID
+	}
+	body := s.responseLocked(clientID, subject, c.scope)
+	if s.opts.OIDC && c.nonce != "" {
+		ttl, _ := body["expires_in"].(int64)
+		body["id_token"] = s.oidcIDTokenLocked(clientID, subject, c.nonce, time.Duration(ttl)*time.Second)
+	}
+	return body, nil
 }
 
 // refreshLocked rotates: the presented refresh token is spent and a new one
@@ -251,7 +260,10 @@ func (s *Server) shapeLocked(iss issued, clientID, subject, scope string) map[st
 	if iss.refresh != "" {
 		body["refresh_token"] = iss.refresh
 	}
-	if s.opts.IDTokens {
+	switch {
+	case s.opts.OIDC:
+		body["id_token"] = s.oidcIDTokenLocked(clientID, subject, "", iss.ttl)
+	case s.opts.IDTokens:
 		body["id_token"] = s.idToken(clientID, subject, iss.ttl)
 	}
 	return body
