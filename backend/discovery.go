@@ -43,6 +43,9 @@ type Metadata struct {
 	} `json:"mtls_endpoint_aliases"`
 	// DeviceAuthorizationEndpoint is RFC 8628 4's (grant_device.go).
 	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
+	// JWKSURI is where the issuer's public keys are (OpenID Connect
+	// Discovery 3), for verifying its ID tokens.
+	JWKSURI string `json:"jwks_uri"`
 
 	Source  string    `json:"-"` // the URL the metadata was read from
 	Fetched time.Time `json:"-"`
@@ -251,7 +254,7 @@ func (d *Discovery) check(md *Metadata) error {
 		{"token_endpoint", md.TokenEndpoint}, {"authorization_endpoint", md.AuthorizationEndpoint},
 		{"revocation_endpoint", md.RevocationEndpoint},
 		// device-code sends the client credential here as to the token endpoint.
-		{"device_authorization_endpoint", md.DeviceAuthorizationEndpoint},
+		{"device_authorization_endpoint", md.DeviceAuthorizationEndpoint}, {"jwks_uri", md.JWKSURI},
 		{"mtls_endpoint_aliases.token_endpoint", md.MTLSEndpointAliases.TokenEndpoint},
 		{"mtls_endpoint_aliases.revocation_endpoint", md.MTLSEndpointAliases.RevocationEndpoint},
 	} {

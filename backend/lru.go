@@ -27,8 +27,10 @@ type lruItem struct {
 }
 
 // gone: past its expiry or its reuse bound, it is never handed out again.
+// The reuse bound keeps HoldSkew, as holds do: a node whose clock lags by
+// up to that much still stops reusing by then.
 func (t *StoredToken) gone(now time.Time) bool {
-	return !t.Expiry.After(now) || (!t.ReuseUntil.IsZero() && !t.ReuseUntil.After(now))
+	return !t.Expiry.After(now) || (!t.ReuseUntil.IsZero() && !t.ReuseUntil.After(now.Add(HoldSkew)))
 }
 
 func (c *lru) get(key string, now time.Time) (*StoredToken, bool) {

@@ -149,7 +149,8 @@ func TestStoreEphemeralForgetsExpiredTokens(t *testing.T) {
 }
 
 // A reuse bound (the subject token's own life) ends reuse before the
-// exchanged token's expiry: the next read asks the IdP again.
+// exchanged token's expiry, HoldSkew early as holds end: the next read asks
+// the IdP again.
 func TestStoreReuseBoundEndsReuse(t *testing.T) {
 	now := time.Now()
 	s := &TokenStore{Now: func() time.Time { return now }}
@@ -162,11 +163,11 @@ func TestStoreReuseBoundEndsReuse(t *testing.T) {
 	if _, err := s.Serve(context.Background(), nil, w); err != nil {
 		t.Fatal(err)
 	}
-	now = now.Add(5*time.Minute - time.Second)
+	now = now.Add(5*time.Minute - HoldSkew - time.Millisecond)
 	if got, _ := s.Serve(context.Background(), nil, w); got.Fresh || fetches.Load() != 1 {
 		t.Fatalf("reused %v before the bound, fetches %d", !got.Fresh, fetches.Load())
 	}
-	now = now.Add(time.Second)
+	now = now.Add(time.Millisecond)
 	if got, _ := s.Serve(context.Background(), nil, w); !got.Fresh || fetches.Load() != 2 {
 		t.Fatalf("at the bound: fresh %v, fetches %d, want a new exchange", got.Fresh, fetches.Load())
 	}
@@ -174,7 +175,7 @@ func TestStoreReuseBoundEndsReuse(t *testing.T) {
 	w.ReuseUntil, w.ReuseFor = time.Time{}, time.Minute
 	w.Key += "-opaque"
 	s.Serve(context.Background(), nil, w)
-	now = now.Add(time.Minute)
+	now = now.Add(time.Minute - HoldSkew)
 	if got, _ := s.Serve(context.Background(), nil, w); !got.Fresh {
 		t.Fatal("reused a minute after the fetch, with ReuseFor a minute")
 	}

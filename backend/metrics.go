@@ -56,6 +56,7 @@ type configMetrics struct {
 	deviceAuths      [len(outcomes)]atomic.Uint64
 	secretFallbacks  [2]atomic.Uint64 // success, failure
 	latency          histogram
+	perEntity        perEntityRoles
 }
 
 type histogram struct {
@@ -213,6 +214,7 @@ type ConfigSnapshot struct {
 	DeviceAuths      map[string]uint64            `json:"device_authorizations"` // outcome -> count
 	SecretFallbacks  map[string]uint64            `json:"secret_fallbacks"`
 	Latency          HistogramSnapshot            `json:"idp_latency_seconds"`
+	PerEntity        map[string]PerEntitySnapshot `json:"per_entity_roles"` // role -> counters
 }
 
 // HistogramSnapshot has cumulative buckets keyed by upper bound, as in
@@ -252,6 +254,7 @@ func (c *configMetrics) snapshot() ConfigSnapshot {
 		AuthCodeLogins:   map[string]uint64{"success": c.authCodeLogins[0].Load(), "failure": c.authCodeLogins[1].Load()},
 		SecretFallbacks:  map[string]uint64{"success": c.secretFallbacks[0].Load(), "failure": c.secretFallbacks[1].Load()},
 		DeviceAuths:      map[string]uint64{},
+		PerEntity:        c.perEntity.snapshot(),
 	}
 	for o, name := range outcomes {
 		s.DeviceAuths[name] = c.deviceAuths[o].Load()
@@ -366,6 +369,8 @@ func (s Snapshot) WritePrometheus(w io.Writer) error {
 		fmt.Fprintf(&b, "%sidp_request_duration_seconds_sum{config=\"%s\"} %s\n", MetricPrefix, escapeLabel(n), formatFloat(h.Sum))
 		fmt.Fprintf(&b, "%sidp_request_duration_seconds_count{config=\"%s\"} %d\n", MetricPrefix, escapeLabel(n), h.Count)
 	}
+
+	writePerEntity(&b, s.Configs, names)
 
 	family("cached_tokens", "gauge", "Tokens held in the plugin's memory cache.")
 	fmt.Fprintf(&b, "%scached_tokens %d\n", MetricPrefix, s.CachedTokens)

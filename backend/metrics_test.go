@@ -172,8 +172,8 @@ func TestMetricsPrometheusText(t *testing.T) {
 			t.Errorf("%s%v = %v (present %v), want %v", c.sample, c.labels, got, ok, c.want)
 		}
 	}
-	if len(fams) != 12 {
-		t.Errorf("%d families, want 12", len(fams))
+	if len(fams) != 14 {
+		t.Errorf("%d families, want 14", len(fams))
 	}
 
 	m.DropConfig(`we"ird\name`)
@@ -262,5 +262,42 @@ func TestTelemetryDocListsEveryMetric(t *testing.T) {
 	}
 	for name := range documented {
 		t.Errorf("docs/telemetry.md lists %s, which is not written", name)
+	}
+}
+
+// Per-entity roles are counted by config and role, never by entity.
+func TestMetricsPerEntityRoles(t *testing.T) {
+	var m Metrics
+	m.PerEntityRead("myid", "people", true)
+	m.PerEntityRead("myid", "people", true)
+	m.PerEntityRead("myid", "people", false)
+	m.PerEntityLogin("myid", "people", LoginSuccess)
+	m.PerEntityLogin("myid", "people", LoginRefusedSubject)
+	var b strings.Builder
+	if err := m.Snapshot(0).WritePrometheus(&b); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := promtext.Parse(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := MetricPrefix
+	for _, c := range []struct {
+		sample string
+		labels map[string]string
+		want   float64
+	}{
+		{p + "per_entity_reads_total", map[string]string{"config": "myid", "role": "people", "result": "hit"}, 2},
+		{p + "per_entity_reads_total", map[string]string{"config": "myid", "role": "people", "result": "miss"}, 1},
+		{p + "per_entity_logins_total", map[string]string{"config": "myid", "role": "people", "outcome": "success"}, 1},
+		{p + "per_entity_logins_total", map[string]string{"config": "myid", "role": "people", "outcome": "refused_subject"}, 1},
+		{p + "per_entity_logins_total", map[string]string{"config": "myid", "role": "people", "outcome": "failure"}, 0},
+	} {
+		if got, ok := promtext.Value(fams, c.sample, c.labels); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.sample, c.labels, got, ok, c.want)
+		}
+	}
+	if strings.Contains(b.String(), "entity=") {
+		t.Fatal("a series carries an entity label")
 	}
 }

@@ -55,7 +55,13 @@ type StoredToken struct {
 	// ReuseUntil (Want.ReuseUntil, ReuseFor): no reader is handed the token
 	// at or after it.
 	ReuseUntil time.Time `json:"reuse_until,omitzero"`
+	// LastRead is when a reader was last handed the token, kept to within
+	// the granularity of Touch (zero: not since ObtainedAt).
+	LastRead time.Time `json:"last_read,omitzero"`
 }
+
+// ReadAt is when the token was last handed out, or obtained.
+func (t *StoredToken) ReadAt() time.Time { return later(t.LastRead, t.ObtainedAt) }
 
 // mintAfter is MintAfter, or the expiry for tokens stored without one.
 func (t *StoredToken) mintAfter() time.Time {
@@ -370,9 +376,21 @@ func (s *TokenStore) hold(t *StoredToken, w Want, now time.Time) (time.Duration,
 	return max(remaining-HoldSkew, MinHold), remaining >= need && remaining > 0
 }
 
-// Peek returns the cached or stored token without fetching.
+// Peek returns the cached or stored token without fetching, and without
+// caching what it read.
 func (s *TokenStore) Peek(ctx context.Context, kv KV, key string) (*StoredToken, error) {
-	return s.load(ctx, kv, Want{Key: key})
+	if t, ok := s.InMemory(key); ok {
+		return t, nil
+	}
+	raw, err := kv.Get(ctx, TokenPrefix+key)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	var t StoredToken
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return nil, fmt.Errorf("stored token %q is unreadable: %w", key, err)
+	}
+	return &t, nil
 }
 
 // DefaultBoundedTokens bounds the memory copies of Bounded keys of a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
 )
 
 // drops are the store's drop generations: a request records the Epoch when
@@ -77,6 +78,24 @@ func (s *TokenStore) DropPrefix(ctx context.Context, kv KV, prefix string) (int,
 		}
 	}
 	return len(keys), nil
+}
+
+// Touch records that the token of w.Key was handed out at: its LastRead,
+// in storage and memory, in the key's lane. A token replaced or dropped
+// since w.Began is left alone.
+func (s *TokenStore) Touch(ctx context.Context, kv KV, w Want, at time.Time) error {
+	unlock := s.lanes.lock(w.Key)
+	defer unlock()
+	if w.Began != 0 && s.drops.since(w.Key, w.Began) {
+		return nil
+	}
+	cur, err := s.load(ctx, kv, w)
+	if err != nil || cur == nil || !cur.LastRead.Before(at) {
+		return err
+	}
+	touched := *cur
+	touched.LastRead = at
+	return s.put(ctx, kv, w, &touched)
 }
 
 // StoredKeys are the keys of the stored tokens under prefix, at any depth.
