@@ -64,6 +64,9 @@ type configEntry struct {
 	PreviousSigningAlg   string `json:"previous_signing_alg,omitempty"`
 	// device_code grant (RFC 8628): the device authorization endpoint.
 	DeviceAuthorizationURL string `json:"device_authorization_url,omitempty"`
+	// JWKSURL is where the IdP's public keys are, for ID tokens (default:
+	// the issuer's jwks_uri).
+	JWKSURL string `json:"jwks_url,omitempty"`
 	// Generation changes whenever the client or resource owner changes, so
 	// tokens minted for the former identity are never handed out again.
 	Generation string `json:"generation"`
@@ -121,6 +124,8 @@ type configState struct {
 	fingerprints sync.Map
 	// discovery holds the issuer's metadata when the config names one.
 	discovery *backend.Discovery
+	// keys are the IdP's public keys, for the ID tokens of bound logins.
+	keys *backend.KeySet
 }
 
 // config returns the named config, from memory when it can.
@@ -209,7 +214,20 @@ func (b *idpBackend) newConfigState(name string, e *configEntry) (*configState, 
 		st.discovery = &backend.Discovery{Issuer: e.Issuer, HTTP: httpClient, AllowInsecureHTTP: e.AllowInsecureHTTP, Now: b.clock, AllowedHosts: b.allowedHosts}
 		ep.Discovery = st.discovery
 	}
+	st.keys = &backend.KeySet{HTTP: httpClient, Now: b.clock, URL: st.jwksURL}
 	return st, nil
+}
+
+// jwksURL is the config's jwks_url, or its issuer's discovered jwks_uri.
+func (c *configState) jwksURL(ctx context.Context) (string, error) {
+	if c.entry.JWKSURL != "" || c.discovery == nil {
+		return c.entry.JWKSURL, nil
+	}
+	md, err := c.discovery.Metadata(ctx)
+	if err != nil {
+		return "", err
+	}
+	return md.JWKSURI, nil
 }
 
 // logFallback logs and counts a use of a rotation's previous credential.

@@ -129,6 +129,9 @@ func (b *idpBackend) checkSingleActiveClient(ctx context.Context, s logical.Stor
 			return fieldError("single_active_token", "roles %s exchange the subject tokens callers bring, and each such exchange would kill the token exchanged before it "+
 				"under its lease; delete them or give them a subject_role first", strings.Join(callers, ", ")), nil
 		}
+		if people := rolesNamed(roles, func(r *roleEntry) bool { return r.PerEntity || r.hasTemplates() }); len(people) > 0 {
+			return fieldError("single_active_token", "roles %s give each person (or templated subject) a token of their own, which one live token per client cannot be", strings.Join(people, ", ")), nil
+		}
 	}
 	names, err := b.configsOfClient(ctx, s, st.entry)
 	if err != nil {

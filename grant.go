@@ -15,7 +15,7 @@ import (
 
 // fetchToken obtains a new token: by refresh when the stale one has a
 // refresh token, by the role's grant otherwise or when refresh is refused.
-func (b *idpBackend) fetchToken(ctx context.Context, vreq *logical.Request, name string, role *roleEntry, cfg *configState, current *backend.StoredToken, began uint64) (*backend.Token, error) {
+func (b *idpBackend) fetchToken(ctx context.Context, vreq *logical.Request, name string, role *roleEntry, cfg *configState, h holder, current *backend.StoredToken, began uint64) (*backend.Token, error) {
 	if role.grant() == backend.GrantTokenExchange {
 		// Exchanged again rather than refreshed: the subject may have changed.
 		return b.exchangeForRole(ctx, vreq, name, role, cfg, began)
@@ -42,7 +42,7 @@ func (b *idpBackend) fetchToken(ctx context.Context, vreq *logical.Request, name
 		b.metrics.RefreshFallback(role.Config)
 		b.Logger().Info("refresh refused, falling back to the role's grant", "role", name, "config", role.Config, "error", err)
 	}
-	tok, err := b.requestGrant(ctx, vreq, name, role, cfg, scopes)
+	tok, err := b.requestGrant(ctx, vreq, name, role, cfg, h, scopes)
 	if err != nil && refreshRefused {
 		// The refused refresh token is never sent again.
 		return nil, backend.RefreshDead(err)
@@ -51,7 +51,7 @@ func (b *idpBackend) fetchToken(ctx context.Context, vreq *logical.Request, name
 }
 
 // requestGrant performs the role's own grant.
-func (b *idpBackend) requestGrant(ctx context.Context, vreq *logical.Request, name string, role *roleEntry, cfg *configState, scopes []string) (*backend.Token, error) {
+func (b *idpBackend) requestGrant(ctx context.Context, vreq *logical.Request, name string, role *roleEntry, cfg *configState, h holder, scopes []string) (*backend.Token, error) {
 	req := backend.TokenRequest{Grant: role.grant(), Scopes: scopes, Extra: role.ExtraParams}
 	switch role.grant() {
 	case backend.GrantPassword:
@@ -62,13 +62,13 @@ func (b *idpBackend) requestGrant(ctx context.Context, vreq *logical.Request, na
 		req.Username, req.Password = username, cfg.entry.Password
 		req.Redact = []string{cfg.entry.SecurityKey}
 	case backend.GrantAuthorizationCode:
-		return nil, &needsLoginError{mount: vreq.MountPoint, role: name}
+		return nil, &needsLoginError{mount: vreq.MountPoint, role: name, own: h.perEntity}
 	case backend.GrantJWTBearer:
-		if err := jwtBearerRequest(&req, role, cfg); err != nil {
+		if err := jwtBearerRequest(&req, role, cfg, h.assertion); err != nil {
 			return nil, err
 		}
 	case backend.GrantDeviceCode:
-		return nil, b.deviceLoginNeeded(ctx, vreq, name)
+		return nil, b.deviceLoginNeeded(ctx, vreq, name, h)
 	}
 	tok, err := cfg.endpoint.RequestToken(ctx, req)
 	if err != nil {
@@ -117,10 +117,18 @@ func (e *grantUserError) Error() string { return e.msg }
 
 // needsLoginError: an authorization_code role without a usable token can
 // only be fixed by a person logging in.
-type needsLoginError struct{ mount, role string }
+type needsLoginError struct {
+	mount, role string
+	own         bool // per_entity: the caller's own login
+}
 
 func (e *needsLoginError) Error() string {
-	return fmt.Sprintf("role %q needs a login: it holds no token that is still valid or can be refreshed; get a login URL with 'vault write -f %sauth-url/%s' and open it in a browser", e.role, mountPrefix(e.mount), e.role)
+	whose := "it holds"
+	if e.own {
+		whose = "it gives each entity its own token, and holds for yours"
+	}
+	return fmt.Sprintf("role %q needs a login: %s no token that is still valid or can be refreshed; get a login URL with 'vault write -f %sauth-url/%s' and open it in a browser",
+		e.role, whose, mountPrefix(e.mount), e.role)
 }
 
 func (b *idpBackend) credsError(name string, err error) (*logical.Response, error) {

@@ -50,6 +50,10 @@ type authState struct {
 	Verifier    string    `json:"code_verifier"`
 	Created     time.Time `json:"created"`
 	Expires     time.Time `json:"expires"`
+	// Entity (per_entity roles) began the login; the token is stored for
+	// it only. Nonce (bound_subject) is what the ID token must carry.
+	Entity string `json:"entity,omitempty"`
+	Nonce  string `json:"nonce,omitempty"`
 }
 
 func authStateKey(state string) string {
@@ -155,23 +159,40 @@ func (b *idpBackend) completeLogin(ctx context.Context, s logical.Storage, mount
 		}
 	}
 	if cfg == nil || role.grant() != backend.GrantAuthorizationCode || cfg.entry.Generation != st.Generation ||
-		fingerprint(role, cfg) != st.Fingerprint || !slices.Contains(cfg.entry.RedirectURIs, st.RedirectURI) {
+		fingerprint(role, cfg) != st.Fingerprint || !slices.Contains(cfg.entry.RedirectURIs, st.RedirectURI) ||
+		role.PerEntity != (st.Entity != "") || (role.BoundSubject != "") != (st.Nonce != "") {
 		return refused("Role %q or its config was changed or deleted after this login began. Start again with '%s%s'.", st.Role, authURL, st.Role), nil
 	}
 
-	stored, err := b.login(ctx, s, st.Role, role, cfg, began, func(ctx context.Context) (*backend.Token, error) {
-		return cfg.endpoint.RequestToken(ctx, backend.TokenRequest{
+	h := holder{entity: st.Entity, perEntity: role.PerEntity}
+	stored, err := b.login(ctx, s, st.Role, role, cfg, h, began, func(ctx context.Context) (*backend.Token, error) {
+		tok, err := cfg.endpoint.RequestToken(ctx, backend.TokenRequest{
 			Grant: backend.GrantAuthorizationCode, Code: params["code"], RedirectURI: st.RedirectURI,
 			CodeVerifier: st.Verifier, Extra: role.ExtraParams,
 		})
+		if err != nil {
+			return nil, err
+		}
+		return tok, b.checkLoginSubject(ctx, cfg, role, st.Entity, st.Nonce, tok)
 	})
 	if err != nil {
+		if m, ok := isSubjectMismatch(err); ok {
+			// A token of someone else's login: never stored, and revoked.
+			b.revokeDropped(ctx, []toRevoke{{key: tokenKeyOf(st.Role, role, cfg, h), cfg: cfg, tok: &backend.StoredToken{Token: *m.token}}})
+			b.metrics.PerEntityLogin(st.Config, st.Role, backend.LoginRefusedSubject)
+		}
 		if res := loginRefused(st.Role, authURL, mount, err); res != nil {
 			b.Logger().Warn("login not completed", "role", st.Role, "error", res.message)
 			b.metrics.AuthCodeLogin(st.Config, false)
+			if role.PerEntity && !isSubjectMismatchErr(err) {
+				b.metrics.PerEntityLogin(st.Config, st.Role, backend.LoginFailed)
+			}
 			return res, nil
 		}
 		return nil, err
+	}
+	if role.PerEntity {
+		b.metrics.PerEntityLogin(st.Config, st.Role, backend.LoginSuccess)
 	}
 	tok := &stored.Token
 	b.metrics.AuthCodeLogin(st.Config, true)
@@ -198,6 +219,9 @@ func loginRefused(role, authURL, mount string, err error) *callbackResult {
 		return refused("Role %q's config keeps one live token per client (single_active_token), and its current token is held under leases until %s: "+
 			"completing this login now would kill it, so the code was not used. Start a new login after that time with '%s%s', or drop the token first ('vault write -f %screds/%s/drop').",
 			role, held.Until.UTC().Format(time.RFC3339), authURL, role, mountPrefix(mount), role)
+	case isSubjectMismatchErr(err):
+		return refused("This login for role %q was refused and nothing was stored: %s. Each person logs in from the URL Vault gave them ('%s%s').",
+			role, err.Error(), authURL, role)
 	case errors.As(err, &dropped):
 		return refused("Role %q was dropped, changed or deleted while this login completed: nothing was stored, and the token was revoked where the IdP allows. Start again with '%s%s'.",
 			role, authURL, role)

@@ -14,19 +14,25 @@ import (
 // maxPendingLogins per role: a newer login replaces the oldest.
 const maxPendingLogins = 3
 
-// pendingLogin is one entry of a role's index.
+// pendingLogin is one entry of an index of pending logins.
 type pendingLogin struct {
 	Key     string    `json:"key"` // authStatePrefix + sha256(state)
 	Expires time.Time `json:"expires"`
 }
 
+// pendingIndex is where the pending logins of a role are indexed: one
+// index per role, or per entity of a per_entity role (deviceSlot), so
+// that one person's logins never push out another's.
+func pendingIndex(role, entity string) string { return pendingPrefix + deviceSlot(role, entity) }
+
 // storePendingLogin stores the state of a login just begun and enters it in
-// its role's index, evicting the oldest pending logins beyond the bound and
+// its index, evicting the oldest pending logins beyond the bound and
 // forgetting ones that expired or completed.
 func (b *idpBackend) storePendingLogin(ctx context.Context, s logical.Storage, key string, st *authState) error {
 	b.stateLock.Lock()
 	defer b.stateLock.Unlock()
-	list, err := b.pendingLogins(ctx, s, st.Role)
+	index := pendingIndex(st.Role, st.Entity)
+	list, err := b.pendingLogins(ctx, s, index)
 	if err != nil {
 		return err
 	}
@@ -40,14 +46,14 @@ func (b *idpBackend) storePendingLogin(ctx context.Context, s logical.Storage, k
 		}
 		list = list[1:]
 	}
-	return putJSON(ctx, s, pendingPrefix+st.Role, list)
+	return putJSON(ctx, s, index, list)
 }
 
-// pendingLogins is the role's index, less logins expired or completed.
-func (b *idpBackend) pendingLogins(ctx context.Context, s logical.Storage, role string) ([]pendingLogin, error) {
-	list, err := getJSON[[]pendingLogin](ctx, s, pendingPrefix+role)
+// pendingLogins is an index, less logins expired or completed.
+func (b *idpBackend) pendingLogins(ctx context.Context, s logical.Storage, index string) ([]pendingLogin, error) {
+	list, err := getJSON[[]pendingLogin](ctx, s, index)
 	if errors.Is(err, errUnreadable) {
-		b.Logger().Warn("dropped an unreadable index of pending logins", "role", role)
+		b.Logger().Warn("dropped an unreadable index of pending logins", "index", index)
 		return nil, nil
 	}
 	if err != nil || list == nil {
@@ -68,18 +74,28 @@ func (b *idpBackend) pendingLogins(ctx context.Context, s logical.Storage, role 
 	return live, nil
 }
 
-// dropPendingLogins forgets every pending login of a deleted role.
+// dropPendingLogins forgets every pending login of a deleted role, its
+// people's included.
 func (b *idpBackend) dropPendingLogins(ctx context.Context, s logical.Storage, role string) error {
 	b.stateLock.Lock()
 	defer b.stateLock.Unlock()
-	list, err := b.pendingLogins(ctx, s, role)
+	indexes, err := logical.CollectKeysWithPrefix(ctx, s, pendingPrefix+role+"/")
 	if err != nil {
 		return err
 	}
-	for _, p := range list {
-		if err := s.Delete(ctx, p.Key); err != nil {
+	for _, index := range append(indexes, pendingPrefix+role) {
+		list, err := b.pendingLogins(ctx, s, index)
+		if err != nil {
+			return err
+		}
+		for _, p := range list {
+			if err := s.Delete(ctx, p.Key); err != nil {
+				return err
+			}
+		}
+		if err := s.Delete(ctx, index); err != nil {
 			return err
 		}
 	}
-	return s.Delete(ctx, pendingPrefix+role)
+	return nil
 }

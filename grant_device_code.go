@@ -26,11 +26,16 @@ const (
 	deviceEndExpired     = "expired_token"
 	deviceEndFailed      = "failed"
 	deviceEndRoleChanged = "role_changed"
+	// deviceEndRefusedSubject: the login was done by someone else than the
+	// entity that began it (bound_subject); nothing was stored.
+	deviceEndRefusedSubject = "refused_subject"
 )
 
 type deviceLogin struct {
-	ID                      string        `json:"id"`
-	Role                    string        `json:"role"`
+	ID   string `json:"id"`
+	Role string `json:"role"`
+	// Entity (per_entity roles) began the login; the token is its own.
+	Entity                  string        `json:"entity,omitempty"`
 	Config                  string        `json:"config"`
 	Fingerprint             string        `json:"fingerprint"`
 	RoleVersion             string        `json:"role_version"`
@@ -62,33 +67,50 @@ func newDeviceLoginID() string {
 	return hex.EncodeToString(buf)
 }
 
-func loadDeviceLogin(ctx context.Context, s logical.Storage, role string) (*deviceLogin, error) {
-	return getJSON[deviceLogin](ctx, s, deviceLoginPrefix+role)
+// deviceSlot names whose pending device login of a role it is: the role's
+// own ("<role>"), or an entity's of a per_entity role ("<role>/<entity>").
+// Logins are stored under deviceLoginPrefix+slot, one per slot.
+func deviceSlot(role, entity string) string {
+	if entity == "" {
+		return role
+	}
+	return role + "/" + entity
+}
+
+func (l *deviceLogin) slot() string { return deviceSlot(l.Role, l.Entity) }
+
+func loadDeviceLogin(ctx context.Context, s logical.Storage, slot string) (*deviceLogin, error) {
+	return getJSON[deviceLogin](ctx, s, deviceLoginPrefix+slot)
 }
 
 func storeDeviceLogin(ctx context.Context, s logical.Storage, l *deviceLogin) error {
-	return putJSON(ctx, s, deviceLoginPrefix+l.Role, l)
+	return putJSON(ctx, s, deviceLoginPrefix+l.slot(), l)
 }
 
 // deviceLoginNeeded is creds' answer for a device_code role without a
 // usable token: the pending login (user code and URL), why the last one
 // ended, or how to start one. A pending login without a poller on this node
 // (after a restart or a leader change) gets one.
-func (b *idpBackend) deviceLoginNeeded(ctx context.Context, req *logical.Request, name string) error {
-	l, err := loadDeviceLogin(ctx, req.Storage, name)
+func (b *idpBackend) deviceLoginNeeded(ctx context.Context, req *logical.Request, name string, h holder) error {
+	slot := deviceSlot(name, h.entity)
+	l, err := loadDeviceLogin(ctx, req.Storage, slot)
 	if err != nil {
 		return err
 	}
 	start := fmt.Sprintf("start one with 'vault write -f %sdevice-code/%s'", mountPrefix(req.MountPoint), name)
+	whose := "it holds"
+	if h.perEntity {
+		whose = "it gives each entity its own token, and holds for yours"
+	}
 	switch {
 	case l == nil:
-		return &grantUserError{fmt.Sprintf("role %q needs a device login: it holds no token that is still valid or can be refreshed; %s", name, start)}
+		return &grantUserError{fmt.Sprintf("role %q needs a device login: %s no token that is still valid or can be refreshed; %s", name, whose, start)}
 	case l.Ended != "":
 		return &grantUserError{fmt.Sprintf("role %q: the last device login ended (%s%s); %s", name, l.Ended, quoteReason(l.Reason), start)}
 	case !b.now().Before(l.ExpiresAt):
 		return &grantUserError{fmt.Sprintf("role %q: the device login expired at %s; %s", name, l.ExpiresAt.UTC().Format(time.RFC3339), start)}
 	}
-	b.devices.start(b, name, l.ID)
+	b.devices.start(b, slot, l.ID)
 	where := l.VerificationURI
 	if l.VerificationURIComplete != "" {
 		where = l.VerificationURIComplete

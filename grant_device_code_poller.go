@@ -12,6 +12,7 @@ package idptokens
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +21,8 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 )
 
-// devicePollers tracks the running pollers of this node, one per role.
+// devicePollers tracks the running pollers of this node, one per login
+// slot (deviceSlot: a role, or an entity of a per_entity role).
 type devicePollers struct {
 	mu      sync.Mutex
 	running map[string]*devicePoller
@@ -38,7 +40,7 @@ type devicePoller struct {
 	cancel context.CancelFunc
 }
 
-// start runs a poller for the role's login id unless one already runs.
+// start runs a poller for the slot's login id unless one already runs.
 func (p *devicePollers) start(b *idpBackend, role, id string) {
 	if p.storage == nil || b.storageReadOnly() {
 		return
@@ -67,13 +69,25 @@ func (p *devicePollers) start(b *idpBackend, role, id string) {
 	}()
 }
 
-// stop ends the role's poller, if one runs (the role is deleted).
-func (p *devicePollers) stop(role string) {
+// stopSlot ends the slot's poller, if one runs.
+func (p *devicePollers) stopSlot(slot string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if cur, ok := p.running[role]; ok {
+	if cur, ok := p.running[slot]; ok {
 		cur.cancel()
-		delete(p.running, role)
+		delete(p.running, slot)
+	}
+}
+
+// stopRole ends the pollers of every slot of role (it is deleted).
+func (p *devicePollers) stopRole(role string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for slot, cur := range p.running {
+		if slot == role || strings.HasPrefix(slot, role+"/") {
+			cur.cancel()
+			delete(p.running, slot)
+		}
 	}
 }
 
@@ -91,13 +105,13 @@ func (p *devicePollers) wait(l *deviceLogin) time.Duration {
 	return max(l.Interval, p.minInterval, time.Millisecond)
 }
 
-// pollDeviceLogin polls until the login ends.
-func (b *idpBackend) pollDeviceLogin(ctx context.Context, role, id string) {
+// pollDeviceLogin polls the slot's login until it ends.
+func (b *idpBackend) pollDeviceLogin(ctx context.Context, slot, id string) {
 	s := b.devices.storage
 	for {
-		l, err := loadDeviceLogin(ctx, s, role)
+		l, err := loadDeviceLogin(ctx, s, slot)
 		if err != nil {
-			b.Logger().Warn("device login: reading the pending login failed", "role", role, "error", err)
+			b.Logger().Warn("device login: reading the pending login failed", "slot", slot, "error", err)
 		}
 		if l == nil || l.ID != id || l.Ended != "" {
 			return
@@ -109,20 +123,21 @@ func (b *idpBackend) pollDeviceLogin(ctx context.Context, role, id string) {
 			return
 		case <-t.C:
 		}
-		if b.storageReadOnly() || b.pollDeviceOnce(ctx, s, role, id) {
+		if b.storageReadOnly() || b.pollDeviceOnce(ctx, s, slot, id) {
 			return
 		}
 	}
 }
 
 // pollDeviceOnce makes one poll; true means the login ended.
-func (b *idpBackend) pollDeviceOnce(ctx context.Context, s logical.Storage, name, id string) bool {
+func (b *idpBackend) pollDeviceOnce(ctx context.Context, s logical.Storage, slot, id string) bool {
 	// Before the role is read: a drop or delete after this stores nothing.
 	began := b.tokens.Epoch()
-	l, err := loadDeviceLogin(ctx, s, name)
+	l, err := loadDeviceLogin(ctx, s, slot)
 	if err != nil || l == nil || l.ID != id || l.Ended != "" {
 		return err == nil
 	}
+	name := l.Role
 	role, cfg, resp, err := b.roleAndConfig(ctx, s, name)
 	if err != nil {
 		b.Logger().Warn("device login: reading the role failed", "role", name, "error", err)
@@ -133,23 +148,29 @@ func (b *idpBackend) pollDeviceOnce(ctx context.Context, s logical.Storage, name
 		b.Logger().Info("device login stopped: the role was deleted", "role", name)
 		b.devices.writeMu.Lock()
 		defer b.devices.writeMu.Unlock()
-		if cur, _ := loadDeviceLogin(ctx, s, name); cur != nil && cur.ID == id {
-			_ = s.Delete(ctx, deviceLoginPrefix+name)
+		if cur, _ := loadDeviceLogin(ctx, s, slot); cur != nil && cur.ID == id {
+			_ = s.Delete(ctx, deviceLoginPrefix+slot)
 		}
 		return true
 	}
-	if resp != nil || role.grant() != backend.GrantDeviceCode || cachedFingerprint(name, role, cfg) != l.Fingerprint || roleVersion(role) != l.RoleVersion {
+	if resp != nil || role.grant() != backend.GrantDeviceCode || cachedFingerprint(name, role, cfg) != l.Fingerprint || roleVersion(role) != l.RoleVersion ||
+		role.PerEntity != (l.Entity != "") {
 		b.Logger().Info("device login stopped: the role was changed or deleted", "role", name)
 		return b.endDeviceLogin(ctx, s, l, deviceEndRoleChanged, "the role or its config changed")
 	}
 	if !b.now().Before(l.ExpiresAt) {
 		return b.endDeviceLogin(ctx, s, l, deviceEndExpired, "the device code expired before the login was done")
 	}
-	_, err = b.login(ctx, s, name, role, cfg, began, func(ctx context.Context) (*backend.Token, error) {
+	h := holder{entity: l.Entity, perEntity: role.PerEntity}
+	_, err = b.login(ctx, s, name, role, cfg, h, began, func(ctx context.Context) (*backend.Token, error) {
 		l.Polls++
 		treq := backend.DeviceTokenRequest(l.DeviceCode)
 		treq.Params.Set("client_id", cfg.entry.ClientID)
-		return cfg.endpoint.RequestToken(ctx, treq)
+		tok, err := cfg.endpoint.RequestToken(ctx, treq)
+		if err != nil {
+			return nil, err
+		}
+		return tok, b.checkLoginSubject(ctx, cfg, role, l.Entity, "", tok)
 	})
 	var held *backend.HeldError
 	var dropped *backend.DroppedError
@@ -160,13 +181,21 @@ func (b *idpBackend) pollDeviceOnce(ctx context.Context, s logical.Storage, name
 		return false
 	case errors.As(err, &dropped):
 		return b.endDeviceLogin(ctx, s, l, deviceEndRoleChanged, "the role was dropped, changed or deleted while the login completed")
+	case isSubjectMismatchErr(err):
+		m, _ := isSubjectMismatch(err)
+		b.revokeDropped(ctx, []toRevoke{{key: tokenKeyOf(name, role, cfg, h), cfg: cfg, tok: &backend.StoredToken{Token: *m.token}}})
+		b.metrics.PerEntityLogin(role.Config, name, backend.LoginRefusedSubject)
+		return b.endDeviceLogin(ctx, s, l, deviceEndRefusedSubject, err.Error())
 	case errors.Is(err, logical.ErrReadOnly):
 		return true // another node polls
 	case err == nil:
 		b.devices.writeMu.Lock()
 		defer b.devices.writeMu.Unlock()
-		if cur, _ := loadDeviceLogin(ctx, s, name); cur != nil && cur.ID == id {
-			if err := s.Delete(ctx, deviceLoginPrefix+name); err != nil {
+		if role.PerEntity {
+			b.metrics.PerEntityLogin(role.Config, name, backend.LoginSuccess)
+		}
+		if cur, _ := loadDeviceLogin(ctx, s, slot); cur != nil && cur.ID == id {
+			if err := s.Delete(ctx, deviceLoginPrefix+slot); err != nil {
 				b.Logger().Warn("device login: deleting the completed login failed", "role", name, "error", err)
 			}
 		}
@@ -200,7 +229,7 @@ func (b *idpBackend) pollDeviceOnce(ctx context.Context, s logical.Storage, name
 func (b *idpBackend) updateDeviceLogin(ctx context.Context, s logical.Storage, l *deviceLogin, change func(*deviceLogin)) bool {
 	b.devices.writeMu.Lock()
 	defer b.devices.writeMu.Unlock()
-	cur, err := loadDeviceLogin(ctx, s, l.Role)
+	cur, err := loadDeviceLogin(ctx, s, l.slot())
 	if err != nil || cur == nil || cur.ID != l.ID {
 		return err != nil // a read failure keeps polling
 	}
@@ -231,24 +260,25 @@ func (b *idpBackend) resumeDeviceLogins(ctx context.Context, s logical.Storage) 
 	if b.storageReadOnly() {
 		return nil
 	}
-	names, err := s.List(ctx, deviceLoginPrefix)
+	slots, err := logical.CollectKeysWithPrefix(ctx, s, deviceLoginPrefix)
 	if err != nil {
 		return err
 	}
 	now := b.now()
-	for _, name := range names {
-		l, err := loadDeviceLogin(ctx, s, name)
+	for _, key := range slots {
+		slot := strings.TrimPrefix(key, deviceLoginPrefix)
+		l, err := loadDeviceLogin(ctx, s, slot)
 		if err != nil || l == nil {
 			continue
 		}
 		if (l.Ended != "" && now.Sub(l.EndedAt) > endedDeviceLoginTTL) || now.Sub(l.ExpiresAt) > endedDeviceLoginTTL {
-			if err := s.Delete(ctx, deviceLoginPrefix+name); err != nil {
+			if err := s.Delete(ctx, key); err != nil {
 				return err
 			}
 			continue
 		}
 		if l.Ended == "" {
-			b.devices.start(b, name, l.ID)
+			b.devices.start(b, slot, l.ID)
 		}
 	}
 	return nil

@@ -54,9 +54,14 @@ func (b *idpBackend) otherRoleToken(ctx context.Context, req *logical.Request, n
 		if err != nil {
 			return "", err
 		}
-		// As creds/<other> would: a single-active config's rules hold here too.
-		key := tokenKeyOf(other, orole, ocfg)
-		w, err := b.want(ctx, req, other, orole, ocfg, key, 0, began)
+		// As creds/<other> would (the caller's own token of a per_entity
+		// role): a single-active config's rules hold here too.
+		h, err := b.holderFor(ctx, req, other, orole)
+		if err != nil {
+			return "", err
+		}
+		key := tokenKeyOf(other, orole, ocfg, h)
+		w, err := b.want(ctx, req, other, orole, ocfg, h, key, 0, began)
 		if err != nil {
 			return "", err
 		}
@@ -70,6 +75,24 @@ func (b *idpBackend) otherRoleToken(ctx context.Context, req *logical.Request, n
 		}
 		return tok.AccessToken, nil
 	}
+}
+
+// holderFor is holderOf, with the roles an exchange role takes its tokens
+// from looked up: an exchange of a per_entity role's token is the
+// caller's own too.
+func (b *idpBackend) holderFor(ctx context.Context, req *logical.Request, name string, role *roleEntry) (holder, error) {
+	refs := false
+	for _, ref := range []string{role.SubjectRole, role.ActorRole} {
+		if ref == "" {
+			continue
+		}
+		other, err := b.role(ctx, req.Storage, ref)
+		if err != nil {
+			return holder{}, err
+		}
+		refs = refs || (other != nil && other.PerEntity)
+	}
+	return b.holderOf(req, name, role, refs)
 }
 
 // referencedRole loads the role that role name's field (subject_role,

@@ -10,7 +10,7 @@ import (
 // assertion is signed with the config's private_key for each HTTP try. A
 // preset that wants the scopes in the assertion (Google) gets them as its
 // space-separated scope claim instead of the scope form field.
-func jwtBearerRequest(req *backend.TokenRequest, role *roleEntry, cfg *configState) error {
+func jwtBearerRequest(req *backend.TokenRequest, role *roleEntry, cfg *configState, resolved *resolvedAssertion) error {
 	signer := cfg.endpoint.Signer
 	if signer == nil {
 		return &backend.IdPError{Config: role.Config, Detail: "the jwt_bearer grant needs the config's private_key"}
@@ -20,6 +20,9 @@ func jwtBearerRequest(req *backend.TokenRequest, role *roleEntry, cfg *configSta
 		Subject:  role.JWTSubject,
 		Audience: role.JWTAudience,
 		Extra:    role.JWTClaims,
+	}
+	if resolved != nil { // the caller's own subject (a template)
+		c.Subject, c.Extra = resolved.subject, resolved.claims
 	}
 	if c.Issuer == "" {
 		c.Issuer = cfg.entry.ClientID

@@ -32,9 +32,10 @@ type testEnv struct {
 type envOption func(*envConfig)
 
 type envConfig struct {
-	storage logical.Storage
-	logs    io.Writer
-	clock   *fakeclock.Clock
+	storage  logical.Storage
+	logs     io.Writer
+	clock    *fakeclock.Clock
+	entities map[string]*logical.Entity
 }
 
 // onStorage mounts the backend on existing storage: a Vault restart, a
@@ -47,6 +48,25 @@ func withLogs(w io.Writer) envOption { return func(c *envConfig) { c.logs = w } 
 // withClock gives the backend a fake clock (its waits move it).
 func withClock(clock *fakeclock.Clock) envOption { return func(c *envConfig) { c.clock = clock } }
 
+// withEntities makes Vault know these identity entities, by ID.
+func withEntities(entities ...*logical.Entity) envOption {
+	return func(c *envConfig) {
+		c.entities = map[string]*logical.Entity{}
+		for _, e := range entities {
+			c.entities[e.ID] = e
+		}
+	}
+}
+
+// entitySystemView answers EntityInfo from a table, as Vault does from its
+// identity store.
+type entitySystemView struct {
+	*logical.StaticSystemView
+	entities map[string]*logical.Entity
+}
+
+func (v entitySystemView) EntityInfo(id string) (*logical.Entity, error) { return v.entities[id], nil }
+
 func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	t.Helper()
 	c := envConfig{storage: &logical.InmemStorage{}}
@@ -57,6 +77,9 @@ func newTestEnv(t *testing.T, opts ...envOption) *testEnv {
 	conf := logical.TestBackendConfig()
 	conf.StorageView = c.storage
 	conf.System = sys
+	if c.entities != nil {
+		conf.System = entitySystemView{StaticSystemView: sys, entities: c.entities}
+	}
 	if c.logs != nil {
 		conf.Logger = hclog.New(&hclog.LoggerOptions{Name: "idp", Level: hclog.Trace, Output: c.logs})
 	}
@@ -76,9 +99,36 @@ var testT0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 
 func (e *testEnv) do(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
 	e.t.Helper()
+	return e.doAs("", op, path, data)
+}
+
+// doAs performs a request as Vault would for a token of entity ("": a
+// token without an entity, such as root).
+func (e *testEnv) doAs(entity string, op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
+	e.t.Helper()
 	return e.b.HandleRequest(context.Background(), &logical.Request{
-		Operation: op, Path: path, Data: data, Storage: e.storage,
+		Operation: op, Path: path, Data: data, Storage: e.storage, EntityID: entity,
 	})
+}
+
+// okAs is ok for a token of entity.
+func (e *testEnv) okAs(entity string, op logical.Operation, path string, data map[string]any) *logical.Response {
+	e.t.Helper()
+	resp, err := e.doAs(entity, op, path, data)
+	if err != nil || (resp != nil && resp.IsError()) {
+		e.t.Fatalf("%s %s as %s: err=%v resp=%v", op, path, entity, err, respErr(resp))
+	}
+	return resp
+}
+
+// failsAs is fails for a token of entity.
+func (e *testEnv) failsAs(entity string, op logical.Operation, path string, data map[string]any, want string) string {
+	e.t.Helper()
+	resp, err := e.doAs(entity, op, path, data)
+	if err != nil || resp == nil || !resp.IsError() || !strings.Contains(respErr(resp), want) {
+		e.t.Fatalf("%s %s as %s: err=%v resp=%q, want a 400 containing %q", op, path, entity, err, respErr(resp), want)
+	}
+	return respErr(resp)
 }
 
 // ok performs a request that must succeed.

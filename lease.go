@@ -27,7 +27,9 @@ func (b *idpBackend) credsResponse(name string, got served) *logical.Response {
 	internal := map[string]any{"role": name}
 	renewable := got.role.renewable(got.singleActive)
 	if renewable {
-		internal["token"] = tokenTag(tok.AccessToken)
+		// Which token the lease holds, and where it is kept (for a person's
+		// own token, the entity's key: set from the request, never by it).
+		internal["token"], internal["key"] = tokenTag(tok.AccessToken), got.key.String()
 	}
 	resp := b.Secret(secretAccessTokenType).Response(data, internal)
 	resp.Secret.TTL = ttl

@@ -204,6 +204,12 @@ func TestResponsesMatchDeclaredSchemas(t *testing.T) {
 	ex.ok(logical.UpdateOperation, "roles/bybase", map[string]any{"config": "sts", "grant_type": "token_exchange", "audience": "orders", "subject_role": "base"})
 	exc.do(logical.ReadOperation, "creds/bybase", nil)
 	exc.do(logical.ReadOperation, "token/bybase", nil)
+	// The people of a per_entity role, listed and one forgotten.
+	people := newPeopleEnv(t, nil)
+	people.loginAs(alice, "alice")
+	pc := &responseCheck{e: people.testEnv, seen: c.seen, path: c.path}
+	pc.do(logical.ListOperation, "logins/people/", nil)
+	pc.do(logical.DeleteOperation, "logins/people/"+alice.ID, nil)
 
 	// Every declared field was answered at least once.
 	for key, p := range c.path {

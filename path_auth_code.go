@@ -76,6 +76,10 @@ func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request,
 	if role.grant() != backend.GrantAuthorizationCode {
 		return logical.ErrorResponse("role %q uses grant_type %s; auth-url is only for authorization_code roles", name, role.GrantType), nil
 	}
+	h, err := b.holderOf(req, name, role, false)
+	if err != nil {
+		return b.credsError(name, err)
+	}
 	e := cfg.entry
 	authURL, err := cfg.authorizationEndpoint(ctx)
 	if err != nil {
@@ -101,7 +105,12 @@ func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request,
 	st := &authState{
 		Role: name, Config: role.Config, Generation: e.Generation, Fingerprint: fingerprint(role, cfg),
 		RedirectURI: redirect, Verifier: oauth2.GenerateVerifier(),
-		Created: now, Expires: now.Add(e.authStateTTL()),
+		Created: now, Expires: now.Add(e.authStateTTL()), Entity: h.entity,
+	}
+	if role.BoundSubject != "" {
+		if st.Nonce, err = newState(); err != nil {
+			return nil, err
+		}
 	}
 	if err := b.storePendingLogin(ctx, req.Storage, authStateKey(state), st); err != nil {
 		return nil, err
@@ -115,6 +124,9 @@ func (b *idpBackend) pathAuthURLWrite(ctx context.Context, req *logical.Request,
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(st.Verifier)}
 	if prompt := role.loginPrompt(oc.Scopes); prompt != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
+	}
+	if st.Nonce != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("nonce", st.Nonce))
 	}
 	b.Logger().Debug("login begun", "role", name, "config", role.Config)
 	return &logical.Response{Data: map[string]any{

@@ -177,7 +177,7 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return nil, err
 	}
-	if err := b.dropTokenKeys(ctx, req.Storage, tokenKeysOfConfig(name, users)); err != nil {
+	if err := b.dropTokensOfRoles(ctx, req.Storage, name, users); err != nil {
 		return nil, err
 	}
 	if err := req.Storage.Delete(ctx, configPrefix+name); err != nil {

@@ -36,7 +36,12 @@ func (b *idpBackend) pathCredsDrop(ctx context.Context, req *logical.Request, d 
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	key := tokenKeyOf(name, role, cfg)
+	h, err := b.holderFor(ctx, req, name, role)
+	if err != nil {
+		return b.credsError(name, err)
+	}
+	// A person drops their own token of a per_entity role, nobody else's.
+	key := tokenKeyOf(name, role, cfg, h)
 	list, err := b.peekTokens(ctx, req.Storage, cfg, key)
 	if err != nil {
 		return nil, err
@@ -48,7 +53,7 @@ func (b *idpBackend) pathCredsDrop(ctx context.Context, req *logical.Request, d 
 	if role.grant() == backend.GrantTokenExchange && role.SubjectRole == "" {
 		// The exchanges callers brought their subject tokens to: the next
 		// exchange/<role> of each subject exchanges again.
-		dropped = b.tokens.DropEphemeral(exchangesOfRole(name)) > 0 || dropped
+		dropped = b.tokens.DropEphemeral(familyPrefix(familyExchange, name)) > 0 || dropped
 	}
 	resp = &logical.Response{Data: map[string]any{"dropped": dropped, "token_key": key.String()}}
 	if key.shared {

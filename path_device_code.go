@@ -38,6 +38,10 @@ func (b *idpBackend) pathDeviceCodeWrite(ctx context.Context, req *logical.Reque
 	if role.grant() != backend.GrantDeviceCode {
 		return logical.ErrorResponse("role %q has grant_type %s; %sdevice-code/ is for device_code roles", name, role.GrantType, mountPrefix(req.MountPoint)), nil
 	}
+	h, err := b.holderOf(req, name, role, false)
+	if err != nil {
+		return b.credsError(name, err)
+	}
 	if err := b.canMint(); err != nil {
 		return nil, err
 	}
@@ -46,17 +50,17 @@ func (b *idpBackend) pathDeviceCodeWrite(ctx context.Context, req *logical.Reque
 		return b.credsError(name, err)
 	}
 	l := &deviceLogin{
-		ID: newDeviceLoginID(), Role: name, Config: role.Config, Fingerprint: cachedFingerprint(name, role, cfg), RoleVersion: roleVersion(role),
+		ID: newDeviceLoginID(), Role: name, Entity: h.entity, Config: role.Config, Fingerprint: cachedFingerprint(name, role, cfg), RoleVersion: roleVersion(role),
 		DeviceCode: da.DeviceCode, UserCode: da.UserCode, VerificationURI: da.VerificationURI,
 		VerificationURIComplete: da.VerificationURIComplete, Created: b.now(), ExpiresAt: da.ExpiresAt, Interval: da.Interval,
 	}
 	b.devices.writeMu.Lock()
-	err = storeDeviceLogin(ctx, req.Storage, l) // replaces the role's previous login
+	err = storeDeviceLogin(ctx, req.Storage, l) // replaces the slot's previous login
 	b.devices.writeMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	b.devices.start(b, name, l.ID)
+	b.devices.start(b, l.slot(), l.ID)
 	b.Logger().Info("device login started", "role", name, "config", role.Config, "expires_at", l.ExpiresAt)
 	data := map[string]any{
 		"user_code":        l.UserCode,

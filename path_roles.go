@@ -113,10 +113,10 @@ func (b *idpBackend) afterRoleChange(ctx context.Context, s logical.Storage, nam
 	if err != nil {
 		return nil, err
 	}
-	if oldCfg != nil && fingerprint(old, oldCfg) == fingerprint(r, cfg) {
+	if oldCfg != nil && fingerprint(old, oldCfg) == fingerprint(r, cfg) && !old.holdersChanged(r) {
 		return nil, nil
 	}
-	return nil, b.tokens.Drop(ctx, storageKV{s}, tokenKeyOf(name, r, cfg).String())
+	return nil, b.dropRoleTokens(ctx, s, name)
 }
 
 // warnIfSharedTokenChanges warns when role name of a single-active config
@@ -150,11 +150,18 @@ func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d
 	name := d.Get("name").(string)
 	b.writeLock.Lock()
 	defer b.writeLock.Unlock()
-	// A shared (one-live-token) token stays for the config's other roles.
+	// A shared (one-live-token) token stays for the config's other roles,
+	// unless it is a person's login and no other role holds it: a role
+	// written again under the name must log in again.
 	revoke, err := b.roleTokenToRevoke(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
+	shared, sharedRevoke, err := b.sharedLoginLeftAlone(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	revoke = append(revoke, sharedRevoke...)
 	// Logins first: if a later step fails, no pending login is left to
 	// complete into a role written again under this name.
 	if err := b.dropLogins(ctx, req.Storage, name); err != nil {
@@ -162,6 +169,11 @@ func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d
 	}
 	if err := b.dropRoleTokens(ctx, req.Storage, name); err != nil {
 		return nil, err
+	}
+	if shared != nil {
+		if err := b.tokens.Drop(ctx, storageKV{req.Storage}, shared.String()); err != nil {
+			return nil, err
+		}
 	}
 	if err := req.Storage.Delete(ctx, rolePrefix+name); err != nil {
 		return nil, err
@@ -174,24 +186,24 @@ func (b *idpBackend) pathRoleDelete(ctx context.Context, req *logical.Request, d
 	}
 	// Best effort: a failure is logged and does not undo the delete.
 	b.revokeDropped(ctx, revoke)
+	resp := &logical.Response{}
+	if shared != nil {
+		resp.AddWarning(fmt.Sprintf("role %q was the last role of a single_active_token config, whose token came from a person's login: it was dropped "+
+			"(and revoked at the IdP where it can be) so that a role written again logs in anew, also under leases handed out before this delete", name))
+	}
 	dependents, err := b.rolesNaming(ctx, req.Storage, name)
 	if err != nil {
 		// The delete is done; only the warning is lost.
 		b.Logger().Warn("role deleted; listing the roles that exchange from it failed", "role", name, "error", err)
 	}
-	if len(dependents) == 0 {
+	if len(dependents) > 0 {
+		resp.AddWarning(fmt.Sprintf("roles %s name role %q as subject_role or actor_role: their next exchange fails until a role of that name is written again",
+			strings.Join(dependents, ", "), name))
+	}
+	if len(resp.Warnings) == 0 {
 		return nil, nil
 	}
-	return &logical.Response{Warnings: []string{fmt.Sprintf(
-		"roles %s name role %q as subject_role or actor_role: their next exchange fails until a role of that name is written again",
-		strings.Join(dependents, ", "), name)}}, nil
-}
-
-// dropRoleTokens drops the role's own token and its exchanges of callers'
-// subject tokens: a role written again under the name starts afresh.
-func (b *idpBackend) dropRoleTokens(ctx context.Context, s logical.Storage, name string) error {
-	b.tokens.DropEphemeral(exchangesOfRole(name))
-	return b.tokens.Drop(ctx, storageKV{s}, roleTokenKey(name).String())
+	return resp, nil
 }
 
 // rolesNaming are the roles whose token exchange takes role's token (as

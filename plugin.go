@@ -33,6 +33,11 @@ type idpBackend struct {
 	// tokens is the one door of every token write: reads, logins, exchanges
 	// of callers' subject tokens (memory only), drops.
 	tokens backend.TokenStore
+	// entities memoises Vault's descriptions of entities (identity.go).
+	entities backend.Cache[*entityMemo]
+	// lastSweep is when people's tokens were last swept (logins.go), in
+	// Unix nanoseconds.
+	lastSweep atomic.Int64
 	// devices polls for pending device logins (device_poller.go).
 	devices devicePollers
 
@@ -70,6 +75,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 func newBackend() *idpBackend {
 	b := &idpBackend{now: time.Now, sleep: backend.Sleep}
 	b.tokens.Now, b.tokens.Sleep = b.clock, b.sleepFor
+	b.entities.SetBound(backend.DefaultBoundedTokens)
 	b.devices.minInterval, b.devices.slowDown = time.Second, backend.SlowDownStep
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -96,6 +102,7 @@ func newBackend() *idpBackend {
 			b.pathCredsDropPaths(),
 			b.pathExchange(),
 			b.pathDeviceCode(),
+			b.pathLogins(),
 		),
 		PeriodicFunc:   b.periodic,
 		Secrets:        []*framework.Secret{b.secretAccessToken()},
@@ -149,6 +156,9 @@ near expiry, so reads do not mint a token each time.
 // then device logins.
 func (b *idpBackend) periodic(ctx context.Context, req *logical.Request) error {
 	if err := b.sweepAuthStates(ctx, req); err != nil {
+		return err
+	}
+	if err := b.sweepEntityTokens(ctx, req.Storage); err != nil {
 		return err
 	}
 	return b.resumeDeviceLogins(ctx, req.Storage)

@@ -6,6 +6,9 @@ package idptokens
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -19,8 +22,9 @@ type toRevoke struct {
 	tok *backend.StoredToken
 }
 
-// roleTokenToRevoke is the role's own cached token (not a token shared by
-// the config's roles), before it is dropped.
+// roleTokenToRevoke is the role's own cached tokens (not a token shared by
+// the config's roles): its one token and its people's and subjects', before
+// they are dropped.
 func (b *idpBackend) roleTokenToRevoke(ctx context.Context, s logical.Storage, name string) ([]toRevoke, error) {
 	role, err := b.role(ctx, s, name)
 	if err != nil || role == nil {
@@ -30,17 +34,71 @@ func (b *idpBackend) roleTokenToRevoke(ctx context.Context, s logical.Storage, n
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	return b.peekTokens(ctx, s, cfg, roleTokenKey(name))
+	keys, err := b.storedKeysOfRole(ctx, s, name)
+	if err != nil {
+		return nil, err
+	}
+	return b.peekTokens(ctx, s, cfg, keys...)
+}
+
+// sharedLoginLeftAlone is the key of role name's single-active config's
+// shared token, and that token to revoke, when the token comes from a
+// person's login (a login grant) and the role is the config's last: it is
+// dropped with the role. nil when the shared token stays.
+func (b *idpBackend) sharedLoginLeftAlone(ctx context.Context, s logical.Storage, name string) (*tokenKey, []toRevoke, error) {
+	role, err := b.role(ctx, s, name)
+	if err != nil || role == nil || (role.grant() != backend.GrantAuthorizationCode && role.grant() != backend.GrantDeviceCode) {
+		return nil, nil, err
+	}
+	cfg, err := b.config(ctx, s, role.Config)
+	if err != nil || cfg == nil || !cfg.singleActive {
+		return nil, nil, err
+	}
+	others, err := b.rolesOf(ctx, s, role.Config)
+	if err != nil {
+		return nil, nil, err
+	}
+	delete(others, name)
+	if len(others) > 0 {
+		return nil, nil, nil
+	}
+	key := configTokenKey(role.Config)
+	revoke, err := b.peekTokens(ctx, s, cfg, key)
+	return &key, revoke, err
+}
+
+// storedKeysOfRole are the keys of the role's one token and of every token
+// its families hold in storage.
+func (b *idpBackend) storedKeysOfRole(ctx context.Context, s logical.Storage, name string) ([]tokenKey, error) {
+	keys := []tokenKey{roleTokenKey(name)}
+	for _, family := range []string{familyEntity, familySubject} {
+		stored, err := backend.StoredKeys(ctx, storageKV{s}, familyPrefix(family, name))
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range stored {
+			keys = append(keys, tokenKey{name: name, family: family, member: strings.TrimPrefix(k, familyPrefix(family, name))})
+		}
+	}
+	return keys, nil
 }
 
 // tokensOfConfigToRevoke is every cached token of a config whose roles are
-// roles, before they are dropped (the keys dropTokenKeys drops).
+// roles, before they are dropped (the tokens dropTokensOfRoles drops).
 func (b *idpBackend) tokensOfConfigToRevoke(ctx context.Context, s logical.Storage, config string, roles map[string]*roleEntry) ([]toRevoke, error) {
 	cfg, err := b.config(ctx, s, config)
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	return b.peekTokens(ctx, s, cfg, tokenKeysOfConfig(config, roles)...)
+	keys := []tokenKey{configTokenKey(config)}
+	for _, name := range slices.Sorted(maps.Keys(roles)) {
+		more, err := b.storedKeysOfRole(ctx, s, name)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, more...)
+	}
+	return b.peekTokens(ctx, s, cfg, keys...)
 }
 
 func (b *idpBackend) peekTokens(ctx context.Context, s logical.Storage, cfg *configState, keys ...tokenKey) ([]toRevoke, error) {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"maps"
 	"slices"
 	"time"
 
@@ -32,6 +31,38 @@ type roleEntry struct {
 	// RenewableLeases makes creds leases renewable (secret_renew.go), for
 	// Vault Proxy's cache; never on a single-active config.
 	RenewableLeases bool `json:"renewable_leases,omitempty"`
+	// PerEntity (login grants): each Vault entity logs in for, and reads,
+	// its own token. BoundSubject, a template, is what the login's ID token
+	// claim BoundSubjectClaim must be for the entity that began it.
+	PerEntity         bool   `json:"per_entity,omitempty"`
+	BoundSubject      string `json:"bound_subject,omitempty"`
+	BoundSubjectClaim string `json:"bound_subject_claim,omitempty"`
+	// LoginIdleTTL (per_entity): a person's token with a refresh token is
+	// forgotten after this long without a read.
+	LoginIdleTTL time.Duration `json:"login_idle_ttl,omitempty"`
+}
+
+// Bounds of a per-entity role.
+const (
+	defaultLoginIdleTTL = 30 * 24 * time.Hour
+	minLoginIdleTTL     = time.Minute
+	maxLoginIdleTTL     = 365 * 24 * time.Hour
+)
+
+// loginIdle is how long a person's refreshable token may go unread.
+func (r *roleEntry) loginIdle() time.Duration {
+	if r.LoginIdleTTL > 0 {
+		return r.LoginIdleTTL
+	}
+	return defaultLoginIdleTTL
+}
+
+// subjectClaim is the ID token claim bound_subject is compared with.
+func (r *roleEntry) subjectClaim() string {
+	if r.BoundSubjectClaim != "" {
+		return r.BoundSubjectClaim
+	}
+	return "sub"
 }
 
 // scopes is what the role asks for: its own, else the config's (which
@@ -41,57 +72,6 @@ func (r *roleEntry) scopes(cfg *configState) []string {
 		return r.Scopes
 	}
 	return cfg.entry.Scopes
-}
-
-// tokenKey names where a token is cached: a role's own token, the one
-// token every role of a single-active config shares, or (in memory only) a
-// role's exchange of one subject token a caller brought.
-type tokenKey struct {
-	shared  bool   // the config's shared token
-	name    string // the role's name, or the config's when shared
-	subject string // an exchange: the subject token's digest
-}
-
-func roleTokenKey(role string) tokenKey  { return tokenKey{name: role} }
-func configTokenKey(cfg string) tokenKey { return tokenKey{shared: true, name: cfg} }
-
-// exchangeTokenKey is where role's exchange of a caller's subject token is
-// held: under a digest of the token, never the token itself.
-func exchangeTokenKey(role, subjectTokenType, subjectToken string) tokenKey {
-	return tokenKey{name: role, subject: backend.SubjectDigest(subjectTokenType, subjectToken)}
-}
-
-// exchangesOfRole is the prefix of every exchange key of role.
-func exchangesOfRole(role string) string { return "exchange/" + role + "/" }
-
-// String is the key below backend.TokenPrefix.
-func (k tokenKey) String() string {
-	switch {
-	case k.shared:
-		return "config/" + k.name
-	case k.subject != "":
-		return exchangesOfRole(k.name) + k.subject
-	}
-	return "role/" + k.name
-}
-
-// tokenKeyOf is where the role's token is cached. A config whose IdP keeps
-// one live token per client shares one token among all its roles, as a
-// second token would invalidate the first.
-func tokenKeyOf(roleName string, r *roleEntry, cfg *configState) tokenKey {
-	if cfg.singleActive {
-		return configTokenKey(r.Config)
-	}
-	return roleTokenKey(roleName)
-}
-
-// tokenKeysOfConfig is every key a config's tokens may be cached under.
-func tokenKeysOfConfig(config string, roles map[string]*roleEntry) []tokenKey {
-	keys := []tokenKey{configTokenKey(config)}
-	for _, name := range slices.Sorted(maps.Keys(roles)) {
-		keys = append(keys, roleTokenKey(name))
-	}
-	return keys
 }
 
 // requestShape is what makes two token requests interchangeable.
@@ -171,17 +151,42 @@ func (b *idpBackend) dropTokensOfConfig(ctx context.Context, s logical.Storage, 
 	if err != nil {
 		return err
 	}
-	return b.dropTokenKeys(ctx, s, tokenKeysOfConfig(config, roles))
+	return b.dropTokensOfRoles(ctx, s, config, roles)
 }
 
-// dropTokenKeys deletes the cached tokens under keys.
-func (b *idpBackend) dropTokenKeys(ctx context.Context, s logical.Storage, keys []tokenKey) error {
-	for _, k := range keys {
-		if err := b.tokens.Drop(ctx, storageKV{s}, k.String()); err != nil {
+// dropTokensOfRoles deletes the config's shared token and every token of
+// its roles: each role's one, its people's and subjects', its exchanges.
+func (b *idpBackend) dropTokensOfRoles(ctx context.Context, s logical.Storage, config string, roles map[string]*roleEntry) error {
+	if err := b.tokens.Drop(ctx, storageKV{s}, configTokenKey(config).String()); err != nil {
+		return err
+	}
+	for name := range roles {
+		if err := b.dropRoleTokens(ctx, s, name); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// dropRoleTokens drops every token of a role (not a token its
+// single-active config shares): its one token, its people's and
+// subjects', and its exchanges of callers' subject tokens. A role written
+// again under the name starts afresh.
+func (b *idpBackend) dropRoleTokens(ctx context.Context, s logical.Storage, name string) error {
+	b.tokens.DropEphemeral(familyPrefix(familyExchange, name))
+	for _, prefix := range familiesOfRole(name) {
+		if _, err := b.tokens.DropPrefix(ctx, storageKV{s}, prefix); err != nil {
+			return err
+		}
+	}
+	return b.tokens.Drop(ctx, storageKV{s}, roleTokenKey(name).String())
+}
+
+// holdersChanged: r keeps its tokens for other holders than old did (per
+// person or not), or binds its logins otherwise: tokens held under old must
+// not be served under r.
+func (old *roleEntry) holdersChanged(r *roleEntry) bool {
+	return old.PerEntity != r.PerEntity || old.BoundSubject != r.BoundSubject || old.subjectClaim() != r.subjectClaim()
 }
 
 // grant is the role's grant as a backend type.
@@ -213,10 +218,19 @@ func (b *idpBackend) dropLogins(ctx context.Context, s logical.Storage, name str
 	if err := b.dropPendingLogins(ctx, s, name); err != nil {
 		return err
 	}
-	b.devices.stop(name)
+	b.devices.stopRole(name)
 	b.devices.writeMu.Lock()
 	defer b.devices.writeMu.Unlock()
-	return s.Delete(ctx, deviceLoginPrefix+name)
+	slots, err := logical.CollectKeysWithPrefix(ctx, s, deviceLoginPrefix+name+"/")
+	if err != nil {
+		return err
+	}
+	for _, key := range append(slots, deviceLoginPrefix+name) {
+		if err := s.Delete(ctx, key); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fingerprintMemo is a role's fingerprint under one config state.

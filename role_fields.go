@@ -97,6 +97,18 @@ var roleFieldTable = []roleField{
 	{name: "renewable_leases", kind: kindFlag, desc: "Make creds leases renewable (never past the time the token may be relied on), so that Vault Proxy and Agent's API proxy cache them: " +
 		"one lease per token life. Not on a single_active_token config. Default false.",
 		flag: func(r *roleEntry) *bool { return &r.RenewableLeases }},
+	{name: "per_entity", kind: kindFlag, desc: "authorization_code and device_code: each Vault entity logs in for, and reads, its own token (keyed by the request's entity, " +
+		"never by a name the caller picks), so no caller can read another's whatever their policy. Default false.",
+		flag: func(r *roleEntry) *bool { return &r.PerEntity }},
+	{name: "bound_subject", kind: kindText, desc: "per_entity: a template of the caller's entity (e.g. {{identity.entity.aliases.<mount accessor>.name}} or " +
+		"{{identity.entity.metadata.email}}) that the login's ID token claim bound_subject_claim must equal; the ID token is verified " +
+		"(signature against the issuer's JWKS or jwks_url, iss, aud, exp, the login's nonce) and a login for anyone else stores nothing. Needs the openid scope.",
+		str: func(r *roleEntry) *string { return &r.BoundSubject }},
+	{name: "bound_subject_claim", kind: kindText, desc: "per_entity with bound_subject: the ID token claim compared. Default sub.",
+		str: func(r *roleEntry) *string { return &r.BoundSubjectClaim }},
+	{name: "login_idle_ttl", kind: kindDuration, desc: "per_entity: a person's token that holds a refresh token is forgotten after this long without a read " +
+		"(one without a refresh token once it expires). Default 720h (30 days), 1m to 8760h.",
+		dur: func(r *roleEntry) *time.Duration { return &r.LoginIdleTTL }},
 	{name: "prompt", kind: kindList, grant: backend.GrantAuthorizationCode,
 		desc: "OIDC prompt values of the login URL: login (the IdP always asks the person to log in, even with an SSO session), consent, select_account.",
 		list: func(r *roleEntry) *[]string { return &r.Prompt }},

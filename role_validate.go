@@ -48,7 +48,60 @@ func validateRole(r *roleEntry, cfg *configState) *logical.Response {
 	if resp := validateRoleGrant(r, cfg); resp != nil {
 		return resp
 	}
+	if resp := checkPerEntity(r, cfg); resp != nil {
+		return resp
+	}
 	return checkPrompt(r)
+}
+
+// checkPerEntity: a person's own token comes from a login, and one live
+// token per client cannot be one per person; a login bound to its subject
+// needs an ID token; every template parses.
+func checkPerEntity(r *roleEntry, cfg *configState) *logical.Response {
+	grant := r.grant()
+	if r.PerEntity {
+		switch {
+		case grant != backend.GrantAuthorizationCode && grant != backend.GrantDeviceCode:
+			return fieldError("per_entity", "is for authorization_code and device_code roles, where a person logs in; this role uses %s "+
+				"(a jwt_bearer role gets one token per person from a jwt_subject template)", r.GrantType)
+		case cfg.singleActive:
+			return fieldError("per_entity", "config %q keeps one live token per client (single_active_token), which cannot be one token per person", r.Config)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"bound_subject", r.BoundSubject != ""}, {"bound_subject_claim", r.BoundSubjectClaim != ""}, {"login_idle_ttl", r.LoginIdleTTL > 0}} {
+		if f.set && !r.PerEntity {
+			return fieldError(f.name, "is for per_entity roles")
+		}
+	}
+	if r.BoundSubject != "" && !slices.Contains(r.scopes(cfg), "openid") {
+		return fieldError("bound_subject", "needs an ID token, so the role's scopes must include openid")
+	}
+	if r.BoundSubject != "" && cfg.entry.Issuer == "" {
+		return fieldError("bound_subject", "needs config %q to have an issuer: the ID token's iss is checked against it", r.Config)
+	}
+	if r.LoginIdleTTL != 0 && (r.LoginIdleTTL < minLoginIdleTTL || r.LoginIdleTTL > maxLoginIdleTTL) {
+		return fieldError("login_idle_ttl", "must be between %s and %s", minLoginIdleTTL, maxLoginIdleTTL)
+	}
+	if resp := checkTemplate("bound_subject", r.BoundSubject); resp != nil {
+		return resp
+	}
+	if resp := checkTemplate("jwt_subject", r.JWTSubject); resp != nil {
+		return resp
+	}
+	for _, v := range r.JWTClaims {
+		if s, ok := v.(string); ok {
+			if resp := checkTemplate("jwt_claims", s); resp != nil {
+				return resp
+			}
+		}
+	}
+	if r.hasTemplates() && cfg.singleActive {
+		return fieldError("jwt_subject", "config %q keeps one live token per client (single_active_token), which cannot be one token per subject", r.Config)
+	}
+	return nil
 }
 
 // checkSharedToken: roles of a single-active config share one token, so they

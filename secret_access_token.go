@@ -39,12 +39,16 @@ func (b *idpBackend) renewAccessToken(ctx context.Context, req *logical.Request,
 	if !role.renewable(cfg.singleActive) {
 		return logical.ErrorResponse("leases of role %q are not renewable: read %screds/%s again before the lease ends", name, mountPrefix(req.MountPoint), name), nil
 	}
-	key := tokenKeyOf(name, role, cfg)
-	cur, err := b.tokens.Peek(ctx, storageKV{req.Storage}, key.String())
+	key := tokenKeyOf(name, role, cfg, holder{})
+	held := key.String()
+	if k, ok := req.Secret.InternalData["key"].(string); ok && k != "" {
+		held = k // the key the lease was handed out from
+	}
+	cur, err := b.tokens.Peek(ctx, storageKV{req.Storage}, held)
 	if err != nil {
 		return nil, err
 	}
-	w, err := b.want(ctx, req, name, role, cfg, key, 0, 0)
+	w, err := b.want(ctx, req, name, role, cfg, holder{}, key, 0, 0)
 	if err != nil {
 		return b.credsError(name, err)
 	}

@@ -18,12 +18,12 @@ import (
 // (or a HeldError), retiring that token first, and never for a role
 // dropped or deleted after began (the token is then revoked). fetch makes
 // the login's token request.
-func (b *idpBackend) login(ctx context.Context, s logical.Storage, name string, role *roleEntry, cfg *configState, began uint64,
+func (b *idpBackend) login(ctx context.Context, s logical.Storage, name string, role *roleEntry, cfg *configState, h holder, began uint64,
 	fetch func(context.Context) (*backend.Token, error)) (*backend.StoredToken, error) {
-	key := tokenKeyOf(name, role, cfg)
+	key := tokenKeyOf(name, role, cfg, h)
 	w := backend.Want{
 		Key: key.String(), Fingerprint: cachedFingerprint(name, role, cfg), SingleActive: cfg.singleActive,
-		CanMint: b.canMint, Began: began, Login: true,
+		CanMint: b.canMint, Began: began, Login: true, Bounded: key.many(),
 		Fetch: func(ctx context.Context, _ *backend.StoredToken) (*backend.Token, error) {
 			tok, err := fetch(ctx)
 			if err != nil {
@@ -44,11 +44,13 @@ func (b *idpBackend) login(ctx context.Context, s logical.Storage, name string, 
 	return got.StoredToken, err
 }
 
-// served is a token handed out to a read of role, and whether the role's
-// config keeps one live token per client.
+// served is a token handed out to a read of role, whose it is, and whether
+// the role's config keeps one live token per client.
 type served struct {
 	backend.Served
 	role         *roleEntry
+	holder       holder
+	key          tokenKey
 	singleActive bool
 	warnings     []string // for the reader, e.g. why its min_ttl was not met
 }
@@ -72,14 +74,22 @@ func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name 
 				"so a min_ttl above the role's (%s) would mint a new token while other holders' leases of the current one still run; raise the role's min_ttl instead",
 				role.Config, role.MinTTL), nil
 		}
-		key := tokenKeyOf(name, role, cfg)
-		w, err := b.want(ctx, req, name, role, cfg, key, readerMinTTL, began)
+		h, err := b.holderFor(ctx, req, name, role)
+		if err != nil {
+			resp, err := b.credsError(name, err)
+			return served{}, resp, err
+		}
+		key := tokenKeyOf(name, role, cfg, h)
+		w, err := b.want(ctx, req, name, role, cfg, h, key, readerMinTTL, began)
 		if err != nil {
 			resp, err := b.credsError(name, err)
 			return served{}, resp, err
 		}
 		got, err := b.tokens.Serve(ctx, storageKV{req.Storage}, w)
 		b.countCacheRead(role.Config, path, got.Fresh, err)
+		if h.perEntity {
+			b.metrics.PerEntityRead(role.Config, name, err == nil && !got.Fresh)
+		}
 		if b.retryDropped(ctx, err, attempt, name, key, cfg) {
 			continue
 		}
@@ -87,11 +97,33 @@ func (b *idpBackend) serveToken(ctx context.Context, req *logical.Request, name 
 			resp, err := b.credsError(name, err)
 			return served{}, resp, err
 		}
-		out := served{Served: got, role: role, singleActive: cfg.singleActive}
+		if key.many() {
+			b.touch(ctx, req.Storage, w, got.StoredToken, role)
+		}
+		out := served{Served: got, role: role, holder: h, key: key, singleActive: cfg.singleActive}
 		if readerMinTTL > 0 && got.Hold+backend.HoldSkew < readerMinTTL { // the store's own measure: the holding period plus its skew
 			out.warnings = append(out.warnings, shortOfMinTTL(got, readerMinTTL))
 		}
 		return out, nil, nil
+	}
+}
+
+// touchEvery is how stale a token's last read may be in storage (and at
+// most a tenth of the role's login_idle_ttl): a read records itself once in
+// that long, so that an idle person's token can be forgotten while a
+// cache-hit read stays free of writes.
+const touchEvery = time.Hour
+
+// touch records the read of a token of many (a person's) when its stored
+// last read is older than touchEvery, on a node that may write; a failure
+// only delays it.
+func (b *idpBackend) touch(ctx context.Context, s logical.Storage, w backend.Want, tok *backend.StoredToken, role *roleEntry) {
+	now := b.now()
+	if now.Sub(tok.ReadAt()) < min(touchEvery, role.loginIdle()/10) || b.storageReadOnly() {
+		return
+	}
+	if err := b.tokens.Touch(ctx, storageKV{s}, w, now); err != nil {
+		b.Logger().Debug("recording a token's last read failed", "token_key", w.Key, "error", err)
 	}
 }
 
@@ -123,7 +155,7 @@ func (b *idpBackend) retryDropped(ctx context.Context, err error, attempt int, n
 
 // want is what a read of the role asks of the token store; began is the
 // store's epoch before the role was read.
-func (b *idpBackend) want(ctx context.Context, req *logical.Request, name string, role *roleEntry, cfg *configState, key tokenKey, readerMinTTL time.Duration, began uint64) (backend.Want, error) {
+func (b *idpBackend) want(ctx context.Context, req *logical.Request, name string, role *roleEntry, cfg *configState, h holder, key tokenKey, readerMinTTL time.Duration, began uint64) (backend.Want, error) {
 	fp, err := b.requestFingerprint(ctx, req.Storage, name, role, cfg)
 	if err != nil {
 		return backend.Want{}, err
@@ -135,8 +167,9 @@ func (b *idpBackend) want(ctx context.Context, req *logical.Request, name string
 		SingleActive: cfg.singleActive,
 		CanMint:      b.canMint,
 		Began:        began,
+		Bounded:      key.many(),
 		Fetch: func(ctx context.Context, current *backend.StoredToken) (*backend.Token, error) {
-			return b.fetchToken(ctx, req, name, role, cfg, current, began)
+			return b.fetchToken(ctx, req, name, role, cfg, h, current, began)
 		},
 	}
 	if cfg.singleActive {

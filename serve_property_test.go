@@ -147,6 +147,10 @@ type doorLease struct {
 	role, via string
 	token     string
 	end       time.Time
+	// excess is how far the handing node's clock lagged past the one
+	// second skew the promise allows for: the lease may run that much
+	// longer than the token lives, and no more (see clockExcess).
+	excess time.Duration
 }
 
 // doorSubject is a subject token a caller may bring to exchange/x.
@@ -340,6 +344,12 @@ func keyOf(role string) string {
 
 func (m *doorModel) loginGrant() bool { return m.grant != "client_credentials" }
 
+// clockExcess is how far this node's clock lags past the one second
+// (backend.HoldSkew) by which Vault nodes' clocks may disagree under the
+// lease promise: leases and expiries computed on this node may be off by
+// that much. A token killed at the IdP is never excused.
+func (m *doorModel) clockExcess() time.Duration { return max(0, m.lag-backend.HoldSkew) }
+
 func (m *doorModel) faulty(idp *fakeidp.Server) bool {
 	return idp.PendingFaults() > 0 || m.storage.pending() > 0
 }
@@ -451,6 +461,12 @@ func (m *doorModel) serve(rt *rapid.T, role, via string, h handOut, ttl time.Dur
 	if !h.valid {
 		killed, dead := idp.KilledAt(tok)
 		exp, _ := idp.ExpiresAt(tok)
+		if !dead && !exp.Before(now.Add(-m.clockExcess())) {
+			// Expired by no more than this node's clock lags past the skew:
+			// what the promise excuses (a killed token never is).
+			m.stats.add("expired by the clock's lag")
+			return
+		}
 		why := "expired"
 		if dead {
 			why = "killed-by-" + killedBy(idp, tok) + " at " + killed.Format(time.TimeOnly)
@@ -473,7 +489,7 @@ func (m *doorModel) serve(rt *rapid.T, role, via string, h handOut, ttl time.Dur
 		m.violate(rt, "short-hold", "%s of role %s: holding period %s, want at least 1s", via, role, ttl)
 		return
 	}
-	m.leases = append(m.leases, doorLease{idp: idp, role: role, via: via, token: tok, end: now.Add(ttl)})
+	m.leases = append(m.leases, doorLease{idp: idp, role: role, via: via, token: tok, end: now.Add(ttl), excess: m.clockExcess()})
 	m.stats.add(via + " served")
 }
 
@@ -795,10 +811,12 @@ type deleteResult struct {
 	recreated bool
 	faulty    bool
 	otherLeft bool // another role of sa existed at the delete
+	existed   bool // the role existed at the delete
+	resp      *logical.Response
 }
 
 func (m *doorModel) performDelete(role string, recreate bool, seq int) deleteResult {
-	r := deleteResult{role: role, seq: seq, issued: issuedSet(m.idpOf(role)), recreate: recreate, faulty: m.storage.pending() > 0}
+	r := deleteResult{role: role, seq: seq, issued: issuedSet(m.idpOf(role)), recreate: recreate, faulty: m.storage.pending() > 0, existed: m.exists[role]}
 	for _, o := range saRoles {
 		if o != role && m.exists[o] {
 			r.otherLeft = true
@@ -809,6 +827,7 @@ func (m *doorModel) performDelete(role string, recreate bool, seq int) deleteRes
 		r.err = fmt.Sprint(err, respErr(resp))
 		return r
 	}
+	r.resp = resp
 	if m.stored(roleTokenKey(role).String()) != "" {
 		r.leftover = "a token at " + backend.TokenPrefix + roleTokenKey(role).String()
 	}
@@ -837,9 +856,13 @@ func (m *doorModel) settleDelete(rt *rapid.T, r deleteResult, interfered bool) {
 	if r.role == "x" {
 		m.forbid(keyOf("x"), r.issued, forbidden{r.seq, "delete", "the delete of role x"})
 	} else if m.loginGrant() && !r.otherLeft {
-		// No role of sa is left to hold the login's token.
+		// No role of sa is left to hold the login's token: the delete drops
+		// (and revokes) it, and its answer must say so.
 		m.orphan = true
 		m.forbid(keyOf(r.role), r.issued, forbidden{r.seq, "delete", "the delete of role " + r.role + ", the last of config sa"})
+		if r.existed {
+			m.excuse(rt, r.resp, "the delete of the last role of a login config")
+		}
 	}
 	if r.recreate {
 		if !r.recreated {
@@ -904,11 +927,11 @@ func (m *doorModel) settleExchange(rt *rapid.T, r exchangeResult, interfered boo
 		m.violate(rt, "exchange-other-subject", "exchange of subject %s answered a token the IdP issued for another subject", s.name)
 		return
 	}
-	if s.jwt && !now.Before(s.exp) {
+	if s.jwt && !now.Add(-m.clockExcess()).Before(s.exp) {
 		m.violate(rt, "exchange-expired-jwt", "exchange of JWT subject %s answered OK at %s, after its exp %s", s.name, now.Format(time.TimeOnly), s.exp.Format(time.TimeOnly))
 	}
 	exp, _ := m.std.ExpiresAt(tok)
-	if fetched := exp.Add(-doorStdTTL); s.revoked && now.Sub(fetched) > exchangeCache {
+	if fetched := exp.Add(-doorStdTTL); s.revoked && now.Sub(fetched) > exchangeCache+m.clockExcess() {
 		m.violate(rt, "exchange-revoked-subject", "exchange of revoked subject %s answered a token fetched from the IdP %s earlier, past the exchange cache's %s",
 			s.name, now.Sub(fetched).Truncate(time.Second), exchangeCache)
 	}
@@ -1154,13 +1177,13 @@ func (m *doorModel) checkInvariants(rt *rapid.T) {
 	now := m.clock.Now()
 	var live []doorLease
 	for _, l := range m.leases {
-		if killed, dead := l.idp.KilledAt(l.token); dead && killed.Before(l.end) {
+		if killed, dead := l.idp.KilledAt(l.token); dead && killed.Before(l.end.Add(-l.excess)) {
 			by := killedBy(l.idp, l.token)
 			m.violate(rt, "lease-killed-by-"+by, "a %s hand-out of role %s runs until %s, but the IdP killed its token at %s (%s early) issuing a token for %s",
 				l.via, l.role, l.end.Format(time.TimeOnly), killed.Format(time.TimeOnly), l.end.Sub(killed).Truncate(time.Second), by)
 			continue // reported once
 		}
-		if exp, ok := l.idp.ExpiresAt(l.token); !ok || exp.Before(l.end) {
+		if exp, ok := l.idp.ExpiresAt(l.token); !ok || exp.Before(l.end.Add(-l.excess)) {
 			m.violate(rt, "lease-outlives-token", "a %s hand-out of role %s runs until %s, past its token's expiry %s", l.via, l.role, l.end.Format(time.TimeOnly), exp.Format(time.TimeOnly))
 			continue
 		}

@@ -23,6 +23,8 @@ var Operations = []PluginOperation{
 	{"/creds/{role}/drop", "post", "idp-drop-credentials", nil},
 	{"/device-code/{role}", "post", "idp-write-device-code", nil},
 	{"/exchange/{role}", "post", "idp-write-exchange", nil},
+	{"/logins/{role}/", "get", "idp-list-logins", []string{"list"}},
+	{"/logins/{role}/{entity_id}", "delete", "idp-delete-login", nil},
 	{"/metrics", "get", "idp-read-metrics", []string{"format"}},
 	{"/roles/", "get", "idp-list-roles", []string{"list"}},
 	{"/roles/{name}", "get", "idp-read-role", nil},
