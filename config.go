@@ -120,7 +120,7 @@ type configState struct {
 	// singleActive: every role of the config shares one token, and a new
 	// one is minted only once every lease of the current one has ended.
 	singleActive bool
-	// fingerprints memoises roles' fingerprints (creds_fast.go).
+	// fingerprints memoises roles' fingerprints (role.go).
 	fingerprints sync.Map
 	// discovery holds the issuer's metadata when the config names one.
 	discovery *backend.Discovery

@@ -38,7 +38,7 @@ func clientKeys(e *configEntry) []string {
 // paths so), a default port, repeated slashes and a trailing slash of the
 // path ignored, and the query ignored (an endpoint does not become another
 // client's by a parameter). Host names are not resolved: localhost and
-// 127.0.0.1 stay different (the README says so).
+// 127.0.0.1 stay different (docs/idps.md says so).
 func normalURL(raw string) string {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {

@@ -222,7 +222,7 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 		}
 	case backend.ClientAuthNone:
 		// No client credential: jwt_bearer's assertion, or a public
-		// device_code client (the roles' checks, role_grants.go).
+		// device_code client (the roles' checks, role_fields.go).
 	case backend.ClientAuthTLS:
 		if !held.TLSCert {
 			return fieldError("tls_client_cert", "tls_client_cert and tls_client_key are required for client_auth=tls_client_auth")

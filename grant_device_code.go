@@ -2,7 +2,7 @@ package idptokens
 
 // A pending device login (RFC 8628) as stored: one per role, under
 // devicelogin/<role> (seal-wrapped), replaced by a new device-code request.
-// The device code never leaves Vault. device_poller.go polls for it.
+// The device code never leaves Vault. grant_device_code_poller.go polls for it.
 
 import (
 	"context"

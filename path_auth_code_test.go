@@ -76,7 +76,7 @@ func TestAuthURLContents(t *testing.T) {
 		t.Fatal("no expires_at")
 	}
 	if ttl := st.Expires.Sub(st.Created); ttl != 10*time.Minute {
-		t.Fatalf("state lives %s, want the README's default 10m", ttl)
+		t.Fatalf("state lives %s, want the documented default 10m (docs/idps.md)", ttl)
 	}
 
 	// A second redirect_uri from the list is used when asked for.
@@ -443,7 +443,7 @@ func TestAuthCodePendingLoginsBoundedPerRole(t *testing.T) {
 		queries = append(queries, a.login("myid"))
 	}
 	if n := len(a.storedStates()); n != 3 {
-		t.Fatalf("%d pending states stored, want the README's bound 3", n)
+		t.Fatalf("%d pending states stored, want the documented bound 3 (docs/security.md)", n)
 	}
 	if status, page := a.callbackGET(queries[0]); status != http.StatusBadRequest || !strings.Contains(page, "newer login") {
 		t.Fatalf("the oldest login: %d %s", status, page)

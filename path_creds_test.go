@@ -252,7 +252,7 @@ func TestMicroTekRolesShareOneToken(t *testing.T) {
 		t.Fatal("deleting a role dropped the token its sibling shares")
 	}
 	// Deleting the last role leaves the token to a role written again (the
-	// README says: drop first to revoke it).
+	// docs/idps.md says: drop first to revoke it).
 	e.ok(logical.DeleteOperation, "roles/team-b", nil)
 	e.ok(logical.UpdateOperation, "roles/team-b", map[string]any{"config": "mt"})
 	if e.creds("team-b").Data["access_token"] != a || idp.TokenRequests() != 1 || !idp.Valid(a) {

@@ -167,7 +167,7 @@ func TestCachedExchangeEndsWithItsSubject(t *testing.T) {
 	delete(expires, opaque) // revoked at the IdP
 	clock.Advance(58 * time.Second)
 	if resp, _ := exchange(opaque); resp.IsError() || len(e.sts.Requests()) != 3 {
-		t.Fatalf("58 s after the exchange: %v, %d exchanges, want the cached one (what the README says remains)", respErr(resp), len(e.sts.Requests()))
+		t.Fatalf("58 s after the exchange: %v, %d exchanges, want the cached one (what docs/idps.md says remains)", respErr(resp), len(e.sts.Requests()))
 	}
 	clock.Advance(time.Second)
 	if resp, _ := exchange(opaque); !resp.IsError() || len(e.sts.Requests()) != 4 {

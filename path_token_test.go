@@ -188,7 +188,7 @@ func BenchmarkTokenCacheHit(b *testing.B) {
 
 // On a config whose tokens do not kill each other, expires_in is the same
 // holding period as the creds lease at that moment (remaining life less the
-// skew), as the README promises: a reader of token/ is not told it may rely
+// skew), as docs/api.md promises: a reader of token/ is not told it may rely
 // on the token a second longer than a reader of creds/.
 func TestTokenExpiresInIsTheCredsLease(t *testing.T) {
 	e := newTestEnv(t)

@@ -38,22 +38,22 @@ type idpBackend struct {
 	// lastSweep is when people's tokens were last swept (logins.go), in
 	// Unix nanoseconds.
 	lastSweep atomic.Int64
-	// devices polls for pending device logins (device_poller.go).
+	// devices polls for pending device logins (grant_device_code_poller.go).
 	devices devicePollers
 
 	// writeLock serialises config and role writes, which check each other.
 	writeLock sync.Mutex
 	// clientIndexBuilt: the client index holds every config (config_client_index.go).
 	clientIndexBuilt atomic.Bool
-	// stateLock makes taking an authorization state single-use (path_auth_code.go).
+	// stateLock makes taking an authorization state single-use (grant_auth_code.go).
 	stateLock sync.Mutex
 
-	// settings are the mount-wide settings (path_settings.go).
+	// settings are the mount-wide settings (settings.go).
 	settings settingsState
 
 	// metrics counts IdP requests and cache use for the metrics path.
 	metrics backend.Metrics
-	// hot caches what a cache-hit read would otherwise ask Vault (creds_fast.go).
+	// hot caches what a cache-hit read would otherwise ask Vault (lease.go).
 	hot hotPath
 
 	// now is the clock of leases and token freshness, and sleep waits on

@@ -26,9 +26,9 @@ type roleEntry struct {
 	// code): prompt=login makes the IdP ask the person to log in even when
 	// their browser holds an SSO session.
 	Prompt []string `json:"prompt,omitempty"`
-	// Fields of the jwt_bearer and token_exchange grants (role_grants.go).
+	// Fields of the jwt_bearer and token_exchange grants (role_fields.go).
 	roleGrantFields
-	// RenewableLeases makes creds leases renewable (secret_renew.go), for
+	// RenewableLeases makes creds leases renewable (secret_access_token.go), for
 	// Vault Proxy's cache; never on a single-active config.
 	RenewableLeases bool `json:"renewable_leases,omitempty"`
 	// PerEntity (login grants): each Vault entity logs in for, and reads,

@@ -85,7 +85,7 @@ var roleFieldTable = []roleField{
 		str: func(r *roleEntry) *string { return &r.GrantType }},
 	{name: "scopes", kind: kindScopes, desc: "Scopes to ask for (MWI: the api_id), separated by commas or spaces. Default the config's.",
 		list: func(r *roleEntry) *[]string { return &r.Scopes }},
-	{name: "extra_params", kind: kindPairs, desc: "Extra form fields for the token request, such as audience or resource.",
+	{name: "extra_params", kind: kindPairs, desc: "Extra form fields for the token request, such as audience=api://x,resource=https://y. Fields the engine sets (client_secret, scope, ...) are refused.",
 		pairs: func(r *roleEntry) *map[string]string { return &r.ExtraParams }},
 	{name: "ttl", kind: kindDuration, desc: "Cap on the lease of a creds read. Default: the token's remaining life.",
 		dur: func(r *roleEntry) *time.Duration { return &r.TTL }},
@@ -95,7 +95,7 @@ var roleFieldTable = []roleField{
 		"With single_active_token, the shared token is replaced when it has the largest min_ttl of the config's roles left, and leases end before that.",
 		dur: func(r *roleEntry) *time.Duration { return &r.MinTTL }},
 	{name: "renewable_leases", kind: kindFlag, desc: "Make creds leases renewable (never past the time the token may be relied on), so that Vault Proxy and Agent's API proxy cache them: " +
-		"one lease per token life. Not on a single_active_token config. Default false.",
+		"one lease per token life. A renewal grants nothing once the role holds another token. Not on a single_active_token config. Default false.",
 		flag: func(r *roleEntry) *bool { return &r.RenewableLeases }},
 	{name: "per_entity", kind: kindFlag, desc: "authorization_code and device_code: each Vault entity logs in for, and reads, its own token (keyed by the request's entity, " +
 		"never by a name the caller picks), so no caller can read another's whatever their policy. Default false.",

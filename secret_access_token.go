@@ -79,7 +79,7 @@ func (b *idpBackend) secretAccessToken() *framework.Secret {
 		Type:   secretAccessTokenType,
 		Fields: answerSchema(true),
 		// Renew never extends the token, only a renewable lease up to what
-		// is left of the token's holding period (secret_renew.go).
+		// is left of the token's holding period (renewAccessToken above).
 		Renew:  b.renewAccessToken,
 		Revoke: b.revokeAccessToken,
 	}

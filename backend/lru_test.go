@@ -72,7 +72,7 @@ func TestStoreEphemeralDefaultBound(t *testing.T) {
 		}
 	}
 	if DefaultEphemeralTokens != 1000 || s.Ephemeral() != DefaultEphemeralTokens {
-		t.Fatalf("held %d of %d inserted, bound %d; the README promises 1000", s.Ephemeral(), DefaultEphemeralTokens+5, DefaultEphemeralTokens)
+		t.Fatalf("held %d of %d inserted, bound %d; docs/api.md promises 1000", s.Ephemeral(), DefaultEphemeralTokens+5, DefaultEphemeralTokens)
 	}
 }
 

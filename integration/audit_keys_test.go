@@ -101,7 +101,7 @@ func TestAuditAuthCodeAndKeysHoldNoSecrets(t *testing.T) {
 	// state there in clear: single-use and spent by then, and the code is
 	// worth nothing without the PKCE verifier and the client secret, which
 	// are searched for everywhere. The request's data (code, state) is HMAC'd
-	// like any other. The README says so.
+	// like any other. docs/idps.md says so.
 	browserLogin := []string{secrets["browser login's code"], secrets["browser login's state"]}
 	if text := readFile(t, auditA); !strings.Contains(text, `"request_uri":"/v1/idp/callback?`) {
 		t.Error("the audit log has no request_uri of the callback's GET: the scrub below would hide nothing")

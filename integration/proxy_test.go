@@ -216,7 +216,7 @@ func oneLeasePerTokenLife(t *testing.T, command string) {
 		t.Errorf("Proxy answered %d of %d reads from its cache, want nearly all", hits, reads)
 	}
 	if replayed == 0 {
-		t.Error("no cached answer replayed the first lease_duration: Vault Proxy's behaviour changed; revisit the README's Proxy note")
+		t.Error("no cached answer replayed the first lease_duration: Vault Proxy's behaviour changed; revisit the Proxy note of docs/leases.md")
 	}
 }
 
