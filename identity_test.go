@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeclock"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/storagecount"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/testkeys"
 )
 
@@ -361,4 +363,48 @@ func TestExchangeOfAPersonsToken(t *testing.T) {
 		t.Fatalf("alice's exchange is of %q's token, bob's of %q's", p.idp.OwnerOf(sa), p.idp.OwnerOf(sb))
 	}
 	p.failsAs(carol.ID, logical.ReadOperation, "creds/down", nil, "needs a login")
+}
+
+// On a performance standby a person's read serves their stored token and
+// writes nothing (not even the last read); a mint is forwarded. After a
+// failover the new active node resumes each person's pending device login.
+func TestPerEntityOnStandbyAndAfterFailover(t *testing.T) {
+	p := newPeopleEnv(t, nil)
+	p.loginAs(alice, "alice")
+	tok := p.tokenOf(alice)
+	counted := &storagecount.Storage{Storage: p.storage}
+	standby := newTestEnv(t, onStorage(counted), withClock(p.clock), withEntities(alice, bob))
+	standby.sys.ReplicationStateVal = consts.ReplicationPerformanceStandby
+	p.clock.Advance(30 * time.Second)
+	got := standby.okAs(alice.ID, logical.ReadOperation, "creds/people", nil).Data["access_token"]
+	if got != tok || counted.Puts.Load() != 0 || counted.Deletes.Load() != 0 {
+		t.Fatalf("standby read: same token %v, %d puts, %d deletes; want alice's token and no write", got == tok, counted.Puts.Load(), counted.Deletes.Load())
+	}
+	if _, err := standby.doAs(bob.ID, logical.ReadOperation, "creds/people", nil); err != logical.ErrReadOnly && err != nil {
+		t.Fatalf("bob's read on the standby: %v", err)
+	}
+
+	// A person's device login, then the active node goes.
+	clock := fakeclock.New(testT0)
+	e := newTestEnv(t, withClock(clock), withEntities(alice))
+	idp := fakeidp.New(fakeidp.Options{Style: fakeidp.StyleOAuth2, ClientID: "tv", ClientSecret: "tv-secret", Scopes: []string{"read"}, DeviceCodes: true})
+	idp.SetClock(clock.Now)
+	srv := httptest.NewServer(idp)
+	t.Cleanup(srv.Close)
+	e.ok(logical.UpdateOperation, "config/tv", map[string]any{"token_url": srv.URL + idp.TokenPath(), "device_authorization_url": srv.URL + "/device",
+		"client_id": "tv", "client_secret": "tv-secret"})
+	e.ok(logical.UpdateOperation, "roles/tv", map[string]any{"config": "tv", "grant_type": "device_code", "scopes": "read", "per_entity": true})
+	e.okAs(alice.ID, logical.UpdateOperation, "device-code/tv", nil)
+	e.b.devices.stopAll()
+	next := newTestEnv(t, onStorage(e.storage), withClock(clock), withEntities(alice))
+	t.Cleanup(next.b.devices.stopAll)
+	if err := next.b.periodic(context.Background(), &logical.Request{Storage: next.storage}); err != nil {
+		t.Fatal(err)
+	}
+	next.b.devices.mu.Lock()
+	_, polling := next.b.devices.running[deviceSlot("tv", alice.ID)]
+	next.b.devices.mu.Unlock()
+	if !polling {
+		t.Fatal("the new active node does not poll alice's pending device login")
+	}
 }

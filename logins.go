@@ -46,15 +46,26 @@ func (b *idpBackend) loginsOf(ctx context.Context, s logical.Storage, role strin
 			get(strings.TrimPrefix(k, prefix)).token = tok
 		}
 	}
-	for _, p := range []struct{ prefix, grant string }{
-		{pendingPrefix + role + "/", string(backend.GrantAuthorizationCode)}, {deviceLoginPrefix + role + "/", string(backend.GrantDeviceCode)},
-	} {
-		ids, err := s.List(ctx, p.prefix)
-		if err != nil {
+	ids, err := s.List(ctx, pendingPrefix+role+"/")
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		// An index outlives its logins until the next one is begun.
+		if live, err := b.pendingLogins(ctx, s, pendingIndex(role, id)); err != nil {
 			return nil, err
+		} else if len(live) > 0 {
+			get(id).pending = string(backend.GrantAuthorizationCode)
 		}
-		for _, id := range ids {
-			get(id).pending = p.grant
+	}
+	if ids, err = s.List(ctx, deviceLoginPrefix+role+"/"); err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if l, err := loadDeviceLogin(ctx, s, deviceSlot(role, id)); err != nil {
+			return nil, err
+		} else if l != nil && l.Ended == "" && b.now().Before(l.ExpiresAt) {
+			get(id).pending = string(backend.GrantDeviceCode)
 		}
 	}
 	return out, nil
