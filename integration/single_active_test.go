@@ -153,3 +153,66 @@ func TestSingleActiveWritesAndLostAnswers(t *testing.T) {
 		t.Fatalf("after the lost answers the read got the old token=%v, valid=%v", tok == old, idp.Valid(tok))
 	}
 }
+
+// TestSingleActiveLoginsAndExchanges: through a real Vault, on configs that
+// keep one live token per client (the fake kills the client's earlier
+// tokens on every issue, of every grant), a second login while the first
+// login's token is held under a lease is refused before its code is sent,
+// and the held token lives on; an exchange of that token on another
+// single-active client is served under its lease without a second
+// exchange; an exchange role whose callers bring their subject tokens is
+// refused on such a config.
+func TestSingleActiveLoginsAndExchanges(t *testing.T) {
+	t.Parallel()
+	const ttl = 30 * time.Second
+	v := StartDevVault(t)
+	idp := StartFakeIdP(t, fakeidp.Options{Style: fakeidp.StyleOAuth2, ClientID: "sa-app", ClientSecret: "sa-secret", Scopes: []string{"read"},
+		SingleActive: true, RefreshTokens: true, RedirectURIs: []string{v.callbackURL()}, TokenTTL: ttl})
+	v.Write("idp/config/sa", "token_url="+idp.TokenURL(), "auth_url="+idp.URL+"/connect/authorize", "client_id=sa-app", "client_secret=sa-secret",
+		"redirect_uris="+v.callbackURL(), "single_active_token=true")
+	v.Write("idp/roles/app", "config=sa", "grant_type=authorization_code", "scopes=read")
+
+	loginURL, state := v.authURL("app")
+	v.Write("idp/callback", "code="+loginCode(t, loginURL), "state="+state)
+	lease := v.ReadCreds("app")
+	held := lease.String("access_token")
+	leaseEnd := time.Now().Add(time.Duration(lease.LeaseDuration) * time.Second)
+
+	loginURL, state = v.authURL("app")
+	r := v.CLI("write", "idp/callback", "code="+loginCode(t, loginURL), "state="+state)
+	if r.Err == nil || !strings.Contains(r.Stderr, "single_active_token") || !strings.Contains(r.Stderr, "held under leases until") {
+		t.Fatalf("a second login under the live lease: err=%v %s, want a refusal naming the hold", r.Err, r.Stderr)
+	}
+	if n := idp.TokenRequestsByGrant("authorization_code"); n != 1 {
+		t.Fatalf("%d code exchanges: the refused login's code was sent", n)
+	}
+	if !idp.Valid(held) || v.ReadCreds("app").String("access_token") != held {
+		t.Fatal("the refused login killed or replaced the held token")
+	}
+
+	// An exchange of the held token on another single-active client.
+	sts := StartFakeIdP(t, fakeidp.Options{Style: fakeidp.StyleOAuth2, ClientID: "sa-sts", ClientSecret: "sts-secret", Scopes: []string{"orders"},
+		SingleActive: true, TokenExchange: true, TokenTTL: ttl})
+	sts.AllowSubject(held, leaseEnd.Add(time.Minute))
+	v.Write("idp/config/sx", "token_url="+sts.TokenURL(), "client_id=sa-sts", "client_secret=sts-secret", "single_active_token=true")
+	v.Write("idp/roles/down", "config=sx", "grant_type=token_exchange", "subject_role=app", "scopes=orders")
+	first := v.ReadCreds("down")
+	exchanged := first.String("access_token")
+	if sts.SubjectOf(exchanged) != held {
+		t.Fatal("the exchange is not of the held login token")
+	}
+	if again := v.ReadCreds("down"); again.String("access_token") != exchanged || sts.TokenRequests() != 1 {
+		t.Fatalf("a second read under the exchange's lease: %d exchanges, want the held one", sts.TokenRequests())
+	}
+	if r := v.CLI("write", "idp/roles/caller", "config=sx", "grant_type=token_exchange"); r.Err == nil || !strings.Contains(r.Stderr, "single_active_token") {
+		t.Fatalf("a caller-subject exchange role on a single-active config: err=%v %s, want a refusal", r.Err, r.Stderr)
+	}
+	for _, tok := range []string{held, exchanged} {
+		if killed, dead := idp.KilledAt(tok); dead && killed.Before(leaseEnd) {
+			t.Fatalf("a token died at %s under a lease running until %s", killed, leaseEnd)
+		}
+	}
+	if idp.MaxConcurrentTokenRequests() > 1 || sts.MaxConcurrentTokenRequests() > 1 {
+		t.Error("two token requests of one single-active client overlapped")
+	}
+}
