@@ -66,6 +66,22 @@ const (
 	promiseTokenTTL = time.Minute
 )
 
+// drawReaderMinTTL is a reader's min_ttl of a read of a role whose own is
+// roleMin: none, the role's, above it (which a single-active config
+// refuses), or 0.
+func drawReaderMinTTL(rt *rapid.T, roleMin time.Duration) *time.Duration {
+	var d time.Duration
+	switch rapid.IntRange(0, 3).Draw(rt, "reader_min_ttl") {
+	case 0:
+		return nil
+	case 1:
+		d = roleMin
+	case 2:
+		d = roleMin + 10*time.Second
+	}
+	return &d
+}
+
 // faultyStorage lets skipPuts writes through, then fails the next failPuts.
 type faultyStorage struct {
 	logical.Storage
@@ -214,18 +230,7 @@ func (m *promiseModel) readOnce(role string, readerMin *time.Duration, faulty bo
 
 func (m *promiseModel) read(rt *rapid.T) {
 	role := rapid.SampledFrom([]string{"a", "b"}).Draw(rt, "role")
-	var readerMin *time.Duration
-	switch rapid.IntRange(0, 3).Draw(rt, "reader_min_ttl") {
-	case 1:
-		d := m.roleMin[role]
-		readerMin = &d
-	case 2:
-		d := m.roleMin[role] + 10*time.Second
-		readerMin = &d
-	case 3:
-		d := time.Duration(0)
-		readerMin = &d
-	}
+	readerMin := drawReaderMinTTL(rt, m.roleMin[role])
 	faulty := m.faultsPending()
 	resp, ok := m.readOnce(role, readerMin, faulty)
 	m.settleFaults()

@@ -518,18 +518,7 @@ type readResult struct {
 
 func (m *doorModel) drawRead(rt *rapid.T, path string) (string, *time.Duration) {
 	role := rapid.SampledFrom(saRoles).Draw(rt, "role")
-	var readerMin *time.Duration
-	switch rapid.IntRange(0, 3).Draw(rt, "reader_min_ttl") {
-	case 1:
-		d := m.roleMin[role]
-		readerMin = &d
-	case 2:
-		d := m.roleMin[role] + 10*time.Second
-		readerMin = &d
-	case 3:
-		d := time.Duration(0)
-		readerMin = &d
-	}
+	readerMin := drawReaderMinTTL(rt, m.roleMin[role])
 	return role, readerMin
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -201,30 +200,14 @@ func (d *Discovery) fetchOne(ctx context.Context, u string) (*Metadata, error) {
 	fail := func(status int, temporary bool, format string, args ...any) error {
 		return &DiscoveryError{Issuer: d.Issuer, URL: u, Status: status, Reason: fmt.Sprintf(format, args...), Temporary: temporary}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fail(0, false, "the URL cannot be used")
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := d.HTTP.Do(req)
-	if err != nil {
-		return nil, fail(0, ctx.Err() == nil && !errors.Is(err, ErrHostNotAllowed), "%s", networkDetail(err))
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
-	switch {
-	case err != nil:
-		return nil, fail(resp.StatusCode, true, "the answer could not be read")
-	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return nil, fail(resp.StatusCode, false, "HTTP %d: redirects are not followed", resp.StatusCode)
-	case resp.StatusCode != http.StatusOK:
-		return nil, fail(resp.StatusCode, resp.StatusCode >= 500 || resp.StatusCode == 429, "HTTP %d", resp.StatusCode)
-	case len(body) > MaxResponseBytes:
-		return nil, fail(resp.StatusCode, false, "the answer is larger than %d bytes", MaxResponseBytes)
+	body, err := getDocument(ctx, d.HTTP, u)
+	var de *documentError
+	if errors.As(err, &de) {
+		return nil, fail(de.Status, de.Temporary, "%s", de.Reason)
 	}
 	var md Metadata
 	if json.Unmarshal(body, &md) != nil {
-		return nil, fail(resp.StatusCode, false, notMetadata)
+		return nil, fail(http.StatusOK, false, notMetadata)
 	}
 	md.Source = u
 	return &md, nil

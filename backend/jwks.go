@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -84,24 +83,9 @@ func (k *KeySet) fetch(ctx context.Context) (*jose.JSONWebKeySet, error) {
 	if u == "" {
 		return nil, errors.New("no JWK Set URL: set the config's jwks_url, or give it an issuer whose metadata names a jwks_uri")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	body, err := getDocument(ctx, k.HTTP, u)
 	if err != nil {
-		return nil, fmt.Errorf("the JWK Set URL cannot be used")
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := k.HTTP.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("reading the JWK Set from %s: %s", Sanitize(u, 200), networkDetail(err))
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("reading the JWK Set from %s: the answer could not be read", Sanitize(u, 200))
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("reading the JWK Set from %s: HTTP %d", Sanitize(u, 200), resp.StatusCode)
-	case len(body) > MaxResponseBytes:
-		return nil, fmt.Errorf("reading the JWK Set from %s: the answer is larger than %d bytes", Sanitize(u, 200), MaxResponseBytes)
+		return nil, fmt.Errorf("reading the JWK Set from %s: %w", Sanitize(u, 200), err)
 	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {
