@@ -77,10 +77,12 @@ func newBackend() *idpBackend {
 		PathsSpecial: &logical.Paths{
 			// Configs hold client secrets and operator passwords, tokens
 			// long-lived refresh tokens, login states PKCE verifiers and
-			// device codes (seal wrapping takes effect on Vault Enterprise).
-			SealWrapStorage: []string{configPrefix, clientIndexPrefix, authStatePrefix, pendingPrefix, deviceLoginPrefix, backend.TokenPrefix},
-			// The IdP sends the browser back here; the state is the credential.
-			Unauthenticated: []string{"callback"},
+			// device codes, and keys/ the private keys made in Vault (seal
+			// wrapping takes effect on Vault Enterprise).
+			SealWrapStorage: []string{configPrefix, clientIndexPrefix, authStatePrefix, pendingPrefix, deviceLoginPrefix, backend.TokenPrefix, keysPrefix},
+			// The IdP sends the browser back to callback, the state being the
+			// credential; IdPs fetch the public keys at jwks/<config>.
+			Unauthenticated: []string{"callback", "jwks/*"},
 		},
 		Paths: framework.PathAppend(
 			// creds first: the framework tries path patterns in order, and
@@ -96,6 +98,8 @@ func newBackend() *idpBackend {
 			b.pathCredsDropPaths(),
 			b.pathExchange(),
 			b.pathDeviceCode(),
+			b.pathJWKS(),
+			b.pathConfigKeys(),
 		),
 		PeriodicFunc:   b.periodic,
 		Secrets:        []*framework.Secret{b.secretAccessToken()},
@@ -119,6 +123,8 @@ func (b *idpBackend) invalidate(_ context.Context, key string) {
 		b.settings.stale.Store(true)
 	case strings.HasPrefix(key, configPrefix):
 		b.dropConfigState(strings.TrimPrefix(key, configPrefix))
+	case strings.HasPrefix(key, keysPrefix):
+		b.keysChanged(strings.TrimPrefix(key, keysPrefix))
 	case strings.HasPrefix(key, rolePrefix):
 		b.roles.Drop(strings.TrimPrefix(key, rolePrefix))
 	case strings.HasPrefix(key, backend.TokenPrefix):
@@ -146,10 +152,13 @@ near expiry, so reads do not mint a token each time.
 `
 
 // periodic is the backend's PeriodicFunc: expired authorization states,
-// then device logins.
+// device logins, then the rotation of keys made in Vault.
 func (b *idpBackend) periodic(ctx context.Context, req *logical.Request) error {
 	if err := b.sweepAuthStates(ctx, req); err != nil {
 		return err
 	}
-	return b.resumeDeviceLogins(ctx, req.Storage)
+	if err := b.resumeDeviceLogins(ctx, req.Storage); err != nil {
+		return err
+	}
+	return b.rotateKeys(ctx, req.Storage)
 }

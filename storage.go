@@ -52,4 +52,6 @@ func mountPrefix(mount string) string {
 const (
 	configPrefix = "config/"
 	rolePrefix   = "roles/"
+	// keysPrefix holds the keys made in Vault of each config (config_keys.go).
+	keysPrefix = "keys/"
 )
