@@ -52,8 +52,10 @@ vet:
 	$(GO) vet -tags integration ./integration/
 
 # Integration tests: a real Vault server (scripts/install-vault.sh builds and caches it),
-# Vault Agent, the plugin binary, in-process fake IdPs and oidc-provider under node.
+# Vault Agent, the plugin binary, in-process fake IdPs, oidc-provider under node, and
+# Ory Hydra (scripts/install-hydra.sh builds and caches it first, about 3 minutes once).
 test-integration:
+	./scripts/install-hydra.sh >/dev/null
 	$(GO) test -tags integration -count=1 -timeout 20m ./integration/
 
 # A Vault dev server with the plugin at idp/ and the demo IdP; Ctrl-C or dev-stop ends it.
