@@ -257,10 +257,13 @@ func (h *keyHistory) get(kid string) keyTimeline {
 // and failures (and keeping the first few errors).
 type readLoop struct {
 	reads, failed atomic.Int64
-	mu            sync.Mutex
-	errs          []string
-	stop          chan struct{}
-	wg            sync.WaitGroup
+	// firstFail and lastFail are the times of the first and last failure
+	// (Unix nanoseconds; 0: none).
+	firstFail, lastFail atomic.Int64
+	mu                  sync.Mutex
+	errs                []string
+	stop                chan struct{}
+	wg                  sync.WaitGroup
 }
 
 func startReaders(token string, addr func() string, roles []string, perRole int, pause time.Duration) *readLoop {
@@ -280,6 +283,9 @@ func startReaders(token string, addr func() string, roles []string, perRole int,
 					}
 					if _, err := r.read(addr(), role); err != nil {
 						l.failed.Add(1)
+						now := time.Now().UnixNano()
+						l.firstFail.CompareAndSwap(0, now)
+						l.lastFail.Store(now)
 						l.mu.Lock()
 						if len(l.errs) < 5 {
 							l.errs = append(l.errs, fmt.Sprintf("%s %s: %v", time.Now().Format(time.StampMilli), role, err))

@@ -201,7 +201,7 @@ func TestGeneratedKeysAtRealIdPs(t *testing.T) {
 		for i, kid := range kids {
 			counts[i] = used[kid]
 		}
-		t.Logf("%s: %d token requests, by key %v", c.name, len(c.seen), counts)
+		t.Logf("%s: %d token requests; assertions by key, oldest first: %v", c.name, len(c.seen), counts)
 	}
 	if slices.ContainsFunc(opSeen, func(a seenAssertion) bool { return a.Client != "jwks-uri-client" }) {
 		t.Error("oidc-provider saw an assertion of another client")
