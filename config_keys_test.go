@@ -602,3 +602,20 @@ func TestGeneratedKeyJWTBearer(t *testing.T) {
 		t.Fatalf("after the rotation the grant assertion was signed by %s, want %s", got.GrantKid, both[1])
 	}
 }
+
+// The JWKS max-age is always shorter than the publish lead, so an IdP that
+// honours it has the next key before it signs: a fifth of the lead, at most
+// five minutes.
+func TestJWKSMaxAgeBelowLead(t *testing.T) {
+	for _, c := range []struct{ lead, want time.Duration }{
+		{minKeyPublishLead, 15 * time.Second},
+		{10 * time.Minute, 2 * time.Minute},
+		{defaultKeyPublishLead, 5 * time.Minute},
+		{30 * 24 * time.Hour, 5 * time.Minute},
+	} {
+		got := jwksMaxAge(&configEntry{KeyPublishLead: c.lead})
+		if got != c.want || got >= c.lead {
+			t.Errorf("lead %s: max-age %s, want %s (below the lead)", c.lead, got, c.want)
+		}
+	}
+}
