@@ -22,10 +22,12 @@ test: test-deps lint test-unit test-property fuzz-short test-integration
 
 # What the integration tests run, installed before any test starts so that
 # no test timeout pays for it: the Vault binary (built from its Go module,
-# 5-10 minutes the first time, then cached) and oidc-provider (npm ci).
+# 5-10 minutes the first time, then cached), oidc-provider (npm ci) and
+# Ory Hydra (built from its Go module, about 2-3 minutes once).
 test-deps:
 	@./scripts/install-vault.sh >/dev/null
 	@./scripts/install-test-idp.sh >/dev/null
+	@./scripts/install-hydra.sh >/dev/null
 
 test-unit:
 	$(GO) test -race -count=1 ./...
@@ -58,9 +60,9 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./integration/
 
-# Integration tests: a real Vault server (scripts/install-vault.sh builds and caches it),
-# Vault Agent, the plugin binary, in-process fake IdPs and oidc-provider under node.
-test-integration:
+# Integration tests: a real Vault server, Vault Agent, the plugin binary, in-process
+# fake IdPs, oidc-provider under node and Ory Hydra (all from test-deps).
+test-integration: test-deps
 	$(GO) test -tags integration -count=1 -timeout 20m ./integration/
 
 # A Vault dev server with the plugin at idp/ and the demo IdP; Ctrl-C or dev-stop ends it.

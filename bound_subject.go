@@ -34,7 +34,7 @@ func (b *idpBackend) checkLoginSubject(ctx context.Context, cfg *configState, ro
 		return &subjectMismatchError{reason: fmt.Sprintf(format, args...), token: tok}
 	}
 	claims, err := backend.VerifyIDToken(ctx, tok.IDToken, backend.IDTokenCheck{
-		Issuer: cfg.entry.Issuer, ClientID: cfg.entry.ClientID, Nonce: nonce, Keys: cfg.keys, Now: b.now(),
+		Issuer: cfg.entry.Issuer, ClientID: cfg.entry.ClientID, Nonce: nonce, Keys: cfg.idpKeys, Now: b.now(),
 	})
 	if err != nil {
 		if backend.IsIDTokenError(err) {

@@ -62,6 +62,15 @@ type configEntry struct {
 	PreviousPrivateKey   string `json:"previous_private_key,omitempty"`
 	PreviousPrivateKeyID string `json:"previous_private_key_id,omitempty"`
 	PreviousSigningAlg   string `json:"previous_signing_alg,omitempty"`
+	// Keys made in Vault (config_keys.go): the timing of their rotation; the
+	// keys themselves are stored apart, at keys/<name>. PreviousClientAuth
+	// is the method of PreviousClientSecret after a move from a client
+	// secret to generated keys. Set by the engine only.
+	GenerateKey        bool          `json:"generate_key,omitempty"`
+	KeyRotationPeriod  time.Duration `json:"key_rotation_period,omitempty"`
+	KeyPublishLead     time.Duration `json:"key_publish_lead,omitempty"`
+	KeyOverlap         time.Duration `json:"key_overlap,omitempty"`
+	PreviousClientAuth string        `json:"previous_client_auth,omitempty"`
 	// device_code grant (RFC 8628): the device authorization endpoint.
 	DeviceAuthorizationURL string `json:"device_authorization_url,omitempty"`
 	// JWKSURL is where the IdP's public keys are, for ID tokens (default:
@@ -124,8 +133,8 @@ type configState struct {
 	fingerprints sync.Map
 	// discovery holds the issuer's metadata when the config names one.
 	discovery *backend.Discovery
-	// keys are the IdP's public keys, for the ID tokens of bound logins.
-	keys *backend.KeySet
+	// idpKeys are the IdP's public keys, for the ID tokens of bound logins.
+	idpKeys *backend.IdPKeySet
 }
 
 // config returns the named config, from memory when it can.
@@ -141,7 +150,11 @@ func (b *idpBackend) config(ctx context.Context, s logical.Storage, name string)
 		st, err := b.newConfigState(name, e)
 		return st, err == nil, err
 	})
-	return st, err
+	if err != nil || st == nil {
+		return st, err
+	}
+	return st, b.ensureKeys(ctx, s, st) // from memory but after a change
+
 }
 
 func loadConfigEntry(ctx context.Context, s logical.Storage, name string) (*configEntry, error) {
@@ -214,7 +227,7 @@ func (b *idpBackend) newConfigState(name string, e *configEntry) (*configState, 
 		st.discovery = &backend.Discovery{Issuer: e.Issuer, HTTP: httpClient, AllowInsecureHTTP: e.AllowInsecureHTTP, Now: b.clock, AllowedHosts: b.allowedHosts}
 		ep.Discovery = st.discovery
 	}
-	st.keys = &backend.KeySet{HTTP: httpClient, Now: b.clock, URL: st.jwksURL}
+	st.idpKeys = &backend.IdPKeySet{HTTP: httpClient, Now: b.clock, URL: st.jwksURL}
 	return st, nil
 }
 

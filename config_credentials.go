@@ -26,6 +26,7 @@ const (
 // clearPrevious forgets the previous credentials of a rotation.
 func clearPrevious(e *configEntry) {
 	e.PreviousClientSecret, e.PreviousPrivateKey, e.PreviousPrivateKeyID, e.PreviousSigningAlg = "", "", "", ""
+	e.PreviousClientAuth = ""
 }
 
 // heldCredentials says which kinds of client credential the config holds.
@@ -71,9 +72,13 @@ func (c *configState) authorizationEndpoint(ctx context.Context) (string, error)
 }
 
 // clientCredentials gives the endpoint its private_key_jwt signers (current
-// and previous) and its client certificate.
+// and previous, or the ring of keys made in Vault) and its client certificate.
 func (b *idpBackend) clientCredentials(e *configEntry, ep *backend.Endpoint) error {
 	var err error
+	if e.GenerateKey { // loaded by config (config_keys.go)
+		ep.Keys = backend.NewKeyRing()
+	}
+	ep.PreviousClientAuth = backend.ClientAuth(e.PreviousClientAuth)
 	if e.PrivateKey != "" {
 		if ep.Signer, err = backend.NewAssertionSigner(e.PrivateKey, e.PrivateKeyID, e.SigningAlg); err != nil {
 			return fmt.Errorf("private_key: %w", err)

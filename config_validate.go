@@ -199,7 +199,7 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 			return fieldError(k.field, "%v", err)
 		}
 	}
-	if e.SigningAlg != "" && e.PrivateKey == "" {
+	if e.SigningAlg != "" && e.PrivateKey == "" && !e.GenerateKey {
 		return fieldError("signing_alg", "is for private_key_jwt; write private_key too")
 	}
 	if (e.TLSClientCert == "") != (e.TLSClientKey == "") {
@@ -217,8 +217,8 @@ func validateClientCredentials(e *configEntry) *logical.Response {
 			return fieldError("client_secret", "required for client_auth=%s", e.ClientAuth)
 		}
 	case backend.ClientAuthPrivateKeyJWT:
-		if !held.Key {
-			return fieldError("private_key", "required for client_auth=private_key_jwt")
+		if !held.Key && !e.GenerateKey {
+			return fieldError("private_key", "required for client_auth=private_key_jwt (or generate_key=true)")
 		}
 	case backend.ClientAuthNone:
 		// No client credential: jwt_bearer's assertion, or a public

@@ -7,13 +7,13 @@ import (
 )
 
 // jwtBearerRequest fills a jwt_bearer token request (RFC 7523 2.1): the
-// assertion is signed with the config's private_key for each HTTP try. A
+// assertion is signed with the config's private_key (or the generated key
+// signing at the time) for each HTTP try. A
 // preset that wants the scopes in the assertion (Google) gets them as its
 // space-separated scope claim instead of the scope form field.
 func jwtBearerRequest(req *backend.TokenRequest, role *roleEntry, cfg *configState, resolved *resolvedAssertion) error {
-	signer := cfg.endpoint.Signer
-	if signer == nil {
-		return &backend.IdPError{Config: role.Config, Detail: "the jwt_bearer grant needs the config's private_key"}
+	if cfg.endpoint.Signer == nil && cfg.endpoint.Keys == nil {
+		return &backend.IdPError{Config: role.Config, Detail: "the jwt_bearer grant needs the config's private_key or generate_key"}
 	}
 	c := backend.BearerClaims{
 		Issuer:   role.JWTIssuer,
@@ -36,6 +36,6 @@ func jwtBearerRequest(req *backend.TokenRequest, role *roleEntry, cfg *configSta
 		c.Extra = extra
 		req.Scopes = nil
 	}
-	req.Assertion = signer.GrantAssertion(c)
+	req.Assertion = cfg.endpoint.GrantAssertion(c)
 	return nil
 }

@@ -124,6 +124,19 @@ func (c *responseCheck) do(op logical.Operation, path string, data map[string]an
 			t.Errorf("%s %s answered %s, which its responses do not declare", op, path, raw)
 		}
 		c.path[key] = p
+		// A raw JSON body (the JWKS): its members are the declared fields.
+		if body, ok := resp.Data[logical.HTTPRawBody].([]byte); ok && strings.HasPrefix(raw, "application/json") {
+			var members map[string]any
+			if err := json.Unmarshal(body, &members); err != nil {
+				t.Errorf("%s %s: the raw JSON body does not decode: %v", op, path, err)
+			}
+			if c.seen[key] == nil {
+				c.seen[key] = map[string]bool{}
+			}
+			for k := range members {
+				c.seen[key][k] = true
+			}
+		}
 		return resp
 	}
 	schema.ValidateResponse(t, declared, resp, true)
@@ -180,6 +193,11 @@ func TestResponsesMatchDeclaredSchemas(t *testing.T) {
 	c.do(logical.ReadOperation, "creds/"+a.role, nil)
 
 	c.do(logical.UpdateOperation, "config/se/rotate", map[string]any{"client_secret": "se-new+/:%é"})
+	// Keys made in Vault: the public JWKS, the public keys, a rotation.
+	c.do(logical.UpdateOperation, "config/se", map[string]any{"generate_key": true})
+	c.do(logical.ReadOperation, "jwks/se", nil)
+	c.do(logical.ReadOperation, "config/se/public-keys", nil)
+	c.do(logical.UpdateOperation, "config/se/rotate-key", nil)
 	c.do(logical.UpdateOperation, "creds/se/drop", nil)
 	c.do(logical.UpdateOperation, "creds/mt/drop", nil) // shared by the config's roles
 

@@ -17,10 +17,11 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
-func TestAuthCodeCallbackIsTheOnlyUnauthenticatedPath(t *testing.T) {
+// The unauthenticated paths are the callback and the public JWKS only.
+func TestAuthCodeCallbackAndJWKSAreTheOnlyUnauthenticatedPaths(t *testing.T) {
 	e := newTestEnv(t)
-	if got := e.b.PathsSpecial.Unauthenticated; !slices.Equal(got, []string{"callback"}) {
-		t.Fatalf("unauthenticated paths %v, want only callback", got)
+	if got := e.b.PathsSpecial.Unauthenticated; !slices.Equal(got, []string{"callback", "jwks/*"}) {
+		t.Fatalf("unauthenticated paths %v, want only callback and jwks/*", got)
 	}
 }
 

@@ -51,7 +51,9 @@ func (b *idpBackend) pathConfigRead(ctx context.Context, req *logical.Request, d
 		return nil, err
 	}
 	data := readData(e)
-
+	if data["keys"], err = b.configKeysView(ctx, req.Storage, d.Get("name").(string), e); err != nil {
+		return nil, err
+	}
 	return &logical.Response{Data: data}, nil
 }
 
@@ -73,6 +75,10 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 		return resp, nil
 	}
 	if resp := applyServiceAccountKey(e, d); resp != nil {
+		return resp, nil
+	}
+	keyWarnings, resp := adoptKeyFields(old, e, d)
+	if resp != nil {
 		return resp, nil
 	}
 	// Each value is checked, naming its field, before the rules that
@@ -112,11 +118,18 @@ func (b *idpBackend) pathConfigWrite(ctx context.Context, req *logical.Request, 
 	if err := b.enterClientIndex(ctx, req.Storage, name, e); err != nil {
 		return nil, err
 	}
+	if err := b.storeFirstKey(ctx, req.Storage, name, old, e); err != nil {
+		return nil, err
+	}
 	if err := b.storeConfig(ctx, req.Storage, st); err != nil {
 		return nil, err
 	}
 	b.leaveClientIndex(ctx, req.Storage, name, old, e)
-	return b.afterConfigChange(ctx, req.Storage, old, st)
+	if err := b.dropKeysAfter(ctx, req.Storage, name, old, e); err != nil {
+		return nil, err
+	}
+	resp, err = b.afterConfigChange(ctx, req.Storage, old, st)
+	return withWarnings(resp, keyWarnings), err
 }
 
 // afterConfigChange drops the tokens of a former client or operator, which
@@ -183,6 +196,9 @@ func (b *idpBackend) pathConfigDelete(ctx context.Context, req *logical.Request,
 	if err := req.Storage.Delete(ctx, configPrefix+name); err != nil {
 		return nil, err
 	}
+	if err := req.Storage.Delete(ctx, keysPrefix+name); err != nil {
+		return nil, err
+	}
 	// The index entries go only now that storage no longer holds the config.
 	b.leaveClientIndex(ctx, req.Storage, name, old, nil)
 	// Best effort: a failure is logged and does not undo the delete.
@@ -216,5 +232,7 @@ device_authorization_url is the RFC 8628 endpoint of device_code roles.
 
 // configReadResponses: config/<name> read. Secrets show only as *_set.
 func configReadResponses() map[int][]framework.Response {
-	return ok200("The connection, without its secrets.", configReadSchema())
+	fields := configReadSchema()
+	fields["keys"] = keyViewSchema()
+	return ok200("The connection, without its secrets.", fields)
 }

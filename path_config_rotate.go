@@ -79,6 +79,9 @@ func (b *idpBackend) pathConfigRotate(ctx context.Context, req *logical.Request,
 	if old == nil {
 		return logical.ErrorResponse("no config named %q", name), nil
 	}
+	if hasKey && old.GenerateKey {
+		return fieldError("private_key", "config %q's keys are made in Vault (generate_key): rotate them with vault write -f %sconfig/%s/rotate-key", name, mountPrefix(req.MountPoint), name), nil
+	}
 	e := *old
 	if hasSecret {
 		switch {

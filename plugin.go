@@ -5,6 +5,7 @@ package idptokens
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,10 +84,12 @@ func newBackend() *idpBackend {
 		PathsSpecial: &logical.Paths{
 			// Configs hold client secrets and operator passwords, tokens
 			// long-lived refresh tokens, login states PKCE verifiers and
-			// device codes (seal wrapping takes effect on Vault Enterprise).
+			// device codes, and keys/ the private keys made in Vault (seal
+			// wrapping takes effect on Vault Enterprise).
 			SealWrapStorage: sealWrapStorage(),
-			// The IdP sends the browser back here; the state is the credential.
-			Unauthenticated: []string{"callback"},
+			// The IdP sends the browser back to callback, the state being the
+			// credential; IdPs fetch the public keys at jwks/<config>.
+			Unauthenticated: []string{"callback", "jwks/*"},
 		},
 		Paths: framework.PathAppend(
 			// creds first: the framework tries path patterns in order, and
@@ -103,6 +106,8 @@ func newBackend() *idpBackend {
 			b.pathExchange(),
 			b.pathDeviceCode(),
 			b.pathLogins(),
+			b.pathJWKS(),
+			b.pathConfigKeys(),
 		),
 		PeriodicFunc:   b.periodic,
 		Secrets:        []*framework.Secret{b.secretAccessToken()},
@@ -126,6 +131,8 @@ func (b *idpBackend) invalidate(_ context.Context, key string) {
 		b.settings.stale.Store(true)
 	case strings.HasPrefix(key, configPrefix):
 		b.dropConfigState(strings.TrimPrefix(key, configPrefix))
+	case strings.HasPrefix(key, keysPrefix):
+		b.keysChanged(strings.TrimPrefix(key, keysPrefix))
 	case strings.HasPrefix(key, rolePrefix):
 		b.roles.Drop(strings.TrimPrefix(key, rolePrefix))
 	case strings.HasPrefix(key, backend.TokenPrefix):
@@ -153,13 +160,14 @@ near expiry, so reads do not mint a token each time.
 `
 
 // periodic is the backend's PeriodicFunc: expired authorization states,
-// then device logins.
+// device logins, then the rotation of keys made in Vault.
 func (b *idpBackend) periodic(ctx context.Context, req *logical.Request) error {
-	if err := b.sweepAuthStates(ctx, req); err != nil {
-		return err
-	}
-	if err := b.sweepEntityTokens(ctx, req.Storage); err != nil {
-		return err
-	}
-	return b.resumeDeviceLogins(ctx, req.Storage)
+	// Each job runs whatever another's storage error: a failed sweep must
+	// not keep the next signing key from being made in time.
+	return errors.Join(
+		b.sweepAuthStates(ctx, req),
+		b.sweepEntityTokens(ctx, req.Storage),
+		b.resumeDeviceLogins(ctx, req.Storage),
+		b.rotateKeys(ctx, req.Storage),
+	)
 }

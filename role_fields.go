@@ -345,8 +345,8 @@ func validateRoleGrant(r *roleEntry, cfg *configState) *logical.Response {
 	} else if r.ExchangeCacheTTL > 0 {
 		return fieldError("exchange_cache_ttl", "is for token_exchange roles whose callers bring the subject token (no subject_role)")
 	}
-	if grant == backend.GrantJWTBearer && cfg.entry.PrivateKey == "" {
-		return fieldError("grant_type", "jwt_bearer signs its assertion with the config's private_key, and config %q has none", r.Config)
+	if grant == backend.GrantJWTBearer && cfg.entry.PrivateKey == "" && !cfg.entry.GenerateKey {
+		return fieldError("grant_type", "jwt_bearer signs its assertion with the config's private_key (or a key made with generate_key), and config %q has none", r.Config)
 	}
 	return nil
 }

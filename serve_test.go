@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,7 +128,18 @@ func TestOutageServesCachedTokens(t *testing.T) {
 	e := newTestEnv(t)
 	idp := fakeidp.New(fakeidp.Options{Style: fakeidp.StyleMWI, ClientID: "client", ClientSecret: "s3cret+/:x",
 		Username: mwiComposed, Password: mwiPassword})
-	srv := httptest.NewServer(idp)
+	// Gone, the IdP drops each connection unanswered: its port stays held,
+	// as a closed server's could be reused by another test's IdP.
+	var gone atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if gone.Load() {
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
+		idp.ServeHTTP(w, r)
+	}))
 	defer srv.Close()
 	e.ok(logical.UpdateOperation, "config/mwi", map[string]any{
 		"provider": "mwi", "token_url": srv.URL + idp.TokenPath(), "client_id": "client", "client_secret": "s3cret+/:x",
@@ -152,7 +164,7 @@ func TestOutageServesCachedTokens(t *testing.T) {
 		t.Errorf("IdP saw %d requests, want 1 + %d tries of the cold read", n, backend.DefaultRetry.Attempts)
 	}
 
-	srv.Close() // the IdP is gone: connections are refused
+	gone.Store(true)
 	for i := 0; i < 20; i++ {
 		if got := e.creds("warm").Data["access_token"]; got != tok {
 			t.Fatalf("read %d with the IdP gone returned another token", i)

@@ -67,6 +67,7 @@ const (
 	pendingPrefix       = "authpending/"
 	deviceLoginPrefix   = "devicelogin/"
 	settingsKey         = "settings"
+	keysPrefix          = "keys/"
 	tokenPrefix         = backend.TokenPrefix
 )
 
@@ -88,6 +89,7 @@ var storageLayout = []storageArea{
 	{pendingPrefix, "per role, the keys of its pending code-flow logins", true},
 	{deviceLoginPrefix, "pending device logins, with their device codes", true},
 	{settingsKey, "the mount's settings (allowed_hosts)", false},
+	{keysPrefix, "per config, the private keys made in Vault (generate_key) and their timelines", true},
 	{tokenPrefix, "cached tokens, with their refresh tokens", true},
 }
 

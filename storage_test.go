@@ -62,10 +62,10 @@ func storageEntries(t *testing.T, e *testEnv) map[string]string {
 // The storage layout is complete and its seal-wrap flags are what Vault is
 // told: flows that write every kind of entry (configs with every secret, a
 // single-active client's index, roles, a pending code-flow login, a device
-// login, settings, cached tokens with refresh tokens) write only keys of the
-// layout, write each of its areas, and every entry that holds a secret
-// (a client secret, password or key, a PKCE verifier, a device code, a
-// token) lies under a seal-wrapped one.
+// login, a key made in Vault, settings, cached tokens with refresh tokens)
+// write only keys of the layout, write each of its areas, and every entry
+// that holds a secret (a client secret, password or key, a PKCE verifier, a
+// device code, a token) lies under a seal-wrapped one.
 func TestStorageLayout(t *testing.T) {
 	if got, want := newTestEnv(t).b.PathsSpecial.SealWrapStorage, sealWrapStorage(); !slices.Equal(got, want) || len(want) == 0 {
 		t.Fatalf("SealWrapStorage %v, want the layout's %v", got, want)
@@ -96,6 +96,10 @@ func TestStorageLayout(t *testing.T) {
 		func() {
 			deviceEnv(t, e, fakeidp.DeviceOptions{})
 			e.ok(logical.UpdateOperation, "device-code/tv", nil)
+		},
+		func() {
+			e.ok(logical.UpdateOperation, "config/made", map[string]any{"token_url": "https://idp.example/token", "client_id": "c",
+				"client_auth": "private_key_jwt", "generate_key": true})
 		},
 		func() {
 			e.ok(logical.UpdateOperation, "settings", map[string]any{"allowed_hosts": "127.0.0.1,idp.example"})

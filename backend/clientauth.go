@@ -154,9 +154,9 @@ func (e *Endpoint) previous() *Endpoint {
 		p.ClientSecret, p.PreviousClientSecret = e.PreviousClientSecret, e.ClientSecret
 	case ClientAuthPrivateKeyJWT:
 		if e.PreviousSigner == nil {
-			return nil
+			return e.previousSecretMethod()
 		}
-		p.Signer, p.PreviousSigner = e.PreviousSigner, nil
+		p.Signer, p.PreviousSigner, p.Keys = e.PreviousSigner, nil, nil
 	default:
 		return nil
 	}
@@ -208,10 +208,12 @@ func (e *Endpoint) clientAuthentication(form url.Values) (url.Values, string, []
 		}
 		return form, "", nil, nil
 	case ClientAuthPrivateKeyJWT:
-		if e.Signer == nil {
-			return nil, "", nil, errors.New("client_auth is private_key_jwt but the config has no private_key")
+		now := e.now()
+		signer := e.signerAt(now)
+		if signer == nil {
+			return nil, "", nil, errors.New("client_auth is private_key_jwt but the config has no private_key, nor a generated key signing now")
 		}
-		assertion, err := e.Signer.Assertion(e.ClientID, e.TokenURL, e.now())
+		assertion, err := signer.Assertion(e.ClientID, e.TokenURL, now)
 		if err != nil {
 			return nil, "", nil, err
 		}

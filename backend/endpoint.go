@@ -47,6 +47,12 @@ type Endpoint struct {
 	TLSClientCert        bool
 	Discovery            *Discovery
 	OnFallback           func(FallbackEvent)
+	// Keys are the keys made in Vault (keyset.go): when set, the one
+	// signing at the time signs, in place of Signer. PreviousClientAuth is
+	// the method of PreviousClientSecret when it differs from ClientAuth
+	// (a move from a client secret to keys made in Vault).
+	Keys               *KeyRing
+	PreviousClientAuth ClientAuth
 
 	// DeviceAuthorizationURL is RFC 8628's endpoint (grant_device.go).
 	DeviceAuthorizationURL string

@@ -25,7 +25,7 @@ type IDTokenCheck struct {
 	Issuer   string // iss, exactly
 	ClientID string // among aud
 	Nonce    string // when set, the nonce claim, exactly
-	Keys     *KeySet
+	Keys     *IdPKeySet
 	Now      time.Time
 }
 

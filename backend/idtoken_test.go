@@ -53,8 +53,8 @@ func (is *testIssuer) sign(t *testing.T, key *ecdsa.PrivateKey, kid string, clai
 	return raw
 }
 
-func (is *testIssuer) keySet(now func() time.Time) *KeySet {
-	return &KeySet{URL: func(context.Context) (string, error) { return is.srv.URL, nil }, HTTP: is.srv.Client(), Now: now}
+func (is *testIssuer) keySet(now func() time.Time) *IdPKeySet {
+	return &IdPKeySet{URL: func(context.Context) (string, error) { return is.srv.URL, nil }, HTTP: is.srv.Client(), Now: now}
 }
 
 // An ID token passes only when signed by the issuer's key and naming the

@@ -23,10 +23,10 @@ const (
 	JWKSRefetchAfter = time.Minute
 )
 
-// KeySet reads and caches an IdP's public keys (RFC 7517 JWK Set), for
+// IdPKeySet reads and caches an IdP's public keys (RFC 7517 JWK Set), for
 // verifying the ID tokens it signs. The exported fields are set before
 // first use; it is safe for concurrent use.
-type KeySet struct {
+type IdPKeySet struct {
 	// URL returns the JWK Set's URL (configured, or from discovery).
 	URL  func(ctx context.Context) (string, error)
 	HTTP *http.Client
@@ -38,7 +38,7 @@ type KeySet struct {
 	flight  singleflight.Group
 }
 
-func (k *KeySet) now() time.Time {
+func (k *IdPKeySet) now() time.Time {
 	if k.Now != nil {
 		return k.Now()
 	}
@@ -48,7 +48,7 @@ func (k *KeySet) now() time.Time {
 // Key returns the keys of kid ("" when the token names none: every key),
 // reading the set again when it is old, or when kid is unknown and the set
 // was not read within JWKSRefetchAfter.
-func (k *KeySet) Key(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {
+func (k *IdPKeySet) Key(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
 	keys, fetched := k.keys, k.fetched
 	k.mu.Unlock()
@@ -75,7 +75,7 @@ func pick(set *jose.JSONWebKeySet, kid string) []jose.JSONWebKey {
 	return set.Key(kid)
 }
 
-func (k *KeySet) fetch(ctx context.Context) (*jose.JSONWebKeySet, error) {
+func (k *IdPKeySet) fetch(ctx context.Context) (*jose.JSONWebKeySet, error) {
 	u, err := k.URL(ctx)
 	if err != nil {
 		return nil, err

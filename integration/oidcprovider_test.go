@@ -20,6 +20,7 @@ const oidcClientSecret = "oidc-test-secret"
 // OIDCProvider is panva/oidc-provider (OpenID Certified) running under node.
 type OIDCProvider struct {
 	Issuer string
+	Log    string // its stdout and stderr
 }
 
 // StartOIDCProvider runs testdata/oidc-provider/server.js on a free loopback
@@ -52,7 +53,7 @@ func StartOIDCProvider(t *testing.T, tokenTTL time.Duration, extraEnv ...string)
 	}) || issuer == "" {
 		t.Fatalf("oidc-provider did not start:\n%s", tail(logPath, 30))
 	}
-	return &OIDCProvider{Issuer: issuer}
+	return &OIDCProvider{Issuer: issuer, Log: logPath}
 }
 
 // Introspect asks the provider's introspection endpoint (RFC 7662) about token.

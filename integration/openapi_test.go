@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/oasdoc"
@@ -56,6 +57,17 @@ func TestOpenAPI(t *testing.T) {
 	v.Write("idp/config/sts", "token_url="+sts.URL+"/token", "client_id=sts", "client_secret=sts-secret")
 	v.Write("idp/roles/orders", "config=sts", "grant_type=token_exchange", "audience=orders")
 
+	// A person's own device login, for the operator's logins paths.
+	ppl := startPeople(t, v, "ann")
+	v.Write("idp/roles/tv-people", "config=tv", "grant_type=device_code", "scopes=tv.watch", "per_entity=true")
+	v.JSONAs(ppl.tokens["ann"], &Secret{}, "write", "-f", "idp/device-code/tv-people")
+	if !eventually(60*time.Second, 250*time.Millisecond, func() bool { _, _, ok := ppl.read(t, v, "ann", "idp/creds/tv-people"); return ok }) {
+		t.Fatal("ann's device login gave her no token within 60 s")
+	}
+
+	// A config whose key is made in Vault, for the JWKS and key paths.
+	v.Write("idp/config/keys", "token_url="+se.TokenURL(), "client_id=keys-api", "client_auth=private_key_jwt", "generate_key=true")
+
 	calls := []apiCall{
 		{"idp-write-config", "idp/config/se", map[string]any{"provider": "screening-eagle", "token_url": se.TokenURL(), "client_id": "se-api", "client_secret": seSecret, "scopes": "openid,inspect"}, nil},
 		{"idp-write-role", "idp/roles/se", map[string]any{"config": "se", "min_ttl": "1m"}, nil},
@@ -75,6 +87,11 @@ func TestOpenAPI(t *testing.T) {
 		{"idp-write-settings", "idp/settings", map[string]any{"allowed_hosts": "127.0.0.1"}, nil},
 		{"idp-read-settings", "idp/settings", nil, nil},
 		{"idp-read-token", "idp/token/se?min_ttl=120", nil, []string{"issued_token_type"}},
+		{"idp-list-logins", "idp/logins/tv-people/?list=true", nil, nil},
+		{"idp-delete-login", "idp/logins/tv-people/" + ppl.entities["ann"], nil, nil},
+		{"idp-read-jwks", "idp/jwks/keys", nil, nil},
+		{"idp-read-public-keys", "idp/config/keys/public-keys", nil, nil},
+		{"idp-rotate-key", "idp/config/keys/rotate-key", map[string]any{}, nil},
 		{"idp-delete-role", "idp/roles/se", nil, nil},
 		{"idp-delete-config", "idp/config/se", nil, nil},
 	}
@@ -140,8 +157,8 @@ func TestOpenAPI(t *testing.T) {
 
 		// The real answer, through Vault.
 		token := v.Token
-		if c.id == "idp-read-callback" {
-			token = "" // the browser holds no Vault token
+		if c.id == "idp-read-callback" || c.id == "idp-read-jwks" {
+			token = "" // the browser and the IdP hold no Vault token
 		}
 		status, body, contentType := vaultHTTP(t, v, token, strings.ToUpper(method), c.call, c.body)
 		if _, declares204 := o.Responses["204"]; declares204 {
@@ -176,7 +193,13 @@ func TestOpenAPI(t *testing.T) {
 		var answer struct {
 			Data map[string]any `json:"data"`
 		}
-		if err := json.Unmarshal(body, &answer); err != nil {
+		if c.id == "idp-read-jwks" {
+			// A raw body, as the IdP reads it: its fields are the document's.
+			err = json.Unmarshal(body, &answer.Data)
+		} else {
+			err = json.Unmarshal(body, &answer)
+		}
+		if err != nil {
 			t.Fatalf("%s %s: %v", method, c.call, err)
 		}
 		for k := range answer.Data {

@@ -12,6 +12,10 @@
 //                            (default urn:idp-tokens:api)
 //   OIDC_JWT_CLIENT_JWKS     public JWK Set (JSON) of jwt-client; or OIDC_JWT_CLIENT_JWKS_FILE,
 //                            a file holding it. Without either, jwt-client does not exist.
+//   OIDC_JWKS_URI_CLIENT_URI jwks_uri of jwks-uri-client: the provider fetches the client's public
+//                            keys from it (the engine's <mount>/jwks/<config>). Without it,
+//                            jwks-uri-client does not exist.
+//   OIDC_JWKS_URI_CLIENT_ALG token_endpoint_auth_signing_alg of jwks-uri-client (default ES256).
 //
 // Clients:
 //   basic-client  client_secret_basic  client_credentials, refresh_token
@@ -19,6 +23,16 @@
 //   code-client   client_secret_basic  authorization_code, refresh_token (login with
 //                 any user name and password on the dev interaction form)
 //   jwt-client    private_key_jwt      client_credentials (keys from OIDC_JWT_CLIENT_JWKS)
+//   jwks-uri-client private_key_jwt    client_credentials and the RFC 7523 jwt-bearer grant
+//                 (registered below), keys fetched from OIDC_JWKS_URI_CLIENT_URI. The grant's
+//                 assertion must be signed by one of those keys (verified as oidc-provider
+//                 verifies client assertions: its cached copy, fetched again when no key matches
+//                 and the copy is older than max(60 s, the response's max-age)), iss the client,
+//                 aud the issuer or the token endpoint; the token's introspection shows
+//                 assertion_sub.
+//
+// Every token request with a client assertion or a grant assertion prints one line to stdout:
+//   token-request: {"at":<ms since epoch>,"client":..,"grant":..,"status":..,"client_kid":..,"grant_kid":..}
 //   exchange-client client_secret_basic  RFC 8693 token exchange (registered below): the
 //                 subject_token (and actor_token) must be an active access token of this
 //                 provider (found with its own AccessToken / ClientCredentials models); the
@@ -50,6 +64,9 @@ const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const jwtClientJWKS = process.env.OIDC_JWT_CLIENT_JWKS
   || (process.env.OIDC_JWT_CLIENT_JWKS_FILE && fs.readFileSync(process.env.OIDC_JWT_CLIENT_JWKS_FILE, 'utf8'));
+const jwksURIClientURI = process.env.OIDC_JWKS_URI_CLIENT_URI;
+const jwksURIClientAlg = process.env.OIDC_JWKS_URI_CLIENT_ALG || 'ES256';
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`invalid port ${port}`);
@@ -120,6 +137,16 @@ server.listen(port, host, () => {
         jwks: JSON.parse(jwtClientJWKS),
         scope: `openid ${apiScopes}`,
         grant_types: ['client_credentials'],
+        redirect_uris: [],
+        response_types: [],
+      }] : []),
+      ...(jwksURIClientURI ? [{
+        client_id: 'jwks-uri-client',
+        token_endpoint_auth_method: 'private_key_jwt',
+        token_endpoint_auth_signing_alg: jwksURIClientAlg,
+        jwks_uri: jwksURIClientURI,
+        scope: `openid ${apiScopes}`,
+        grant_types: ['client_credentials', JWT_BEARER],
         redirect_uris: [],
         response_types: [],
       }] : []),
@@ -226,6 +253,92 @@ server.listen(port, host, () => {
     // an absent next answers every exchange 500 server_error.
     if (typeof next === 'function') await next();
   }, ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'audience', 'scope'], ['audience']);
+
+  // RFC 7523 2.1 jwt-bearer, which oidc-provider does not have built in: the assertion is
+  // verified against the client's own keys (its jwks_uri), as its client assertions are.
+  provider.registerGrantType(JWT_BEARER, async (ctx, next) => {
+    const { params, client } = ctx.oidc;
+    const { InvalidGrant } = errors;
+    const parts = String(params.assertion || '').split('.');
+    if (parts.length !== 3) throw new InvalidGrant('assertion is not a JWS');
+    let header;
+    let payload;
+    try {
+      header = JSON.parse(Buffer.from(parts[0], 'base64url'));
+      payload = JSON.parse(Buffer.from(parts[1], 'base64url'));
+    } catch {
+      throw new InvalidGrant('assertion is not a JWS');
+    }
+    const store = client.asymmetricKeyStore;
+    const keysFor = () => store.selectForVerify({ alg: header.alg, kid: header.kid });
+    const signed = Buffer.from(`${parts[0]}.${parts[1]}`);
+    const signature = Buffer.from(parts[2], 'base64url');
+    const verifyWith = (key) => {
+      switch (header.alg) {
+        case 'ES256': return crypto.verify('sha256', signed, { key, dsaEncoding: 'ieee-p1363' }, signature);
+        case 'RS256': return crypto.verify('sha256', signed, key, signature);
+        case 'PS256': return crypto.verify('sha256', signed, { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, signature);
+        case 'EdDSA': return crypto.verify(null, signed, key, signature);
+        default: return false;
+      }
+    };
+    const verifies = async () => {
+      for (const key of keysFor()) {
+        try {
+          if (verifyWith(await store.getKeyObject(key, header.alg))) return true;
+        } catch {}
+      }
+      return false;
+    };
+    if (store.stale()) await store.refresh();
+    let ok = await verifies();
+    if (!ok && store.stale()) {
+      await store.refresh();
+      ok = await verifies();
+    }
+    if (!ok) throw new InvalidGrant('assertion signature does not verify with the client\'s keys');
+    const now = Math.floor(Date.now() / 1000);
+    const audiences = [].concat(payload.aud || []);
+    if (payload.iss !== client.clientId) throw new InvalidGrant('assertion iss must be the client');
+    if (!payload.sub) throw new InvalidGrant('assertion has no sub');
+    if (!audiences.includes(provider.issuer) && !audiences.includes(`${provider.issuer}/token`)) throw new InvalidGrant('assertion aud must name this server');
+    if (!(payload.exp > now) || payload.exp > now + 3600) throw new InvalidGrant('assertion exp is past or too far');
+    ctx.exchangeClaims = { assertion_sub: payload.sub };
+    const token = new provider.ClientCredentials({ client, scope: params.scope || undefined });
+    token.resourceServer = new provider.ResourceServer(resource, {
+      audience: resource, scope: apiScopes, accessTokenTTL: ttl, accessTokenFormat: 'opaque',
+    });
+    ctx.oidc.entity('ClientCredentials', token);
+    const value = await token.save();
+    ctx.body = {
+      access_token: value, token_type: 'Bearer', expires_in: token.expiration, scope: token.scope || undefined,
+    };
+    if (typeof next === 'function') await next();
+  }, ['assertion', 'scope']);
+
+  // One line for each token request bearing an assertion: who, which grant, the answer's
+  // status, and the kid of each assertion (the tests match them with the JWKS served).
+  const kidOf = (jws) => {
+    try {
+      return JSON.parse(Buffer.from(String(jws).split('.')[0], 'base64url')).kid;
+    } catch {
+      return undefined;
+    }
+  };
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.method !== 'POST' || ctx.path !== '/token') return;
+    const p = { ...(ctx.oidc?.body || {}), ...(ctx.oidc?.params || {}) };
+    if (!p.client_assertion && !p.assertion) return;
+    console.log(`token-request: ${JSON.stringify({
+      at: Date.now(),
+      client: ctx.oidc?.client?.clientId,
+      grant: p.grant_type,
+      status: ctx.status,
+      client_kid: p.client_assertion ? kidOf(p.client_assertion) : undefined,
+      grant_kid: p.assertion ? kidOf(p.assertion) : undefined,
+    })}`);
+  });
 
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
   const callback = provider.callback();
