@@ -19,9 +19,14 @@ func ok200(desc string, fields map[string]*framework.FieldSchema) map[int][]fram
 	return map[int][]framework.Response{http.StatusOK: {{Description: desc, Fields: fields}}}
 }
 
-// noContent is the answer of a write or delete that returns no data.
+// noContent is the answer of a write or delete that returns no data: 204,
+// or 200 when it carries warnings (what the write did to tokens or logins),
+// which Vault answers with that status.
 func noContent() map[int][]framework.Response {
-	return map[int][]framework.Response{http.StatusNoContent: {{Description: "No content."}}}
+	return map[int][]framework.Response{
+		http.StatusNoContent: {{Description: "No content."}},
+		http.StatusOK:        {{Description: "No data, only warnings: what the request did to tokens or logins, or what it could not do."}},
+	}
 }
 
 // listResponses is the answer of a LIST.
