@@ -61,9 +61,10 @@ vet:
 	$(GO) vet -tags integration ./integration/
 
 # Integration tests: a real Vault server, Vault Agent, the plugin binary, in-process
-# fake IdPs, oidc-provider under node and Ory Hydra (all from test-deps).
+# fake IdPs, oidc-provider under node and Ory Hydra (all from test-deps). Four at a
+# time: most of them wait on clocks (token lives, key rotations), not on the CPU.
 test-integration: test-deps
-	$(GO) test -tags integration -count=1 -timeout 20m ./integration/
+	$(GO) test -tags integration -count=1 -timeout 20m -parallel 4 ./integration/
 
 # A Vault dev server with the plugin at idp/ and the demo IdP; Ctrl-C or dev-stop ends it.
 dev:

@@ -417,10 +417,38 @@ func bearerStatus(t *testing.T, url, token string) int {
 	return resp.StatusCode
 }
 
-var nodeOnce struct {
-	sync.Once
+// installer runs one of the project's install scripts once per run; what
+// it prints is the path of what it installed (cached after the first run).
+type installer struct {
 	script string
+	once   sync.Once
+	path   string
 	err    error
+}
+
+var (
+	testIdPInstall = &installer{script: "install-test-idp.sh"}
+	hydraInstall   = &installer{script: "install-hydra.sh"}
+)
+
+func (i *installer) get(t *testing.T) string {
+	t.Helper()
+	i.once.Do(func() {
+		began := time.Now()
+		cmd := exec.Command(filepath.Join(repoRoot, "scripts", i.script))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			i.err = fmt.Errorf("scripts/%s: %w", i.script, err)
+			return
+		}
+		i.path = strings.TrimSpace(string(out))
+		t.Logf("scripts/%s: %s (%s)", i.script, i.path, time.Since(began).Round(time.Second))
+	})
+	if i.err != nil {
+		t.Fatal(i.err)
+	}
+	return i.path
 }
 
 // oidcProviderScript installs oidc-provider (once per run) and returns server.js.
@@ -428,22 +456,9 @@ var nodeOnce struct {
 // only after it ran.
 func oidcProviderScript(t *testing.T) string {
 	t.Helper()
-	nodeOnce.Do(func() {
-		cmd := exec.Command(filepath.Join(repoRoot, "scripts", "install-test-idp.sh"))
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
-		if err != nil {
-			nodeOnce.err = fmt.Errorf("scripts/install-test-idp.sh: %w", err)
-			return
-		}
-		if _, err := exec.LookPath("node"); err != nil {
-			nodeOnce.err = fmt.Errorf("scripts/install-test-idp.sh ran, yet node is not on the PATH: %w", err)
-			return
-		}
-		nodeOnce.script = strings.TrimSpace(string(out))
-	})
-	if nodeOnce.err != nil {
-		t.Fatal(nodeOnce.err)
+	script := testIdPInstall.get(t)
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("scripts/install-test-idp.sh ran, yet node is not on the PATH: %v", err)
 	}
-	return nodeOnce.script
+	return script
 }

@@ -13,7 +13,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,40 +32,12 @@ type Hydra struct {
 	rec      *assertionLog
 }
 
-var hydraOnce struct {
-	sync.Once
-	bin string
-	err error
-}
-
-// hydraBinary builds Hydra once per run (about three minutes on 2 cores
-// the first time; cached with Vault's binary after that).
-func hydraBinary(t *testing.T) string {
-	t.Helper()
-	hydraOnce.Do(func() {
-		began := time.Now()
-		cmd := exec.Command(filepath.Join(repoRoot, "scripts", "install-hydra.sh"))
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
-		if err != nil {
-			hydraOnce.err = fmt.Errorf("scripts/install-hydra.sh: %w", err)
-			return
-		}
-		hydraOnce.bin = strings.TrimSpace(string(out))
-		t.Logf("Ory Hydra at %s (%s)", hydraOnce.bin, time.Since(began).Round(time.Second))
-	})
-	if hydraOnce.err != nil {
-		t.Fatal(hydraOnce.err)
-	}
-	return hydraOnce.bin
-}
-
 // StartHydra runs `hydra serve all --dev` (http on loopback) with
 // access tokens of tokenTTL.
 func StartHydra(t *testing.T, tokenTTL time.Duration) *Hydra {
 	t.Helper()
 	requireSetup(t)
-	bin := hydraBinary(t)
+	bin := hydraInstall.get(t)
 	public, admin := freePort(t), freePort(t)
 	rec := &assertionLog{}
 	target, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", public))

@@ -254,16 +254,61 @@ func (h *keyHistory) get(kid string) keyTimeline {
 }
 
 // readLoop reads creds/<role> through addr() until stopped, counting reads
-// and failures (and keeping the first few errors).
+// and keeping every failure with its time.
 type readLoop struct {
 	reads, failed atomic.Int64
-	// firstFail and lastFail are the times of the first and last failure
-	// (Unix nanoseconds; 0: none).
-	firstFail, lastFail atomic.Int64
-	mu                  sync.Mutex
-	errs                []string
-	stop                chan struct{}
-	wg                  sync.WaitGroup
+	mu            sync.Mutex
+	failures      []readFailure
+	stop          chan struct{}
+	wg            sync.WaitGroup
+}
+
+type readFailure struct {
+	at  time.Time
+	msg string
+}
+
+// noActiveNode is Vault's own answer when a standby knows no active node to
+// forward to (a raft election, or heartbeats missed on a loaded machine):
+// Vault says it, not the plugin.
+const noActiveNode = "active cluster node not found"
+
+// failuresBefore are the failures before t, apart from Vault's
+// noActiveNode answers, and how many of those there were.
+func (l *readLoop) failuresBefore(t time.Time) (others []string, noActive int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.failures {
+		switch {
+		case !f.at.Before(t):
+		case strings.Contains(f.msg, noActiveNode):
+			noActive++
+		default:
+			others = append(others, f.at.Format(time.StampMilli)+" "+f.msg)
+		}
+	}
+	return others, noActive
+}
+
+// errs are the first failures, for a message.
+func (l *readLoop) errs() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, f := range l.failures[:min(5, len(l.failures))] {
+		out = append(out, f.at.Format(time.StampMilli)+" "+f.msg)
+	}
+	return strings.Join(out, "; ")
+}
+
+// span is the time of the first and the last failure.
+func (l *readLoop) span() (first, last time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.failures) == 0 {
+		return
+	}
+	return l.failures[0].at, l.failures[len(l.failures)-1].at
 }
 
 func startReaders(token string, addr func() string, roles []string, perRole int, pause time.Duration) *readLoop {
@@ -283,13 +328,8 @@ func startReaders(token string, addr func() string, roles []string, perRole int,
 					}
 					if _, err := r.read(addr(), role); err != nil {
 						l.failed.Add(1)
-						now := time.Now().UnixNano()
-						l.firstFail.CompareAndSwap(0, now)
-						l.lastFail.Store(now)
 						l.mu.Lock()
-						if len(l.errs) < 5 {
-							l.errs = append(l.errs, fmt.Sprintf("%s %s: %v", time.Now().Format(time.StampMilli), role, err))
-						}
+						l.failures = append(l.failures, readFailure{time.Now(), fmt.Sprintf("%s: %v", role, err)})
 						l.mu.Unlock()
 					}
 					l.reads.Add(1)

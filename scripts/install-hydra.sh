@@ -13,31 +13,18 @@
 set -euo pipefail
 
 HYDRA_VERSION="${HYDRA_VERSION:-v2.3.0}" # pinned here and nowhere else
-CACHE_DIR="${IDP_TOKENS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-idp-tokens}"
+source "$(dirname "${BASH_SOURCE[0]}")/go-module-build.sh"
 TARGET="$CACHE_DIR/hydra-$HYDRA_VERSION"
+print_if_present HYDRA_BIN "$TARGET"
 
-if [[ -n "${HYDRA_BIN:-}" ]]; then
-  [[ -x "$HYDRA_BIN" ]] || { echo "HYDRA_BIN=$HYDRA_BIN is not an executable" >&2; exit 1; }
-  echo "$HYDRA_BIN"
-  exit 0
+# Hydra's SQLite driver uses cgo; a fresh Debian machine may lack a C compiler.
+if ! command -v cc >/dev/null; then
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  echo "installing gcc from Debian's packages (Hydra's SQLite driver uses cgo)" >&2
+  $sudo apt-get update -qq >&2 && $sudo apt-get install -y -qq gcc libc6-dev >&2
 fi
-
-if [[ -x "$TARGET" ]]; then
-  echo "$TARGET"
-  exit 0
-fi
-
-command -v cc >/dev/null || { echo "a C compiler is needed (Hydra's SQLite driver uses cgo): apt-get install gcc" >&2; exit 1; }
-mkdir -p "$CACHE_DIR"
 echo "building Ory Hydra $HYDRA_VERSION from its Go module (several minutes the first time; cached in $CACHE_DIR)" >&2
-dir=$(go mod download -json "github.com/ory/hydra/v2@$HYDRA_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
-[[ -d "$dir" ]] || { echo "go mod download gave no directory for hydra@$HYDRA_VERSION" >&2; exit 1; }
-
-work=$(mktemp -d "$CACHE_DIR/build.XXXXXX")
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
-cp -r "$dir/." "$work/"
-chmod -R u+w "$work"
-cd "$work"
+enter_module_copy "github.com/ory/hydra/v2@$HYDRA_VERSION"
 go mod edit -dropreplace=github.com/ory/hydra-client-go/v2
 CGO_ENABLED=1 GOFLAGS=-mod=mod go build -trimpath -tags sqlite,sqlite_omit_load_extension -ldflags '-s -w' -o "$TARGET.tmp" .
 mv "$TARGET.tmp" "$TARGET"

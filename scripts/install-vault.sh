@@ -8,30 +8,12 @@
 set -euo pipefail
 
 VAULT_VERSION="${VAULT_VERSION:-v1.21.0}" # pinned here and nowhere else
-CACHE_DIR="${IDP_TOKENS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-idp-tokens}"
+source "$(dirname "${BASH_SOURCE[0]}")/go-module-build.sh"
 TARGET="$CACHE_DIR/vault-$VAULT_VERSION"
+print_if_present VAULT_BIN "$TARGET"
 
-if [[ -n "${VAULT_BIN:-}" ]]; then
-  [[ -x "$VAULT_BIN" ]] || { echo "VAULT_BIN=$VAULT_BIN is not an executable" >&2; exit 1; }
-  echo "$VAULT_BIN"
-  exit 0
-fi
-
-if [[ -x "$TARGET" ]]; then
-  echo "$TARGET"
-  exit 0
-fi
-
-mkdir -p "$CACHE_DIR"
 echo "building Vault $VAULT_VERSION from its Go module (5-10 minutes the first time; cached in $CACHE_DIR)" >&2
-dir=$(go mod download -json "github.com/hashicorp/vault@$VAULT_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
-[[ -d "$dir" ]] || { echo "go mod download gave no directory for vault@$VAULT_VERSION" >&2; exit 1; }
-
-work=$(mktemp -d "$CACHE_DIR/build.XXXXXX")
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
-cp -r "$dir/." "$work/"
-chmod -R u+w "$work"
-cd "$work"
+enter_module_copy "github.com/hashicorp/vault@$VAULT_VERSION"
 # Drop the replaces that point into the module's own (absent) nested folders; the
 # tagged api and sdk releases that this Vault version requires are used instead.
 for r in $(go mod edit -json | sed -n 's/.*"Path": "\(github.com\/hashicorp\/vault\/\(api[^"]*\|sdk\)\)".*/\1/p' | sort -u); do
