@@ -72,7 +72,7 @@ dev-stop:
 
 # The real-Vault benchmark (docs/benchmarks.md): this plugin beside a floor plugin on a
 # Vault dev server and on a single-node raft Vault (with Vault Proxy and Vault Agent); about
-# ten minutes on 2 cores; rewrites the results section of docs/benchmarks.md.
+# twelve minutes on 2 cores; rewrites the results section of docs/benchmarks.md.
 bench:
 	$(GO) run ./bench
 

@@ -357,3 +357,13 @@ func TestTokenTTLSingleActiveMintsWhenNoHolderIsLeft(t *testing.T) {
 		t.Fatalf("%d IdP requests for %d tokens", n, tokens+1)
 	}
 }
+
+// Terraform's ephemeral vault_generic_secret unwraps a top-level "data"
+// field when an answer has one (docs/leases.md): the token answer must not.
+func TestTokenAnswerHasNoDataField(t *testing.T) {
+	for _, leased := range []bool{false, true} {
+		if _, has := answerSchema(leased)["data"]; has {
+			t.Fatalf("the token answer (leased %v) has a field named data", leased)
+		}
+	}
+}
