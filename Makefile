@@ -74,8 +74,8 @@ dev-stop:
 	./scripts/dev.sh stop
 
 # The real-Vault benchmark (docs/benchmarks.md): this plugin beside a floor plugin on a
-# Vault dev server and on a single-node raft Vault (with Vault Proxy); about six minutes
-# on 2 cores; rewrites the results section of docs/benchmarks.md.
+# Vault dev server and on a single-node raft Vault (with Vault Proxy and Vault Agent); about
+# twelve minutes on 2 cores; rewrites the results section of docs/benchmarks.md.
 bench:
 	$(GO) run ./bench
 

@@ -102,8 +102,13 @@ func TestPerEntityTokensAreTheirOwn(t *testing.T) {
 	if p.idp.OwnerOf(aliceTok) != "alice" || p.idp.OwnerOf(bobTok) != "bob" {
 		t.Fatalf("alice's token acts as %q, bob's as %q", p.idp.OwnerOf(aliceTok), p.idp.OwnerOf(bobTok))
 	}
-	if again := p.okAs(alice.ID, logical.ReadOperation, "token/people", nil).Data["access_token"]; again != aliceTok {
+	unleased := p.okAs(alice.ID, logical.ReadOperation, "token/people", nil)
+	if unleased.Data["access_token"] != aliceTok {
 		t.Fatal("token/people gave alice another token than creds/people")
+	}
+	// A person's token is a rotating secret like any: Agent re-reads it by ttl.
+	if answerTTL(t, unleased); unleased.Data["rotation_period"] == nil || answerRotation(t, unleased).IsZero() {
+		t.Fatalf("token/people for alice lacks the fields of a rotating secret: %v", unleased.Data)
 	}
 	p.failsAs(carol.ID, logical.ReadOperation, "creds/people", nil, "holds for yours no token")
 	p.failsAs(carol.ID, logical.ReadOperation, "creds/people", nil, "vault write -f idp/auth-url/people")

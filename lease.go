@@ -21,7 +21,7 @@ const minLease = backend.MinHold
 func (b *idpBackend) credsResponse(name string, got served) *logical.Response {
 	ttl := b.capLease(got.role, got.Hold)
 	tok := got.StoredToken
-	data := answerData(tokenAnswer{tok: tok, hold: got.Hold}, true)
+	data := answerData(answerOf(got.Served), true)
 	// Vault stores the lease's data and internal data with every lease:
 	// keep the internal part to what revocation and renewal read.
 	internal := map[string]any{"role": name}

@@ -75,7 +75,7 @@ func (b *idpBackend) pathExchangeWrite(ctx context.Context, req *logical.Request
 		key := exchangeTokenKey(name, typ, subject)
 		w := backend.Want{
 			Key: key.String(), Fingerprint: cachedFingerprint(name, role, cfg), Ephemeral: true, Began: began,
-			MinRemaining: max(role.MinTTL, minTTL, backend.HoldSkew+minLease),
+			MinRemaining: max(role.MinTTL, minTTL), // beside the store's margin
 			// Reused no longer than the subject token lives, where that can be read.
 			ReuseFor: role.exchangeReuse(),
 			Fetch: func(ctx context.Context, _ *backend.StoredToken) (*backend.Token, error) {

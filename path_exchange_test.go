@@ -35,6 +35,11 @@ func TestExchangePath(t *testing.T) {
 	if alice.Secret == nil || leaseTTL(alice) > 10*time.Minute || leaseTTL(alice) < 10*time.Minute-3*time.Second || alice.Secret.Renewable {
 		t.Fatalf("answer is not leased for the token's 10m: %+v", alice.Secret)
 	}
+	for _, f := range []string{"ttl", "rotation_period", "last_vault_rotation"} {
+		if _, has := alice.Data[f]; has {
+			t.Fatalf("the leased exchange answers %s, a field of the unleased read only", f)
+		}
+	}
 	bob := exchange("bob-token-456")
 	if bob.Data["access_token"] == aliceTok {
 		t.Fatal("bob was served alice's exchange")

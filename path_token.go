@@ -41,13 +41,16 @@ func (b *idpBackend) pathTokenRead(ctx context.Context, req *logical.Request, d 
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	return &logical.Response{Data: answerData(tokenAnswer{tok: got.StoredToken, hold: got.Hold}, false), Warnings: got.warnings}, nil
+	return &logical.Response{Data: answerData(answerOf(got.Served), false), Warnings: got.warnings}, nil
 }
 
 const tokenHelp = `
 Returns the role's access token with no Vault lease: access_token,
 token_type, expires_at (RFC 3339), expires_in (seconds the token may be
-relied on, a number), scope, and id_token when the IdP sent one. The token
+relied on, a number), scope, and id_token when the IdP sent one; and, as a
+rotating secret, ttl (seconds until a read is handed the next token),
+rotation_period (the token's lifetime) and last_vault_rotation (when it
+was fetched), by which Vault Agent templates and VSO re-read it. The token
 is the one creds/<role> hands out (same cache, same single fetch, same
 min_ttl rules); only the lease is missing, so a reader that asks often makes
 Vault register and later expire no lease (on raft storage, two writes per

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeclock"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/promtext"
@@ -197,7 +198,7 @@ func TestTokenExpiresInIsTheCredsLease(t *testing.T) {
 	e.b.now = clock.Now
 	start := clock.Now()
 	creds := e.creds("mwi")
-	for _, at := range []time.Duration{0, 10 * time.Minute, 59*time.Minute + 30*time.Second} {
+	for _, at := range []time.Duration{0, 10 * time.Minute, 54*time.Minute + 30*time.Second} { // the last with 5m30s left: above the 5m margin
 		clock.Set(start.Add(at))
 		lease := int64(leaseTTL(e.creds("mwi")) / time.Second)
 		tok := e.token("mwi", nil)
@@ -206,6 +207,163 @@ func TestTokenExpiresInIsTheCredsLease(t *testing.T) {
 		}
 		if got := tok.Data["expires_in"]; got != lease {
 			t.Fatalf("after %s: expires_in %v, want the creds lease's %d s", at, got, lease)
+		}
+	}
+}
+
+// fataler is a test or a rapid sequence.
+type fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+// answerTTL is an unleased answer's ttl.
+func answerTTL(t fataler, resp *logical.Response) time.Duration {
+	t.Helper()
+	n, ok := resp.Data["ttl"].(int64)
+	if !ok || n < 1 {
+		t.Fatalf("ttl %#v, want a whole number of seconds, at least 1", resp.Data["ttl"])
+	}
+	return time.Duration(n) * time.Second
+}
+
+// answerRotation is an unleased answer's last_vault_rotation.
+func answerRotation(t fataler, resp *logical.Response) time.Time {
+	t.Helper()
+	s, _ := resp.Data["last_vault_rotation"].(string)
+	at, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("last_vault_rotation %#v: %v", resp.Data["last_vault_rotation"], err)
+	}
+	return at
+}
+
+// On a config whose tokens do not kill each other, ttl is exact for the
+// cache's own rule: a read ttl after the answer (creds or token) is still
+// handed the token, a read ttl + 1 s after it the next one, while the old
+// token still has its margin less under a second left. Read as Vault
+// Agent reads (again ttl + 1 s after each answer), that is one IdP request
+// and one re-read per token.
+func TestTokenTTLIsWhenTheNextTokenIsHandedOut(t *testing.T) {
+	const lifetime = 20 * time.Second
+	for _, tc := range []struct {
+		name   string
+		minTTL int
+		margin time.Duration
+	}{
+		{"the margin", 0, 4 * time.Second}, // a fifth of 20 s
+		{"the role's larger min_ttl", 8, 8 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := fakeclock.New(testT0)
+			e := newTestEnv(t, withClock(clock))
+			idp := e.setupMWI(fakeidp.Options{TokenTTL: lifetime})
+			idp.SetClock(clock.Now)
+			e.ok(logical.UpdateOperation, "roles/mwi", map[string]any{"min_ttl": tc.minTTL})
+			resp := e.token("mwi", nil)
+			const tokens = 4
+			for i := range tokens {
+				tok := resp.Data["access_token"]
+				if p := resp.Data["rotation_period"]; p != int64(lifetime/time.Second) {
+					t.Fatalf("rotation_period %v, want the token's lifetime, 20", p)
+				}
+				obtained := answerRotation(t, resp)
+				// A re-read at a fraction of a second: the answer's ttl in
+				// whole seconds, what is left of it less than a second.
+				clock.Advance(time.Duration(100+300*i) * time.Millisecond)
+				resp = e.token("mwi", nil)
+				at, ttl := clock.Now(), answerTTL(t, resp)
+				if resp.Data["access_token"] != tok || !answerRotation(t, resp).Equal(obtained) {
+					t.Fatalf("token %d: the re-read was handed another token", i)
+				}
+				if want := obtained.Add(lifetime - tc.margin).Sub(at).Truncate(time.Second); ttl != want {
+					t.Fatalf("token %d: ttl %s, want %s (until %s left)", i, ttl, want, tc.margin)
+				}
+				clock.Set(at.Add(ttl))
+				if same := e.creds("mwi"); same.Data["access_token"] != tok {
+					t.Fatalf("token %d: the creds read ttl after the answer was handed the next token", i)
+				}
+				if same := e.token("mwi", nil); same.Data["access_token"] != tok {
+					t.Fatalf("token %d: the token read ttl after the answer was handed the next token", i)
+				}
+				clock.Set(at.Add(ttl + time.Second))
+				resp = e.token("mwi", nil)
+				if resp.Data["access_token"] == tok {
+					t.Fatalf("token %d: the read ttl + 1 s after the answer was handed the same token", i)
+				}
+				if !answerRotation(t, resp).After(obtained) {
+					t.Fatalf("token %d: last_vault_rotation did not change with the token", i)
+				}
+				if left := obtained.Add(lifetime).Sub(clock.Now()); left < tc.margin-time.Second || left >= tc.margin {
+					t.Fatalf("token %d: the old token had %s left when the next was handed out, want its margin %s less under a second", i, left, tc.margin)
+				}
+			}
+			if n := idp.TokenRequests(); n != tokens+1 {
+				t.Fatalf("%d IdP requests for %d tokens", n, tokens+1)
+			}
+		})
+	}
+}
+
+// On a single_active_token config ttl is the holding period: the read
+// ttl + 1 s after an answer mints the next token, killing the old one,
+// exactly when the last lease or promise (answer + ttl) of it has ended
+// (a second before the kill), and no sooner.
+func TestTokenTTLSingleActiveMintsWhenNoHolderIsLeft(t *testing.T) {
+	m := setupMicroTek(t, 20*time.Second)
+	m.ok(logical.UpdateOperation, "roles/x", map[string]any{"config": "mt", "min_ttl": 8})
+	resp := m.token("x", nil)
+	const tokens = 4
+	for i := range tokens {
+		tok := resp.Data["access_token"].(string)
+		obtained := answerRotation(t, resp)
+		var promised []time.Time // when each answer of tok stops being relied on
+		promised = append(promised, m.clock.Now().Add(answerTTL(t, resp)))
+		clock := m.clock
+		clock.Advance(time.Duration(200+300*i) * time.Millisecond)
+		lease := m.creds("x")
+		promised = append(promised, m.leaseEnd(lease))
+		resp = m.token("x", nil)
+		at, ttl := clock.Now(), answerTTL(t, resp)
+		promised = append(promised, at.Add(ttl))
+		if resp.Data["access_token"] != tok || lease.Data["access_token"] != tok {
+			t.Fatalf("token %d: the re-reads were handed another token", i)
+		}
+		if ttl != time.Duration(resp.Data["expires_in"].(int64))*time.Second {
+			t.Fatalf("token %d: ttl %s is not the holding period (expires_in %v)", i, ttl, resp.Data["expires_in"])
+		}
+		clock.Set(at.Add(ttl + time.Second))
+		resp = m.token("x", nil)
+		if resp.Data["access_token"] == tok {
+			t.Fatalf("token %d: the read ttl + 1 s after the answer was handed the same token", i)
+		}
+		killed, dead := m.idp.KilledAt(tok)
+		if !dead {
+			t.Fatalf("token %d: the next token did not kill the old one", i)
+		}
+		// The mint waits for MintAfter (expiry less the role's min_ttl),
+		// under a second after the read.
+		if mintAfter := obtained.Add(12 * time.Second); !killed.Equal(mintAfter) || killed.Sub(at.Add(ttl+time.Second)) >= time.Second {
+			t.Fatalf("token %d: killed at +%s, want at +%s, under a second after the read at +%s",
+				i, killed.Sub(obtained), mintAfter.Sub(obtained), at.Add(ttl+time.Second).Sub(obtained))
+		}
+		for _, end := range promised {
+			if killed.Before(end.Add(backend.HoldSkew)) {
+				t.Fatalf("token %d killed at %s, within a second of a promise that ran until %s", i, killed.Format(time.StampMilli), end.Format(time.StampMilli))
+			}
+		}
+	}
+	if n := m.idp.TokenRequests(); n != tokens+1 {
+		t.Fatalf("%d IdP requests for %d tokens", n, tokens+1)
+	}
+}
+
+// Terraform's ephemeral vault_generic_secret unwraps a top-level "data"
+// field when an answer has one (docs/leases.md): the token answer must not.
+func TestTokenAnswerHasNoDataField(t *testing.T) {
+	for _, leased := range []bool{false, true} {
+		if _, has := answerSchema(leased)["data"]; has {
+			t.Fatalf("the token answer (leased %v) has a field named data", leased)
 		}
 	}
 }

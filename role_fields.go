@@ -91,7 +91,7 @@ var roleFieldTable = []roleField{
 		dur: func(r *roleEntry) *time.Duration { return &r.TTL }},
 	{name: "max_ttl", kind: kindDuration, desc: "Cap on the lease and its max TTL. Default: the mount's max.",
 		dur: func(r *roleEntry) *time.Duration { return &r.MaxTTL }},
-	{name: "min_ttl", kind: kindDuration, desc: "A cached token is handed out only while it has at least this long left (capped at half its lifetime). " +
+	{name: "min_ttl", kind: kindDuration, desc: "A cached token is handed out only while it has at least this long left, or its margin when larger (a fifth of its lifetime, 2 s to 5 min; capped at half its lifetime). " +
 		"With single_active_token, the shared token is replaced when it has the largest min_ttl of the config's roles left, and leases end before that.",
 		dur: func(r *roleEntry) *time.Duration { return &r.MinTTL }},
 	{name: "renewable_leases", kind: kindFlag, desc: "Make creds leases renewable (never past the time the token may be relied on), so that Vault Proxy and Agent's API proxy cache them: " +

@@ -163,7 +163,7 @@ func (b *idpBackend) want(ctx context.Context, req *logical.Request, name string
 	w := backend.Want{
 		Key:          key.String(),
 		Fingerprint:  fp,
-		MinRemaining: max(role.MinTTL, readerMinTTL, backend.HoldSkew+minLease),
+		MinRemaining: max(role.MinTTL, readerMinTTL), // beside the store's margin
 		SingleActive: cfg.singleActive,
 		CanMint:      b.canMint,
 		Began:        began,

@@ -79,9 +79,10 @@ type Fetch func(ctx context.Context, current *StoredToken) (*Token, error)
 type Want struct {
 	Key         string
 	Fingerprint string
-	// MinRemaining is the life a token must have left to be handed out
-	// (capped at half its lifetime, so that no setting makes every read
-	// mint). Ignored for SingleActive tokens, whose Reserve rules instead.
+	// MinRemaining is the life a token must have left to be handed out when
+	// it is more than the token's Margin (capped at half its lifetime, so
+	// that no setting makes every read mint). Ignored for SingleActive
+	// tokens, whose Reserve rules instead.
 	MinRemaining time.Duration
 	// SingleActive: the IdP kills a client's current token when it issues a
 	// new one. Such a token is handed out only with a holding period that
@@ -126,6 +127,10 @@ type Served struct {
 	*StoredToken
 	// Hold is the longest a lease on the token may run from now.
 	Hold time.Duration
+	// RotatesIn is how long from now a read like this one is still handed
+	// the token: a read RotatesIn plus a second from now is handed the next
+	// one (see rotatesIn). May be below a second.
+	RotatesIn time.Duration
 	// Fresh says the token was just fetched.
 	Fresh bool
 }
@@ -219,8 +224,8 @@ func (s *TokenStore) Serve(ctx context.Context, kv KV, w Want) (Served, error) {
 		return s.serveOrMint(flightCtx, kv, w)
 	}
 	if t, ok := s.inMemory(w); ok {
-		if hold, ok := s.hold(t, w, s.now()); ok {
-			return Served{StoredToken: t, Hold: hold}, nil
+		if got, ok := s.hold(t, w, s.now()); ok {
+			return got, nil
 		}
 	}
 	// Readers that join a flight share its result.
@@ -234,10 +239,11 @@ func (s *TokenStore) Serve(ctx context.Context, kv KV, w Want) (Served, error) {
 			continue
 		}
 		if got.Fresh {
+			// Just fetched for this reader or another: its own rotation.
+			got.RotatesIn = rotatesIn(got.StoredToken, w, s.now())
 			return got, nil
 		}
-		if hold, ok := s.hold(got.StoredToken, w, s.now()); ok {
-			got.Hold = hold
+		if got, ok := s.hold(got.StoredToken, w, s.now()); ok {
 			return got, nil
 		}
 	}
@@ -263,8 +269,8 @@ func (s *TokenStore) serveOrMint(ctx context.Context, kv KV, w Want) (Served, er
 		return Served{}, err
 	}
 	if !w.Login {
-		if hold, ok := s.hold(current, w, s.now()); ok {
-			return Served{StoredToken: current, Hold: hold}, nil
+		if got, ok := s.hold(current, w, s.now()); ok {
+			return got, nil
 		}
 	}
 	if w.CanMint != nil {
@@ -346,34 +352,40 @@ func (s *TokenStore) mint(ctx context.Context, kv KV, w Want, current *StoredTok
 	case w.ReuseFor > 0:
 		stored.ReuseUntil = s.now().Add(w.ReuseFor)
 	}
-	hold := stored.Remaining(s.now()) - HoldSkew
+	now := s.now()
+	hold := stored.Remaining(now) - HoldSkew
 	if w.SingleActive {
 		// The holding period of every lease on this token ends by
 		// MintAfter-HoldSkew: by the time a read may mint, none is live.
 		// The shortest lease is MinHold: when the token is too short-lived
 		// (or its answer too slow) for that, the next mint waits for it.
 		lifetime := stored.Expiry.Sub(stored.ObtainedAt)
-		stored.MintAfter = later(stored.Expiry.Add(-min(reserve, lifetime/2)), s.now().Add(MinHold+HoldSkew))
-		hold = stored.MintAfter.Sub(s.now()) - HoldSkew
+		stored.MintAfter = later(stored.Expiry.Add(-min(reserve, lifetime/2)), now.Add(MinHold+HoldSkew))
+		hold = stored.MintAfter.Sub(now) - HoldSkew
 	}
 	if err := s.put(ctx, kv, w, stored); err != nil {
 		return Served{}, err
 	}
-	return Served{StoredToken: stored, Hold: max(hold, MinHold), Fresh: true}, nil
+	return Served{StoredToken: stored, Hold: max(hold, MinHold), RotatesIn: rotatesIn(stored, w, now), Fresh: true}, nil
 }
 
-// hold says whether t may be handed out for w at now, and for how long.
-func (s *TokenStore) hold(t *StoredToken, w Want, now time.Time) (time.Duration, bool) {
+// hold says whether t may be handed out for w at now, and for how long:
+// the one rule of the cache. A token of a client whose tokens do not kill
+// each other is handed out until handOutUntil (while it has its margin, or
+// the reader's MinRemaining, left); a SingleActive one while its holding
+// period is at least MinHold (no reader's min_ttl applies).
+func (s *TokenStore) hold(t *StoredToken, w Want, now time.Time) (Served, bool) {
 	if w.SingleActive {
-		// No reader's min_ttl applies: the holding period is the rule.
-		return s.HoldOf(t, w, now)
+		hold, ok := s.HoldOf(t, w, now)
+		if !ok {
+			return Served{}, false
+		}
+		return Served{StoredToken: t, Hold: hold, RotatesIn: rotatesIn(t, w, now)}, true
 	}
-	if t == nil || t.Unusable || t.Fingerprint != w.Fingerprint || t.gone(now) {
-		return 0, false
+	if t == nil || t.Unusable || t.Fingerprint != w.Fingerprint || t.gone(now) || now.After(handOutUntil(t, w)) {
+		return Served{}, false
 	}
-	remaining := t.Remaining(now)
-	need := min(w.MinRemaining, t.Expiry.Sub(t.ObtainedAt)/2)
-	return max(remaining-HoldSkew, MinHold), remaining >= need && remaining > 0
+	return Served{StoredToken: t, Hold: max(t.Remaining(now)-HoldSkew, MinHold), RotatesIn: rotatesIn(t, w, now)}, true
 }
 
 // Peek returns the cached or stored token without fetching, and without

@@ -56,9 +56,12 @@ type options struct {
 	expire  int
 	restart int
 	expTTL  time.Duration
-	noRaft  bool
-	out     string
-	logPath string
+	// Vault Agent templates on creds and token: lives of a token of life.
+	agentLives int
+	agentLife  time.Duration
+	noRaft     bool
+	out        string
+	logPath    string
 }
 
 func main() {
@@ -74,6 +77,8 @@ func main() {
 	flag.IntVar(&o.expire, "expire", 20000, "leases made to expire together on the raft Vault")
 	flag.DurationVar(&o.expTTL, "expire-ttl", 45*time.Second, "lease of the expiry stage's reads (long enough to make them all before the first expires)")
 	flag.IntVar(&o.restart, "restart", 10000, "configs and roles (each) in storage for the raft restart")
+	flag.IntVar(&o.agentLives, "agent-lives", 3, "token lives each Vault Agent template runs for on the raft Vault (0 skips the stage)")
+	flag.DurationVar(&o.agentLife, "agent-life", 20*time.Second, "lifetime of the tokens the Vault Agent templates render")
 	flag.BoolVar(&o.noRaft, "no-raft", false, "skip the raft Vault")
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "markdown file whose results section is replaced (empty: print only)")
 	flag.Parse()
@@ -250,6 +255,12 @@ func run(ctx context.Context, o options) error {
 		}{
 			{"cache-hit reads vs floor vs KV (raft)", func() error { return e.hotOn(e.raft, o.raftN) }},
 			{"live leases and raft writes per 1,000 reads (raft)", e.leaseCost},
+			{"Vault Agent templates on creds and token (raft)", func() error {
+				if o.agentLives < 1 {
+					return nil
+				}
+				return e.agentRenders()
+			}},
 			{"many leases expiring (raft)", e.expiry},
 			{"restart with configs and roles in storage (raft)", e.restartRaft},
 		}...)

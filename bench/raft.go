@@ -96,13 +96,18 @@ func (e *env) raftWrites(f func() error) (uint64, error) {
 // engineReads is how many reads of path (creds or token) of config c the
 // engine served on t, from idp/metrics.
 func (e *env) engineReads(t *vaultTarget, path backend.ReadPath) (int, error) {
+	return e.engineReadsOf(t, "c", path)
+}
+
+// engineReadsOf is engineReads of another config.
+func (e *env) engineReadsOf(t *vaultTarget, config string, path backend.ReadPath) (int, error) {
 	var m struct {
 		Configs map[string]backend.ConfigSnapshot `json:"configs"`
 	}
 	if err := t.v.getData("idp/metrics", &m); err != nil {
 		return 0, err
 	}
-	r := m.Configs["c"].Reads[path.String()]
+	r := m.Configs[config].Reads[path.String()]
 	return int(r["hit"] + r["miss"]), nil
 }
 

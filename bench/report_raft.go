@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 )
 
 // costRow is what costReads reads of one kind left behind on raft.
@@ -32,10 +34,32 @@ type restartRow struct {
 	rssBefore, rssAfter             int64
 }
 
+// agentRow is what one Vault Agent template cost over its token lives.
+type agentRow struct {
+	read                 string
+	leased               bool // each engine read registered a lease
+	lives                int
+	life                 time.Duration
+	renders, idpRequests int
+	engineReads          int
+	mostLive, liveAtStop int
+	liveAfter            int // when the stage stopped waiting for them to expire
+	raftWrites           uint64
+}
+
+// leasesMade is how many leases the Agent's reads registered.
+func (a agentRow) leasesMade() int {
+	if a.leased {
+		return a.engineReads
+	}
+	return 0
+}
+
 type raftReport struct {
 	idleWritesPerSec float64
 	proxyNote        string
 	cost             []costRow
+	agent            []agentRow
 	expiry           expiryRow
 	restart          restartRow
 	// in-process start on storage with startEntries configs and roles
@@ -57,6 +81,30 @@ func (r *report) raftMarkdown(checks *[]check) string {
 		}
 		if rr.proxyNote != "" {
 			p("\n%s\n", rr.proxyNote)
+		}
+		p("\n")
+	}
+	if len(rr.agent) > 0 {
+		a0 := rr.agent[0]
+		p("### Vault Agent templates: per token life and per 1,000 renders (raft)\n\n")
+		p("One Vault Agent (token_file auto-auth, default `template_config`) renders a role's access token into a file, first from `idp/creds/<role>`, then from `idp/token/<role>`, each for %d lives of a %s token (a config of its own, no `min_ttl`: the margin is %s) on the single-node raft Vault; the file is sampled every 100 ms and the path's live leases listed every second. "+
+			"On creds Agent re-reads at 85–95 %% of each lease; on token a second after the answer's `ttl`. Raft writes are the growth of `raft_committed_index` from the Agent's start until every lease it was handed had expired (their expiry writes included); renders are the new tokens the file showed; engine reads are the plugin's own count. Each new token is one raft write on either path (the engine stores it before it hands it out); the rest on creds are the leases, at the read and at expiry.\n\n",
+			a0.lives, a0.life, backend.Margin(a0.life))
+		p("| Agent renders | renders | IdP requests | engine reads | leases registered | most live at once | raft writes | raft writes per token life | per 1,000 renders: raft writes | per 1,000 renders: leases |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, a := range rr.agent {
+			per := func(n float64, d int) string {
+				if d == 0 {
+					return "–"
+				}
+				return fmt.Sprintf("%.0f", n/float64(d))
+			}
+			p("| %s | %d | %d | %d | %d | %d | %d | %s | %s | %s |\n", a.read, a.renders, a.idpRequests, a.engineReads, a.leasesMade(), a.mostLive, a.raftWrites,
+				per(float64(a.raftWrites), a.idpRequests), per(1000*float64(a.raftWrites), a.renders), per(1000*float64(a.leasesMade()), a.renders))
+		}
+		for _, a := range rr.agent {
+			if a.liveAfter > 0 {
+				p("\n%s: %d of its leases were still live when the stage stopped waiting for them (%s after the Agent stopped).\n", a.read, a.liveAfter, a.life+10*time.Second)
+			}
 		}
 		p("\n")
 	}

@@ -21,6 +21,20 @@ type agentTemplate struct {
 // startAgentTemplate starts it; templateConfig is the body of template_config.
 func startAgentTemplate(t *testing.T, v *Vault, token, secretPath, templateConfig string) *agentTemplate {
 	t.Helper()
+	return startAgentTemplateOf(t, v, token, secretPath, templateConfig, "access_token")
+}
+
+// startAgentTemplateOf renders fields of secretPath's data, one a line (the
+// access token first, for read).
+func startAgentTemplateOf(t *testing.T, v *Vault, token, secretPath, templateConfig string, fields ...string) *agentTemplate {
+	t.Helper()
+	var contents strings.Builder
+	for i, f := range fields {
+		if i > 0 {
+			contents.WriteString(`\n`)
+		}
+		fmt.Fprintf(&contents, "{{ .Data.%s }}", f)
+	}
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "vault-token")
 	writeFile(t, tokenFile, token)
@@ -42,22 +56,25 @@ template_config {
 %s
 }
 template {
-  contents    = "{{ with secret \"%s\" }}{{ .Data.access_token }}{{ end }}"
+  contents    = "{{ with secret \"%s\" }}%s{{ end }}"
   destination = %q
   perms       = "0600"
 }
-`, filepath.Join(dir, "agent.pid"), v.Addr, tokenFile, templateConfig, secretPath, rendered))
+`, filepath.Join(dir, "agent.pid"), v.Addr, tokenFile, templateConfig, secretPath, contents.String(), rendered))
 	p := startProc(t, "vault agent", filepath.Join(dir, "agent.log"), v.cliEnv(""), vaultBin, "agent", "-config="+conf)
 	return &agentTemplate{proc: p, rendered: rendered}
 }
 
 // read is the rendered token, or "" before the first render.
-func (a *agentTemplate) read() string {
+func (a *agentTemplate) read() string { return a.lines()[0] }
+
+// lines are the rendered lines (one "" before the first render).
+func (a *agentTemplate) lines() []string {
 	b, err := os.ReadFile(a.rendered)
 	if err != nil {
-		return ""
+		return []string{""}
 	}
-	return strings.TrimSpace(string(b))
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
 }
 
 // firstRender waits up to 30 s for Agent's first rendered token.
@@ -87,4 +104,36 @@ func (a *agentTemplate) nextRender(idp *FakeIdP, prev string) (next string, oldS
 		return a.proc.Exited()
 	}) && next != "" && next != prev
 	return next, oldStillValid, ok
+}
+
+// engineReads is how many reads of path ("creds" or "token") of config the
+// engine served (cache hits and misses, from idp/metrics).
+func (v *Vault) engineReads(config, path string) int {
+	v.t.Helper()
+	var m struct {
+		Data struct {
+			Configs map[string]struct {
+				Reads map[string]map[string]int `json:"reads"`
+			} `json:"configs"`
+		} `json:"data"`
+	}
+	v.JSON(&m, "read", "idp/metrics")
+	r := m.Data.Configs[config].Reads[path]
+	return r["hit"] + r["miss"]
+}
+
+// leasesUnder lists the live leases under prefix (sys/leases/lookup/),
+// none when Vault answers that there is no value there.
+func (v *Vault) leasesUnder(prefix string) []string {
+	v.t.Helper()
+	r := v.CLI("list", "sys/leases/lookup/"+prefix)
+	if r.Err != nil {
+		if strings.Contains(r.Stderr, "No value found") {
+			return nil
+		}
+		v.t.Fatalf("vault list sys/leases/lookup/%s: %v\nstdout: %s\nstderr: %s", prefix, r.Err, r.Stdout, r.Stderr)
+	}
+	// Keys, a rule, then one key a line.
+	_, keys, _ := strings.Cut(r.Stdout, "----\n")
+	return strings.Fields(keys)
 }

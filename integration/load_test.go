@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
@@ -21,10 +22,12 @@ import (
 const (
 	loadReaders  = 200
 	loadTokenTTL = 10 * time.Second
-	// loadNeed is the remaining life below which the engine fetches a new
-	// token for a role without min_ttl (path_creds.go: leaseSkew + minLease).
-	loadNeed = 2 * time.Second
 )
+
+// loadNeed is the remaining life below which the engine fetches a new token
+// for a role without min_ttl: the token's margin (at most half its
+// lifetime), 2 s for a 10 s token.
+var loadNeed = min(backend.Margin(loadTokenTTL), loadTokenTTL/2)
 
 func loadDuration(t *testing.T) time.Duration {
 	if s := os.Getenv("IDP_TOKENS_LOAD_SECONDS"); s != "" {

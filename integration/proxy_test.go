@@ -224,14 +224,5 @@ func oneLeasePerTokenLife(t *testing.T, command string) {
 // (cache hits and misses, from idp/metrics).
 func (v *Vault) engineCredsReads(config string) int {
 	v.t.Helper()
-	var m struct {
-		Data struct {
-			Configs map[string]struct {
-				Reads map[string]map[string]int `json:"reads"`
-			} `json:"configs"`
-		} `json:"data"`
-	}
-	v.JSON(&m, "read", "idp/metrics")
-	r := m.Data.Configs[config].Reads["creds"]
-	return r["hit"] + r["miss"]
+	return v.engineReads(config, "creds")
 }
