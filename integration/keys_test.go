@@ -17,7 +17,7 @@ const (
 	testKeyLead    = 75 * time.Second
 	testKeyOverlap = 60 * time.Second
 	testTokenTTL   = 10 * time.Second
-	wantRotations  = 2
+	wantRotations  = 3
 )
 
 // keyFields are the config fields of a generated key on the test timings.
@@ -31,12 +31,12 @@ func keyFields() []string {
 // secret ever written: oidc-provider (client_credentials with private_key_jwt,
 // and an RFC 7523 jwt-bearer role whose grant assertion it verifies against
 // the same jwks_uri) and Ory Hydra (client_credentials with private_key_jwt).
-// Two scheduled rotations each, on the periodic function, while readers
+// Three scheduled rotations each, on the periodic function, while readers
 // read all the time: no read fails, every assertion either IdP saw was signed
 // by a key the JWKS served just before and just after, every new key was
-// published key_publish_lead before it signed, and the first key left the
-// JWKS key_overlap after it stopped signing (the second is still in its
-// overlap at the end, which TestHAKeyRotationFailover waits out).
+// published key_publish_lead before it signed, and the old keys left the
+// JWKS key_overlap after they stopped signing (all but the last, still in
+// its overlap at the end, which TestHAKeyRotationFailover waits out).
 func TestGeneratedKeysAtRealIdPs(t *testing.T) {
 	t.Parallel()
 	began := time.Now()
