@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -136,4 +137,100 @@ func (v *Vault) leasesUnder(prefix string) []string {
 	// Keys, a rule, then one key a line.
 	_, keys, _ := strings.Cut(r.Stdout, "----\n")
 	return strings.Fields(keys)
+}
+
+// heldToken is a token someone relies on until at least end: a lease (its
+// end a lower bound, as the lease began after the read was sent) or a
+// render of Agent's.
+type heldToken struct {
+	token string
+	end   time.Time
+	what  string
+}
+
+// leaseApp is an app beside Agent: it reads path every interval and keeps
+// each lease it was given.
+type leaseApp struct {
+	mu     sync.Mutex
+	leases []heldToken
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func startLeaseApp(t *testing.T, v *Vault, path string, interval time.Duration) *leaseApp {
+	t.Helper()
+	a := &leaseApp{stop: make(chan struct{})}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		for {
+			select {
+			case <-a.stop:
+				return
+			case <-time.After(interval):
+			}
+			sent := time.Now()
+			r := v.CLI("read", "-format=json", path)
+			if r.Err != nil {
+				t.Errorf("app read: %v %s", r.Err, r.Stderr)
+				return
+			}
+			s := decodeSecret(t, r.Stdout)
+			a.mu.Lock()
+			a.leases = append(a.leases, heldToken{token: s.String("access_token"), end: sent.Add(time.Duration(s.LeaseDuration) * time.Second), what: "a " + path + " lease"})
+			a.mu.Unlock()
+		}
+	}()
+	return a
+}
+
+// close stops the app and returns its leases.
+func (a *leaseApp) close() []heldToken {
+	close(a.stop)
+	a.wg.Wait()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.leases
+}
+
+// agentRenderSlack is the longest Agent's file may hold a token the IdP no
+// longer accepts: the time between the read that replaced it and the
+// render (and the 50 ms sampling).
+const agentRenderSlack = time.Second
+
+// sampleAgentFile reads Agent's file every 50 ms for runFor, failing the
+// test when it has held a dead token (dead says since when) for longer
+// than agentRenderSlack. It returns the tokens rendered; onRender, when
+// given, is called with each new content and when it was first seen.
+func sampleAgentFile(t *testing.T, agent *agentTemplate, runFor time.Duration, dead func(tok string) (time.Time, bool),
+	onRender ...func(lines []string, seen time.Time)) map[string]bool {
+	t.Helper()
+	rendered := map[string]bool{}
+	last := ""
+	deadline := time.Now().Add(runFor)
+	for time.Now().Before(deadline) && !agent.proc.Exited() {
+		lines := agent.lines()
+		if tok := lines[0]; tok != "" {
+			rendered[tok] = true
+			if since, isDead := dead(tok); isDead && time.Since(since) > agentRenderSlack {
+				t.Fatalf("Agent's file has held a dead token for %s", time.Since(since).Round(time.Millisecond))
+			}
+			if content := tok + "\n" + lines[len(lines)-1]; content != last {
+				last = content
+				for _, f := range onRender {
+					f(lines, time.Now())
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if agent.proc.Exited() {
+		t.Fatal("Agent exited")
+	}
+	// A token minted at the very end is rendered a moment later.
+	time.Sleep(agentRenderSlack)
+	if tok := agent.read(); tok != "" {
+		rendered[tok] = true
+	}
+	return rendered
 }

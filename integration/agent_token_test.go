@@ -4,18 +4,12 @@ package integration
 
 import (
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
-
-// agentRenderSlack is the longest Agent's file may hold a token the IdP no
-// longer accepts: the time between the read that replaced it and the
-// render (and the 50 ms sampling).
-const agentRenderSlack = time.Second
 
 // TestAgentTemplateUnleasedToken runs Vault Agent with a template on the
 // unleased idp/token/<role> (default template_config: Agent goes by the
@@ -89,43 +83,14 @@ func TestAgentTemplateUnleasedTokenSingleActive(t *testing.T) {
 
 	agent := startAgentTemplateOf(t, v, v.Token, "idp/token/mt", "exit_on_retry_failure = true", "access_token", "ttl")
 	// The app: reads creds every 700 ms and records each lease.
-	type promise struct {
-		token string
-		end   time.Time // a lower bound for a lease (it began after the read was sent); for a render, see below
-		what  string
-	}
-	var mu sync.Mutex
-	var promises []promise
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(700 * time.Millisecond):
-			}
-			sent := time.Now()
-			r := v.CLI("read", "-format=json", "idp/creds/mt")
-			if r.Err != nil {
-				t.Errorf("app read: %v %s", r.Err, r.Stderr)
-				return
-			}
-			s := decodeSecret(t, r.Stdout)
-			mu.Lock()
-			promises = append(promises, promise{token: s.String("access_token"), end: sent.Add(time.Duration(s.LeaseDuration) * time.Second), what: "a creds lease"})
-			mu.Unlock()
-		}
-	}()
+	app := startLeaseApp(t, v, "idp/creds/mt", 700*time.Millisecond)
 
 	agent.firstRender(t)
 	runFor := 3*ttl + 5*time.Second
 	// A render's promise is the answer's time plus its ttl; the file is
 	// seen up to agentRenderSlack after the answer, so seen + ttl less the
 	// slack is a lower bound of it.
-	var renders []promise
+	var renders []heldToken
 	rendered := sampleAgentFile(t, agent, runFor, idp.KilledAt, func(lines []string, seen time.Time) {
 		if len(lines) < 2 {
 			return
@@ -135,17 +100,14 @@ func TestAgentTemplateUnleasedTokenSingleActive(t *testing.T) {
 			t.Errorf("Agent rendered ttl %q, want whole seconds, at least 1", lines[1])
 			return
 		}
-		renders = append(renders, promise{token: lines[0], end: seen.Add(time.Duration(n)*time.Second - agentRenderSlack), what: "a render"})
+		renders = append(renders, heldToken{token: lines[0], end: seen.Add(time.Duration(n)*time.Second - agentRenderSlack), what: "a render"})
 	})
-	close(stop)
-	wg.Wait()
+	leases := app.close()
 	if agent.proc.Exited() {
 		t.Fatal("Agent exited")
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	seen := map[string]bool{}
-	for _, p := range append(promises, renders...) {
+	for _, p := range append(leases, renders...) {
 		seen[p.token] = true
 		if killed, dead := idp.KilledAt(p.token); dead && killed.Before(p.end) {
 			t.Errorf("%s relied on its token until at least %s, but the token died at %s", p.what, p.end.Format(time.StampMilli), killed.Format(time.StampMilli))
@@ -156,7 +118,7 @@ func TestAgentTemplateUnleasedTokenSingleActive(t *testing.T) {
 	}
 	requests, reads := idp.TokenRequests(), v.engineReads("mt", "token")
 	t.Logf("over %s: %d tokens rendered (%d renders), %d app leases, %d tokens seen in all, %d IdP token requests, %d engine reads of idp/token by Agent",
-		runFor, len(rendered), len(renders), len(promises), len(seen), requests, reads)
+		runFor, len(rendered), len(renders), len(leases), len(seen), requests, reads)
 	// A mint every 12 s: at least five tokens in 65 s.
 	if len(rendered) < 4 {
 		t.Errorf("Agent rendered %d tokens in %s, want a new one each 12 s", len(rendered), runFor)
@@ -179,41 +141,4 @@ func TestAgentTemplateUnleasedTokenSingleActive(t *testing.T) {
 	if leases := v.leasesUnder("idp/creds/"); len(leases) == 0 {
 		t.Error("Vault lists no lease of the app's creds reads: the listing sees no lease at all")
 	}
-}
-
-// sampleAgentFile reads Agent's file every 50 ms for runFor, failing the
-// test when it has held a dead token (dead says since when) for longer
-// than agentRenderSlack. It returns the tokens rendered; onRender, when
-// given, is called with each new content and when it was first seen.
-func sampleAgentFile(t *testing.T, agent *agentTemplate, runFor time.Duration, dead func(tok string) (time.Time, bool),
-	onRender ...func(lines []string, seen time.Time)) map[string]bool {
-	t.Helper()
-	rendered := map[string]bool{}
-	last := ""
-	deadline := time.Now().Add(runFor)
-	for time.Now().Before(deadline) && !agent.proc.Exited() {
-		lines := agent.lines()
-		if tok := lines[0]; tok != "" {
-			rendered[tok] = true
-			if since, isDead := dead(tok); isDead && time.Since(since) > agentRenderSlack {
-				t.Fatalf("Agent's file has held a dead token for %s", time.Since(since).Round(time.Millisecond))
-			}
-			if content := tok + "\n" + lines[len(lines)-1]; content != last {
-				last = content
-				for _, f := range onRender {
-					f(lines, time.Now())
-				}
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if agent.proc.Exited() {
-		t.Fatal("Agent exited")
-	}
-	// A token minted at the very end is rendered a moment later.
-	time.Sleep(agentRenderSlack)
-	if tok := agent.read(); tok != "" {
-		rendered[tok] = true
-	}
-	return rendered
 }

@@ -5,7 +5,6 @@ package integration
 import (
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,57 +35,12 @@ func TestSingleActiveLeasePromise(t *testing.T) {
 
 	agent := startAgentTemplate(t, v, v.Token, "idp/creds/mt", "exit_on_retry_failure = true")
 	// The app: reads creds every 700 ms and records each lease.
-	type lease struct {
-		token string
-		end   time.Time // a lower bound: the lease began after the read was sent
-	}
-	var mu sync.Mutex
-	var leases []lease
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(700 * time.Millisecond):
-			}
-			sent := time.Now()
-			r := v.CLI("read", "-format=json", "idp/creds/mt")
-			if r.Err != nil {
-				t.Errorf("app read: %v %s", r.Err, r.Stderr)
-				return
-			}
-			s := decodeSecret(t, r.Stdout)
-			mu.Lock()
-			leases = append(leases, lease{token: s.String("access_token"), end: sent.Add(time.Duration(s.LeaseDuration) * time.Second)})
-			mu.Unlock()
-		}
-	}()
+	app := startLeaseApp(t, v, "idp/creds/mt", 700*time.Millisecond)
 
 	// Agent's file, sampled every 50 ms: a dead token there for longer than the
 	// re-render takes means Agent was left holding it under a live lease.
-	const renderSlack = time.Second
-	deadline := time.Now().Add(3 * ttl)
-	rendersSeen := map[string]bool{}
-	for time.Now().Before(deadline) && !agent.proc.Exited() {
-		if tok := agent.read(); tok != "" {
-			rendersSeen[tok] = true
-			if killed, dead := idp.KilledAt(tok); dead && time.Since(killed) > renderSlack {
-				t.Fatalf("Agent's file has held a token killed %s ago", time.Since(killed).Round(time.Millisecond))
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
-	if agent.proc.Exited() {
-		t.Fatal("Agent exited")
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	rendersSeen := sampleAgentFile(t, agent, 3*ttl, idp.KilledAt)
+	leases := app.close()
 	for _, l := range leases {
 		if killed, dead := idp.KilledAt(l.token); dead && killed.Before(l.end) {
 			t.Errorf("a lease ran until at least %s, but its token died at %s", l.end.Format(time.StampMilli), killed.Format(time.StampMilli))
