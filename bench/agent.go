@@ -60,7 +60,7 @@ func (e *env) agentRun(t *vaultTarget, idp *fakeidp.Server, read, role string, p
 		return agentRow{}, err
 	}
 	secretPath := "idp/" + path.String() + "/" + role
-	conf, rendered, err := vaultproc.WriteAgentTemplateConfig(dir, t.srv.Addr, t.srv.Token, secretPath)
+	conf, rendered, err := vaultproc.WriteAgentTemplateConfig(dir, t.srv.Addr, t.srv.Token, secretPath, "exit_on_retry_failure = true", "access_token")
 	if err != nil {
 		return agentRow{}, err
 	}

@@ -3,13 +3,14 @@
 package integration
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/vaultproc"
 )
 
 // agentTemplate is a Vault Agent that authenticates with token and renders the
@@ -29,39 +30,11 @@ func startAgentTemplate(t *testing.T, v *Vault, token, secretPath, templateConfi
 // access token first, for read).
 func startAgentTemplateOf(t *testing.T, v *Vault, token, secretPath, templateConfig string, fields ...string) *agentTemplate {
 	t.Helper()
-	var contents strings.Builder
-	for i, f := range fields {
-		if i > 0 {
-			contents.WriteString(`\n`)
-		}
-		fmt.Fprintf(&contents, "{{ .Data.%s }}", f)
-	}
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "vault-token")
-	writeFile(t, tokenFile, token)
-	rendered := filepath.Join(dir, "rendered", "access_token")
-	conf := filepath.Join(dir, "agent.hcl")
-	writeFile(t, conf, fmt.Sprintf(`
-pid_file = %q
-vault {
-  address = %q
-}
-auto_auth {
-  method "token_file" {
-    config = {
-      token_file_path = %q
-    }
-  }
-}
-template_config {
-%s
-}
-template {
-  contents    = "{{ with secret \"%s\" }}%s{{ end }}"
-  destination = %q
-  perms       = "0600"
-}
-`, filepath.Join(dir, "agent.pid"), v.Addr, tokenFile, templateConfig, secretPath, contents.String(), rendered))
+	conf, rendered, err := vaultproc.WriteAgentTemplateConfig(dir, v.Addr, token, secretPath, templateConfig, fields...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := startProc(t, "vault agent", filepath.Join(dir, "agent.log"), v.cliEnv(""), vaultBin, "agent", "-config="+conf)
 	return &agentTemplate{proc: p, rendered: rendered}
 }

@@ -4,17 +4,25 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // WriteAgentTemplateConfig writes, into dir, a Vault Agent config that
-// logs in to vaultAddr with token (token_file auto-auth) and renders the
-// access token of secretPath into a file, as an application consumes it,
-// with the default template_config. It returns the config's path and the
-// rendered file's.
-func WriteAgentTemplateConfig(dir, vaultAddr, token, secretPath string) (conf, rendered string, err error) {
+// logs in to vaultAddr with token (token_file auto-auth) and renders fields
+// of secretPath's data into a file, one a line, as an application consumes
+// them; templateConfig is the body of template_config. It returns the
+// config's path and the rendered file's.
+func WriteAgentTemplateConfig(dir, vaultAddr, token, secretPath, templateConfig string, fields ...string) (conf, rendered string, err error) {
 	tokenFile := filepath.Join(dir, "vault-token")
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		return "", "", err
+	}
+	var contents strings.Builder
+	for i, f := range fields {
+		if i > 0 {
+			contents.WriteString(`\n`)
+		}
+		fmt.Fprintf(&contents, "{{ .Data.%s }}", f)
 	}
 	rendered = filepath.Join(dir, "rendered", "access_token")
 	conf = filepath.Join(dir, "agent.hcl")
@@ -31,13 +39,13 @@ auto_auth {
   }
 }
 template_config {
-  exit_on_retry_failure = true
+%s
 }
 template {
-  contents    = "{{ with secret \"%s\" }}{{ .Data.access_token }}{{ end }}"
+  contents    = "{{ with secret \"%s\" }}%s{{ end }}"
   destination = %q
   perms       = "0600"
 }
-`, filepath.Join(dir, "agent.pid"), vaultAddr, tokenFile, secretPath, rendered)
+`, filepath.Join(dir, "agent.pid"), vaultAddr, tokenFile, templateConfig, secretPath, contents.String(), rendered)
 	return conf, rendered, os.WriteFile(conf, []byte(hcl), 0o600)
 }
