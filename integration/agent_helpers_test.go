@@ -10,8 +10,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/vaultproc"
 )
+
+// startAgentConfig starts an OAuth2 fake IdP of ttl tokens and writes the
+// config "agent" of it, which the Agent tests' roles name.
+func startAgentConfig(t *testing.T, v *Vault, ttl time.Duration) *FakeIdP {
+	t.Helper()
+	idp := StartFakeIdP(t, fakeidp.Options{
+		Style: fakeidp.StyleOAuth2, ClientID: "agent-client", ClientSecret: "agent-secret",
+		Scopes: []string{"read"}, TokenTTL: ttl,
+	})
+	v.Write("idp/config/agent", "provider=oauth2", "token_url="+idp.TokenURL(),
+		"client_id=agent-client", "client_secret=agent-secret", "scopes=read")
+	return idp
+}
 
 // agentTemplate is a Vault Agent that authenticates with token and renders the
 // access token of secretPath into a file, as an application consumes it.

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"testing"
 	"time"
-
-	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
 // TestAgentTemplateRenewableLease: with renewable_leases, Agent's template
@@ -23,11 +21,7 @@ func TestAgentTemplateRenewableLease(t *testing.T) {
 	const ttl = 20 * time.Second
 	v := startRaftCluster(t, 1)[0].Vault
 	v.RegisterAndMount()
-	idp := StartFakeIdP(t, fakeidp.Options{
-		Style: fakeidp.StyleOAuth2, ClientID: "agent-client", ClientSecret: "agent-secret",
-		Scopes: []string{"read"}, TokenTTL: ttl,
-	})
-	v.Write("idp/config/agent", "token_url="+idp.TokenURL(), "client_id=agent-client", "client_secret=agent-secret", "scopes=read")
+	idp := startAgentConfig(t, v, ttl)
 	v.Write("idp/roles/agent", "config=agent", "renewable_leases=true", "min_ttl=10s")
 	token := v.policyToken("agent", `path "idp/creds/agent" { capabilities = ["read"] }`)
 

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"testing"
 	"time"
-
-	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
 // TestAgentTemplate runs Vault Agent with a template rendering the access token to a
@@ -17,29 +15,16 @@ func TestAgentTemplate(t *testing.T) {
 	t.Parallel()
 	const ttl = 20 * time.Second
 	v := StartDevVault(t)
-	idp := StartFakeIdP(t, fakeidp.Options{
-		Style: fakeidp.StyleOAuth2, ClientID: "agent-client", ClientSecret: "agent-secret",
-		Scopes: []string{"read"}, TokenTTL: ttl,
-	})
-	v.Write("idp/config/agent", "provider=oauth2", "token_url="+idp.TokenURL(),
-		"client_id=agent-client", "client_secret=agent-secret", "scopes=read")
+	idp := startAgentConfig(t, v, ttl)
 	// min_ttl: a read with less than 10 s left on the cached token gets a new one.
 	v.Write("idp/roles/agent", "config=agent", "grant_type=client_credentials", "min_ttl=10s")
 
-	if r := v.CLIAs(v.Token, `path "idp/creds/agent" { capabilities = ["read"] }`, "policy", "write", "agent", "-"); r.Err != nil {
-		t.Fatalf("policy write: %v %s", r.Err, r.Stderr)
-	}
-	var created struct {
-		Auth struct {
-			ClientToken string `json:"client_token"`
-		} `json:"auth"`
-	}
-	v.JSON(&created, "token", "create", "-policy=agent", "-ttl=1h")
+	token := v.policyToken("agent", `path "idp/creds/agent" { capabilities = ["read"] }`)
 
 	// Agent refreshes a non-renewable lease after lease_renewal_threshold (+-5 %) of
 	// its duration: here after 13-15 s of a ~20 s token, when it has less than the
 	// role's min_ttl left, so the read brings a new token before the old one expires.
-	agent := startAgentTemplate(t, v, created.Auth.ClientToken, "idp/creds/agent",
+	agent := startAgentTemplate(t, v, token, "idp/creds/agent",
 		"exit_on_retry_failure = true\nlease_renewal_threshold = 0.7")
 	first := agent.firstRender(t)
 	firstSeen := time.Now()

@@ -21,12 +21,7 @@ func TestAgentTemplateUnleasedToken(t *testing.T) {
 	t.Parallel()
 	const ttl = 20 * time.Second
 	v := StartDevVault(t)
-	idp := StartFakeIdP(t, fakeidp.Options{
-		Style: fakeidp.StyleOAuth2, ClientID: "agent-client", ClientSecret: "agent-secret",
-		Scopes: []string{"read"}, TokenTTL: ttl,
-	})
-	v.Write("idp/config/agent", "provider=oauth2", "token_url="+idp.TokenURL(),
-		"client_id=agent-client", "client_secret=agent-secret", "scopes=read")
+	idp := startAgentConfig(t, v, ttl)
 	v.Write("idp/roles/agent", "config=agent") // no min_ttl: the token's margin, 4 s of 20 s
 
 	agent := startAgentTemplateOf(t, v, v.Token, "idp/token/agent", "exit_on_retry_failure = true", "access_token", "ttl")

@@ -462,3 +462,18 @@ func oidcProviderScript(t *testing.T) string {
 	}
 	return script
 }
+
+// policyToken writes a policy and returns a token holding only it.
+func (v *Vault) policyToken(name, policy string) string {
+	v.t.Helper()
+	if r := v.CLIAs(v.Token, policy, "policy", "write", name, "-"); r.Err != nil {
+		v.t.Fatalf("policy write: %v %s", r.Err, r.Stderr)
+	}
+	var created struct {
+		Auth struct {
+			ClientToken string `json:"client_token"`
+		} `json:"auth"`
+	}
+	v.JSON(&created, "token", "create", "-policy="+name, "-ttl=1h")
+	return created.Auth.ClientToken
+}

@@ -11,21 +11,6 @@ import (
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 )
 
-// policyToken writes a policy and returns a token holding only it.
-func (v *Vault) policyToken(name, policy string) string {
-	v.t.Helper()
-	if r := v.CLIAs(v.Token, policy, "policy", "write", name, "-"); r.Err != nil {
-		v.t.Fatalf("policy write: %v %s", r.Err, r.Stderr)
-	}
-	var created struct {
-		Auth struct {
-			ClientToken string `json:"client_token"`
-		} `json:"auth"`
-	}
-	v.JSON(&created, "token", "create", "-policy="+name, "-ttl=1h")
-	return created.Auth.ClientToken
-}
-
 // TestTokenPathThroughVault: `vault read idp/token/<role>` answers the
 // cached token with no lease; a policy may grant idp/token/<role> without
 // idp/creds/<role>, and the other way round; nothing of the token read
