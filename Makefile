@@ -72,7 +72,7 @@ dev-stop:
 
 # The real-Vault benchmark (docs/benchmarks.md): this plugin beside a floor plugin on a
 # Vault dev server and on a single-node raft Vault (with Vault Proxy), and 10,000 people's
-# own tokens on both; about 15 minutes on 2 cores; rewrites the results section of
+# own tokens on both; 12 to 15 minutes on 2 cores; rewrites the results section of
 # docs/benchmarks.md.
 bench:
 	$(GO) run ./bench
