@@ -101,7 +101,7 @@ require (
 	go.opentelemetry.io/otel/metric v1.35.0 // indirect
 	go.opentelemetry.io/otel/trace v1.35.0 // indirect
 	go.uber.org/atomic v1.11.0 // indirect
-	golang.org/x/crypto v0.40.0 // indirect
+	golang.org/x/crypto v0.40.0
 	golang.org/x/net v0.42.0 // indirect
 	golang.org/x/oauth2 v0.37.0
 	golang.org/x/sys v0.34.0 // indirect

@@ -3,7 +3,9 @@ package idptokens
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/idp-tokens/vault-plugin-idp-tokens/backend"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/storagecount"
 )
@@ -169,4 +172,111 @@ func BenchmarkCachedTokenMemory(b *testing.B) {
 	live := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)-int64(storageBytes)) / float64(n)
 	b.ReportMetric(live, "heap-B/token")
 	b.ReportMetric(float64(storageBytes)/float64(n), "inmem-storage-B/token")
+}
+
+// BenchmarkCachedTokenMemoryPerEntity is BenchmarkCachedTokenMemory for
+// people's tokens: one per_entity role, and per iteration one more person
+// (an entity) who logs in (auth-url, the IdP's authorize step, callback)
+// and reads their own token, which the token store's bounded cache then
+// holds. It reports the live heap (after GC) added per person, storage's
+// in-process copies subtracted, once with the fake IdP's own record of each
+// code, token and request (an upper bound, as BenchmarkCachedTokenMemory
+// reports) and once after the fake IdP is closed and collected (the
+// plugin's own). Run with -benchtime=10000x (backend.DefaultBoundedTokens
+// people, every token held in memory).
+func BenchmarkCachedTokenMemoryPerEntity(b *testing.B) {
+	ctx := context.Background()
+	storage := &logical.InmemStorage{}
+	conf := logical.TestBackendConfig()
+	conf.StorageView = storage
+	conf.Logger = hclog.NewNullLogger()
+	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: 768 * time.Hour, MaxLeaseTTLVal: 768 * time.Hour}
+	lb, err := Factory(ctx, conf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	be := lb.(*idpBackend)
+	idp := fakeidp.New(fakeidp.Options{ClientID: "people", ClientSecret: "secret", Scopes: []string{"read"}, RedirectURIs: []string{vaultCallback}})
+	srv := httptest.NewServer(idp)
+	defer func() {
+		if srv != nil { // the closure holds the variable, not the server
+			srv.Close()
+		}
+	}()
+	do := func(entity string, op logical.Operation, path string, data map[string]any) *logical.Response {
+		resp, err := be.HandleRequest(ctx, &logical.Request{Operation: op, Path: path, Data: data, Storage: storage, EntityID: entity})
+		if err != nil || (resp != nil && resp.IsError()) {
+			b.Fatalf("%s %s as %q: %v %v", op, path, entity, err, respErr(resp))
+		}
+		return resp
+	}
+	do("", logical.UpdateOperation, "config/people", map[string]any{"token_url": srv.URL + idp.TokenPath(), "auth_url": srv.URL + "/connect/authorize",
+		"client_id": "people", "client_secret": "secret", "redirect_uris": vaultCallback})
+	do("", logical.UpdateOperation, "roles/people", map[string]any{"config": "people", "grant_type": "authorization_code", "scopes": "read", "per_entity": true})
+	// One person's login: auth-url as the entity, the IdP's authorize step
+	// (a 302 to the callback with a code), the callback, and their read.
+	login := func(n int) {
+		id := fmt.Sprintf("00000000-0000-4000-8000-%012d", n) // the shape of a Vault entity ID
+		u, err := url.Parse(do(id, logical.UpdateOperation, "auth-url/people", nil).Data["url"].(string))
+		if err != nil {
+			b.Fatal(err)
+		}
+		q := u.Query()
+		q.Set("fake_user", fmt.Sprintf("user%05d", n))
+		u.RawQuery = q.Encode()
+		rec := httptest.NewRecorder()
+		idp.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, u.String(), nil))
+		loc, err := url.Parse(rec.Header().Get("Location"))
+		if rec.Code != http.StatusFound || err != nil || loc.Query().Get("code") == "" {
+			b.Fatalf("authorize: HTTP %d, Location %q", rec.Code, rec.Header().Get("Location"))
+		}
+		do("", logical.UpdateOperation, "callback", map[string]any{"code": loc.Query().Get("code"), "state": loc.Query().Get("state")})
+		if tok := do(id, logical.ReadOperation, "token/people", nil).Data["access_token"].(string); idp.OwnerOf(tok) != fmt.Sprintf("user%05d", n) {
+			b.Fatalf("person %d read a token acting as %q", n, idp.OwnerOf(tok))
+		}
+	}
+	login(-1) // the config's state and the role are cached before the count starts
+	stored := func() int {
+		keys, err := logical.CollectKeys(ctx, storage)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for _, k := range keys {
+			if e, _ := storage.Get(ctx, k); e != nil {
+				n += len(e.Value) + len(e.Key) + 64 // value, key, entry and map overhead
+			}
+		}
+		return n
+	}
+	cached0, stored0 := be.tokens.Cached(), stored()
+	var before, withIdP, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	n := 0
+	for b.Loop() {
+		login(n)
+		n++
+	}
+	b.StopTimer()
+	if got, want := be.tokens.Cached()-cached0, min(n, backend.DefaultBoundedTokens-1); got != want {
+		b.Fatalf("%d people's tokens cached, want %d", got, want)
+	}
+	storageBytes := stored() - stored0
+	runtime.GC()
+	runtime.ReadMemStats(&withIdP)
+	// The fake IdP keeps every code, token and request it saw: close it and
+	// let it be collected, so that what is left is the plugin's.
+	srv.Close()
+	srv.Config.Handler, srv, idp = nil, nil, nil
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(be) // measured above: live until here
+	runtime.KeepAlive(storage)
+	perPerson := func(m runtime.MemStats) float64 {
+		return float64(int64(m.HeapAlloc)-int64(before.HeapAlloc)-int64(storageBytes)) / float64(n)
+	}
+	b.ReportMetric(perPerson(after), "heap-B/person")
+	b.ReportMetric(perPerson(withIdP), "with-fakeidp-B/person")
+	b.ReportMetric(float64(storageBytes)/float64(n), "inmem-storage-B/person")
 }

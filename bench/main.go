@@ -62,6 +62,10 @@ type options struct {
 	noRaft     bool
 	out        string
 	logPath    string
+
+	// the per-person stage (entities.go)
+	entities  int
+	entityTTL time.Duration
 }
 
 func main() {
@@ -80,6 +84,8 @@ func main() {
 	flag.IntVar(&o.agentLives, "agent-lives", 3, "token lives each Vault Agent template runs for on the raft Vault (0 skips the stage)")
 	flag.DurationVar(&o.agentLife, "agent-life", 20*time.Second, "lifetime of the tokens the Vault Agent templates render")
 	flag.BoolVar(&o.noRaft, "no-raft", false, "skip the raft Vault")
+	flag.IntVar(&o.entities, "entities", 10000, "people, each with a token of their own under one per_entity role (0 skips the stage)")
+	flag.DurationVar(&o.entityTTL, "entity-ttl", 5*time.Minute, "life of the dev Vault's people's tokens: they must outlast its reads, then expire for the sweep")
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "markdown file whose results section is replaced (empty: print only)")
 	flag.Parse()
 	var err error
@@ -265,6 +271,7 @@ func run(ctx context.Context, o options) error {
 			{"restart with configs and roles in storage (raft)", e.restartRaft},
 		}...)
 	}
+	stages = append(stages, e.entityStages()...)
 	for _, s := range stages {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -62,6 +62,7 @@ type report struct {
 	metricsNote string
 	load        string // the machine's load when the run began
 	raft        raftReport
+	people      peopleReport
 }
 
 // hotRow finds the row of key for server and clients.
@@ -184,6 +185,7 @@ func (r *report) markdown() string {
 		checks = append(checks, check{"memory per cached token < 4 KiB", fmt.Sprintf("%.0f B RSS growth per token", perTok), perTok < 4096})
 	}
 	b.WriteString(r.raftMarkdown(&checks))
+	b.WriteString(r.peopleMarkdown(&checks))
 	if r.metricsNote != "" {
 		p("Metrics: %s.\n\n", r.metricsNote)
 	}
