@@ -186,6 +186,20 @@ func TestPerEntityPendingLoginsBoundedPerPerson(t *testing.T) {
 // With bound_subject, a login lands only under its own person: when Alice
 // begins it and Bob completes it at the IdP, nothing is stored, the token
 // is revoked, the page says why and the refusal is counted.
+// The threat bound_subject closes, as the README's Security section states
+// it: without it, a login URL Alice began and Bob completed leaves Alice's
+// entity holding Bob's token.
+func TestWithoutBoundSubjectASentLoginURLHoldsWhoeverCompletedIt(t *testing.T) {
+	p := newPeopleEnv(t, nil)
+	if cb := p.loginAs(alice, "bob"); cb.IsError() {
+		t.Fatalf("alice's login completed by bob: %v", respErr(cb))
+	}
+	if owner := p.idp.OwnerOf(p.tokenOf(alice)); owner != "bob" {
+		t.Fatalf("alice's entity holds a token of %q, want bob's", owner)
+	}
+	p.failsAs(bob.ID, logical.ReadOperation, "creds/people", nil, "needs a login")
+}
+
 func TestBoundSubjectRefusesSomeoneElsesLogin(t *testing.T) {
 	p := newPeopleEnv(t, map[string]any{"bound_subject": "{{identity.entity.aliases." + userpassAccessor + ".name}}"})
 	cb := p.loginAs(alice, "bob")
