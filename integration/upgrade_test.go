@@ -45,11 +45,10 @@ func buildRelease(t *testing.T, plugins, version string) release {
 	if r.sha == "" {
 		t.Fatalf("SHA256SUMS has no line for %s:\n%s", r.file, sums)
 	}
-	b, err := os.ReadFile(filepath.Join(dist, r.file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(plugins, r.file), b, 0o755); err != nil {
+	// Moved, not copied: a file this process wrote could still be open for
+	// writing in a child forked meanwhile by a parallel test, and exec would
+	// fail with "text file busy".
+	if err := os.Rename(filepath.Join(dist, r.file), filepath.Join(plugins, r.file)); err != nil {
 		t.Fatal(err)
 	}
 	// The operator's check of what they are about to register.
