@@ -460,6 +460,9 @@ func (m *doorModel) serve(rt *rapid.T, role, via string, h handOut, ttl time.Dur
 	idp, tok, now := m.idpOf(role), h.token, h.at
 	if !h.valid {
 		killed, dead := idp.KilledAt(tok)
+		// Killed when it was handed out: a kill after it (an action in
+		// flight beside the read) is the leases' business, checked there.
+		dead = dead && !killed.After(now)
 		exp, _ := idp.ExpiresAt(tok)
 		if !dead && !exp.Before(now.Add(-m.clockExcess())) {
 			// Expired by no more than this node's clock lags past the skew:
