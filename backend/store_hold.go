@@ -40,10 +40,12 @@ func need(t *StoredToken, w Want) time.Duration {
 }
 
 // handOutUntil is the last moment t is handed out to w's reads (not
-// SingleActive): while it has need left, and before its ReuseUntil less
+// SingleActive): while it has need left, and at least the shortest lease
+// (MinHold after HoldSkew: a token of a few seconds would otherwise be
+// handed out with a lease past its end), and before its ReuseUntil less
 // HoldSkew (see gone). A read after it is handed the next token.
 func handOutUntil(t *StoredToken, w Want) time.Time {
-	until := t.Expiry.Add(-need(t, w))
+	until := t.Expiry.Add(-max(need(t, w), MinHold+HoldSkew))
 	if !t.ReuseUntil.IsZero() && t.ReuseUntil.Add(-HoldSkew).Before(until) {
 		until = t.ReuseUntil.Add(-HoldSkew)
 	}
