@@ -24,10 +24,13 @@ test: test-deps lint test-unit test-property fuzz-short test-integration
 # no test timeout pays for it: the Vault binary (built from its Go module,
 # 5-10 minutes the first time, then cached), oidc-provider (npm ci) and
 # Ory Hydra (built from its Go module, about 2-3 minutes once).
+# Vault and Hydra build side by side: each build's downloads and links leave
+# cores idle that the other's compiles use.
 test-deps:
-	@./scripts/install-vault.sh >/dev/null
 	@./scripts/install-test-idp.sh >/dev/null
-	@./scripts/install-hydra.sh >/dev/null
+	@./scripts/install-vault.sh >/dev/null & vault=$$!; \
+	./scripts/install-hydra.sh >/dev/null; hydra=$$?; \
+	wait $$vault && exit $$hydra
 
 test-unit:
 	$(GO) test -race -count=1 ./...

@@ -24,6 +24,7 @@ import (
 // person a token that acts as anyone else, and a token dropped or
 // forgotten is never handed out again.
 func TestPerEntityInvariants(t *testing.T) {
+	t.Parallel() // the models share nothing: one a core
 	rapid.Check(t, func(rt *rapid.T) {
 		m := newEntityModel(rt)
 		defer m.srv.Close()

@@ -38,6 +38,7 @@ import (
 // RAPID_CHECKS sets the number of sequences (make test runs thousands),
 // RAPID_SEED replays one; a failure is shrunk to a minimal sequence.
 func TestLeasePromiseInvariants(t *testing.T) {
+	t.Parallel() // the models share nothing: one a core
 	rapid.Check(t, func(rt *rapid.T) {
 		m := newPromiseModel(rt)
 		defer m.close()

@@ -60,6 +60,7 @@ import (
 // counts the named violations instead of failing, and DOOR_WITHOUT leaves
 // out the named steps, to look past a known violation for the next.
 func TestTokenDoorInvariants(t *testing.T) {
+	t.Parallel() // the models share nothing: one a core
 	t.Run("exchange role on a single-active config", checkExchangeRoleRefusedOnSingleActive)
 	stats := &doorStats{counts: map[string]*atomic.Int64{}}
 	t.Run("sequences", func(t *testing.T) { checkDoorSequences(t, stats) })

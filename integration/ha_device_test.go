@@ -20,6 +20,9 @@ func TestHADeviceLoginFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("HA test skipped in -short mode")
 	}
+	// Three Vault processes, mostly waiting (on raft, elections, the
+	// periodic function): beside the other tests.
+	t.Parallel()
 	nodes := startRaftCluster(t, 3)
 	active := nodes[0]
 	active.RegisterAndMount()

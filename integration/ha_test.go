@@ -202,6 +202,9 @@ func TestHAFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("HA test skipped in -short mode")
 	}
+	// Three Vault processes, mostly waiting (on raft, elections, the
+	// periodic function): beside the other tests.
+	t.Parallel()
 	began := time.Now()
 	nodes := startRaftCluster(t, 3)
 	active := nodes[0]
