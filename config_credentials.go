@@ -31,7 +31,7 @@ func clearPrevious(e *configEntry) {
 
 // heldCredentials says which kinds of client credential the config holds.
 func (e *configEntry) heldCredentials() backend.HeldCredentials {
-	return backend.HeldCredentials{Secret: e.ClientSecret != "", Key: e.PrivateKey != "", TLSCert: e.TLSClientCert != ""}
+	return backend.HeldCredentials{Secret: e.ClientSecret != "", Key: e.PrivateKey != "" || e.GenerateKey, TLSCert: e.TLSClientCert != ""}
 }
 
 // discoverAtWrite reads the issuer's metadata when a config is written, so

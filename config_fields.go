@@ -108,7 +108,7 @@ var configFieldTable = []configField{
 	{name: "key_publish_lead", kind: kindDuration, def: defaultKeyPublishLead,
 		desc: "How long a new generated key is published before it signs (75s to 87600h; the JWKS max-age is a fifth of it, at most 5m). Default 1h.",
 		dur:  func(e *configEntry) *time.Duration { return &e.KeyPublishLead }},
-	{name: "key_overlap", kind: kindDuration, def: defaultKeyOverlap, desc: "How long a generated key stays published after it stops signing (1m to 87600h). Default 1h.",
+	{name: "key_overlap", kind: kindDuration, def: defaultKeyOverlap, desc: "How long a generated key stays published after it stops signing (1m to 87600h, at most key_rotation_period when that is set). Default 1h.",
 		dur: func(e *configEntry) *time.Duration { return &e.KeyOverlap }},
 	{name: "previous_client_auth", kind: kindFound,
 		desc: "Read-only: the method of the previous client secret kept by a move to generated keys (tried once when the IdP refuses the assertion, until rotate clear_previous=true).",

@@ -187,10 +187,9 @@ func (b *idpBackend) storeKeySet(ctx context.Context, s logical.Storage, name st
 		return err
 	}
 	if st, ok := b.configs.Get(name); ok && st.endpoint.Keys != nil {
+		gen := st.endpoint.Keys.MarkStale() // a read of the former set in flight stays stale
 		if set, err := keySetOf(st.entry, ks); err == nil {
-			st.endpoint.Keys.Store(set)
-		} else {
-			st.endpoint.Keys.MarkStale()
+			st.endpoint.Keys.Store(set, gen)
 		}
 	}
 	return nil
@@ -203,6 +202,7 @@ func (b *idpBackend) ensureKeys(ctx context.Context, s logical.Storage, st *conf
 	if ring == nil || !ring.Stale() {
 		return nil
 	}
+	gen := ring.Generation()
 	ks, err := loadKeySet(ctx, s, st.name)
 	if err != nil {
 		return err
@@ -214,7 +214,7 @@ func (b *idpBackend) ensureKeys(ctx context.Context, s logical.Storage, st *conf
 	if err != nil {
 		return err
 	}
-	ring.Store(set)
+	ring.Store(set, gen)
 	return nil
 }
 
@@ -255,8 +255,17 @@ func keySetOf(e *configEntry, ks *keySetEntry) (*backend.KeySet, error) {
 	return backend.NewKeySet(keys...), nil
 }
 
-// errRotationPending: a rotation is already under way.
-var errRotationPending = errors.New("a rotation is under way")
+// maxPublishedKeys bounds a config's keys: a rotate-key that would publish
+// more is refused (each key is a JWK in every JWKS answer and part of one
+// storage entry). Scheduled rotations publish at most three, as
+// key_overlap is at most key_rotation_period.
+const maxPublishedKeys = 10
+
+// rotationRefusedError: rotate-key may not begin a rotation now, and why
+// (from the same clock reading as the check).
+type rotationRefusedError struct{ why string }
+
+func (e *rotationRefusedError) Error() string { return e.why }
 
 // startRotation makes the next key of a config now (rotate-key): it signs
 // key_publish_lead from now. It answers the stored set.
@@ -266,10 +275,15 @@ func (b *idpBackend) startRotation(ctx context.Context, s logical.Storage, name 
 		return nil, err
 	}
 	now := b.clock()
-	if ks.pending(now) != nil {
-		return ks, errRotationPending
+	if next := ks.pending(now); next != nil {
+		return nil, &rotationRefusedError{fmt.Sprintf("a rotation is under way: key %s signs from %s; start the next one after that",
+			next.KID, next.SignsFrom.UTC().Format(time.RFC3339))}
 	}
 	ks.prune(now)
+	if len(ks.Keys) >= maxPublishedKeys {
+		return nil, &rotationRefusedError{fmt.Sprintf("%d keys are still published (key_overlap); the oldest leaves the JWKS at %s",
+			len(ks.Keys), ks.Keys[0].PublishedUntil.UTC().Format(time.RFC3339))}
+	}
 	k, err := newStoredKey(keyAlg(e), now, now.Add(keyPublishLead(e)))
 	if err != nil {
 		return nil, err

@@ -177,6 +177,12 @@ func (i *jwksIdP) verify(token string) (string, bool) {
 }
 
 func (i *jwksIdP) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/.well-known/openid-configuration" { // for issuer configs
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": i.srv.URL, "token_endpoint": i.tokenURL(),
+			"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "private_key_jwt"}})
+		return
+	}
 	_ = r.ParseForm()
 	seen := seenRequest{Grant: r.PostForm.Get("grant_type")}
 	refuse := func(code string) {

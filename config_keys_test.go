@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,6 +178,33 @@ func TestGeneratedKeyRotationTimeline(t *testing.T) {
 // rotate-key: the next key is published at once and signs after
 // key_publish_lead; one rotation at a time; a manual-only config
 // (key_rotation_period 0) is never rotated by the periodic function.
+// client_auth=auto counts a key made in Vault as a held credential: with
+// an issuer that advertises private_key_jwt, generate_key alone makes a
+// complete config whose assertions sign, and with a client secret beside
+// it the key still wins, the stronger of the two.
+func TestGeneratedKeyWithClientAuthAuto(t *testing.T) {
+	k := newKeysEnv(t)
+	k.ok(logical.UpdateOperation, "config/k", map[string]any{"issuer": k.idp.srv.URL, "client_id": "c", "generate_key": true})
+	k.ok(logical.UpdateOperation, "roles/r", map[string]any{"config": "k"})
+	k.freshCreds("r")
+	if got := k.idp.lastRequest(t); got.Auth != "private_key_jwt" {
+		t.Fatalf("auto with a generated key authenticated with %q", got.Auth)
+	}
+	k.ok(logical.UpdateOperation, "config/k", map[string]any{"client_secret": "s3cret"})
+	k.freshCreds("r")
+	if got := k.idp.lastRequest(t); got.Auth != "private_key_jwt" {
+		t.Fatalf("auto with a generated key and a secret authenticated with %q", got.Auth)
+	}
+	// From auto to private_key_jwt: no former method to keep the secret for.
+	resp := k.ok(logical.UpdateOperation, "config/k", map[string]any{"client_auth": "private_key_jwt"})
+	if !slices.ContainsFunc(resp.Warnings, func(w string) bool { return strings.Contains(w, "client_auth was auto") }) {
+		t.Fatalf("the move from auto warned %v", resp.Warnings)
+	}
+	if read := k.ok(logical.ReadOperation, "config/k", nil); read.Data["previous_client_secret_set"] != false {
+		t.Fatalf("the move from auto kept a previous secret: %v", read.Data)
+	}
+}
+
 func TestRotateKey(t *testing.T) {
 	k := newKeysEnv(t)
 	k.writeKeyConfig(map[string]any{"key_publish_lead": "10m"})
@@ -210,6 +238,26 @@ func TestRotateKey(t *testing.T) {
 	}
 	// The next manual rotation may begin now.
 	k.ok(logical.UpdateOperation, "config/k/rotate-key", nil)
+
+	// Manual rotations faster than key_overlap keep keys published; past
+	// maxPublishedKeys the next is refused, saying when the oldest leaves.
+	k.ok(logical.UpdateOperation, "config/k", map[string]any{"key_overlap": "24h"})
+	for i := 0; ; i++ {
+		k.clock.Advance(10 * time.Minute)
+		resp, err := k.do(logical.UpdateOperation, "config/k/rotate-key", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.IsError() {
+			if _, _, kids := k.jwks("k"); len(kids) != maxPublishedKeys || !strings.Contains(respErr(resp), "keys are still published") {
+				t.Fatalf("rotation %d refused with %d keys published: %q", i, len(kids), respErr(resp))
+			}
+			break
+		}
+		if i > maxPublishedKeys {
+			t.Fatalf("%d manual rotations within key_overlap, none refused", i)
+		}
+	}
 }
 
 // Bad input: a clear 400 naming the field, and nothing stored.
@@ -240,6 +288,7 @@ func TestGeneratedKeyBadInput(t *testing.T) {
 		{"lead under the bound", with(map[string]any{"key_publish_lead": "60s"}), "key_publish_lead: must be between 1m15s"},
 		{"overlap under the bound", with(map[string]any{"key_overlap": "30s"}), "key_overlap: must be between 1m0s"},
 		{"period over the bound", with(map[string]any{"key_rotation_period": "100000h"}), "key_rotation_period: must be at most"},
+		{"overlap longer than the period", with(map[string]any{"key_rotation_period": "1h", "key_overlap": "720h"}), "key_overlap: 720h0m0s is longer than key_rotation_period 1h0m0s"},
 		{"private_key_id with a generated key", with(map[string]any{"private_key_id": "mine"}), "private_key_id: is the kid of a pasted private_key"},
 		{"key timing without generate_key", with(map[string]any{"generate_key": false, "client_auth": "basic", "client_secret": "s3cret", "key_rotation_period": "720h"}),
 			"key_rotation_period: is for keys made in Vault"},
@@ -449,6 +498,51 @@ func TestGeneratedKeysStandbyAndHotPath(t *testing.T) {
 	if _, _, kids := k.jwks("k"); len(kids) != 2 {
 		t.Fatalf("the active node did not rotate: %v", kids)
 	}
+}
+
+// A change of the stored keys that arrives (Invalidate) while a standby is
+// reading the former set leaves its ring stale: the next read loads the
+// new set, and the JWKS does not go without the next key for its lead.
+func TestGeneratedKeysInvalidateDuringAReload(t *testing.T) {
+	k := newKeysEnv(t)
+	k.writeKeyConfig(map[string]any{"key_publish_lead": "10m", "key_overlap": "5m"})
+	gate := &gatedStorage{Storage: k.storage, key: keysPrefix + "k", entered: make(chan struct{}), release: make(chan struct{})}
+	other := k.mount(gate) // a standby, whose first read of the keys waits at the gate
+	done := make(chan []string)
+	go func() { _, _, kids := other.jwks("k"); done <- kids }()
+	<-gate.entered
+	k.ok(logical.UpdateOperation, "config/k/rotate-key", nil)
+	other.b.invalidate(context.Background(), keysPrefix+"k")
+	close(gate.release)
+	if during := <-done; len(during) != 1 {
+		t.Fatalf("the read begun before the rotation served %v, want the one key it read", during)
+	}
+	if _, _, after := other.jwks("k"); len(after) != 2 {
+		t.Fatalf("after the rotation's Invalidate the standby serves %v, want the signing and the next key", after)
+	}
+}
+
+// gatedStorage holds the first Get of key until release, saying when it
+// is held.
+type gatedStorage struct {
+	logical.Storage
+	key              string
+	once             sync.Once
+	entered, release chan struct{}
+}
+
+func (g *gatedStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if key == g.key {
+		first := false
+		g.once.Do(func() { first = true })
+		if first {
+			e, err := g.Storage.Get(ctx, key)
+			close(g.entered)
+			<-g.release
+			return e, err
+		}
+	}
+	return g.Storage.Get(ctx, key)
 }
 
 // Another node's rotation reaches this node's cached key set through

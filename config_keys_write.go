@@ -65,6 +65,12 @@ func adoptKeyFields(old, e *configEntry, d *framework.FieldData) ([]string, *log
 				"so the IdP's client may be switched to private_key_jwt before or after this write; once it is, forget the secret with rotate clear_previous=true", old.ClientAuth))
 		}
 	}
+	if old != nil && old.ClientAuth == "" && e.ClientAuth == string(backend.ClientAuthPrivateKeyJWT) && e.ClientSecret != "" {
+		// auto left the secret's method to the server's metadata: there is
+		// no former method to try it with.
+		warnings = append(warnings, "client_auth was auto, so the client secret is not kept as a previous credential to fall back on: "+
+			"for a move without a gap, write client_auth=basic or post (the method the IdP uses now) first, then private_key_jwt")
+	}
 	if !newly && keyAlg(old) != keyAlg(e) {
 		warnings = append(warnings, fmt.Sprintf("the keys made so far stay %s; the next rotation makes a %s key (rotate-key starts one now)", keyAlg(old), keyAlg(e)))
 	}
@@ -93,13 +99,17 @@ func checkKeyFields(e *configEntry) *logical.Response {
 		return fieldError("key_rotation_period", "must be at most %s", maxKeyDuration)
 	case period != 0 && lead > period:
 		return fieldError("key_publish_lead", "%s is longer than key_rotation_period %s: a new key is published that long before it signs, within one rotation period", lead, period)
+	case period != 0 && overlap > period:
+		return fieldError("key_overlap", "%s is longer than key_rotation_period %s: a key leaves the JWKS within a period of stopping to sign, so that at most three are published", overlap, period)
 	}
 	return nil
 }
 
 // storeFirstKey makes and stores the first key of a config that turns
 // generate_key on, before the config that names it is stored: it signs at
-// once (no IdP can have cached a JWKS without it).
+// once, as an IdP just given the JWKS URL fetches it for the first
+// assertion (one that still holds a former JWKS of the name refuses it
+// until that expires: docs/no-client-secret.md says to wait a lead).
 func (b *idpBackend) storeFirstKey(ctx context.Context, s logical.Storage, name string, old, e *configEntry) error {
 	if !e.GenerateKey || (old != nil && old.GenerateKey) {
 		return nil

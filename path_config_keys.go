@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -87,9 +86,8 @@ func (b *idpBackend) pathRotateKey(ctx context.Context, req *logical.Request, d 
 		return fieldError("generate_key", "config %q has no keys made in Vault (write generate_key=true first); config/%s/rotate rotates a pasted key or secret", name, name), nil
 	}
 	ks, err := b.startRotation(ctx, req.Storage, name, e)
-	if errors.Is(err, errRotationPending) {
-		next := ks.pending(b.clock())
-		return logical.ErrorResponse("a rotation is under way: key %s signs from %s; start the next one after that", next.KID, next.SignsFrom.UTC().Format(time.RFC3339)), nil
+	if refused := (*rotationRefusedError)(nil); errors.As(err, &refused) {
+		return logical.ErrorResponse(refused.Error()), nil
 	}
 	if err != nil || ks == nil {
 		return nil, err

@@ -121,7 +121,7 @@ var ClientAuthPreference = []ClientAuth{ClientAuthPrivateKeyJWT, ClientAuthTLS, 
 
 // held says which credentials the endpoint has.
 func (e *Endpoint) held() HeldCredentials {
-	return HeldCredentials{Secret: e.ClientSecret != "", Key: e.Signer != nil, TLSCert: e.TLSClientCert}
+	return HeldCredentials{Secret: e.ClientSecret != "", Key: e.Signer != nil || e.Keys != nil, TLSCert: e.TLSClientCert}
 }
 
 // IsInvalidClient reports the IdP refusing the client's authentication

@@ -210,18 +210,20 @@ func (s *KeySet) JWKSAt(now time.Time) ([]byte, error) {
 	return json.Marshal(set)
 }
 
-// KeyRing holds a config's current key set for its endpoint. Stale marks a
-// set that another node rewrote: it still signs correctly (the timeline is
-// fixed), and whoever has storage at hand loads the new one.
+// KeyRing holds a config's current key set for its endpoint. A set that
+// another node rewrote still signs correctly (the timeline is fixed), and
+// whoever has storage at hand loads the new one. Changes are counted, and
+// a set is stored with the count it was read at, so that a change marked
+// while the set was being read leaves the ring stale.
 type KeyRing struct {
-	set   atomic.Pointer[KeySet]
-	stale atomic.Bool
+	set            atomic.Pointer[KeySet]
+	marked, loaded atomic.Uint64
 }
 
 // NewKeyRing is a ring whose set is still to be loaded.
 func NewKeyRing() *KeyRing {
 	r := &KeyRing{}
-	r.stale.Store(true)
+	r.marked.Store(1)
 	return r
 }
 
@@ -233,17 +235,21 @@ func (r *KeyRing) Load() *KeySet {
 	return r.set.Load()
 }
 
-// Store puts a freshly loaded set in the ring.
-func (r *KeyRing) Store(s *KeySet) {
+// Generation is taken before the stored set is read, for Store.
+func (r *KeyRing) Generation() uint64 { return r.marked.Load() }
+
+// Store puts a set read from storage at generation gen in the ring.
+func (r *KeyRing) Store(s *KeySet, gen uint64) {
 	r.set.Store(s)
-	r.stale.Store(false)
+	r.loaded.Store(gen)
 }
 
-// MarkStale says the stored set changed.
-func (r *KeyRing) MarkStale() { r.stale.Store(true) }
+// MarkStale says the stored set changed, and returns the generation a set
+// read (or written) after the change is stored with.
+func (r *KeyRing) MarkStale() uint64 { return r.marked.Add(1) }
 
 // Stale says the set must be loaded again.
-func (r *KeyRing) Stale() bool { return r.stale.Load() }
+func (r *KeyRing) Stale() bool { return r.loaded.Load() != r.marked.Load() }
 
 // signerAt is the key the endpoint signs with at now: its generated key
 // set's signing key when it has one, else its pasted private_key.
