@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -336,55 +335,24 @@ func (s *peopleStage) cells(p *peopleOn, n int) error {
 			return smp.err
 		}
 	}
-	procs := map[string]int{"vault": t.srv.VaultPID()}
-	for _, name := range []string{pluginName, floorName} {
-		pids, err := t.srv.PluginPIDs(name)
-		if err != nil || len(pids) != 1 {
-			return fmt.Errorf("want one %s process, found %v (%v)", name, pids, err)
-		}
-		procs[name] = pids[0]
-	}
-	cpu := func() map[string]time.Duration {
-		out := map[string]time.Duration{}
-		for name, pid := range procs {
-			out[name], _ = vaultproc.CPUTime(pid)
-		}
-		return out
+	cpu, err := processCPU(t)
+	if err != nil {
+		return err
 	}
 	idp0 := p.idp.TokenRequests()
 	next := 0 // the first person of the next round
 	for _, c := range e.o.conc {
-		got := make([]sample, len(peopleReads))
-		cpuUsed := make([]map[string]time.Duration, len(peopleReads))
-		rounds := make([][]stats, len(peopleReads))
+		first := next // each round reads other people: round r begins at first + r*per
 		per := n / e.o.rounds
-		for r := range e.o.rounds {
-			base := next
-			next += per
-			for k := range peopleReads {
-				i := (k + r) % len(peopleReads)
-				c0 := cpu()
-				smp := loadAs(t.v, c, per, func(j int) (string, string) { return person(base + j), peopleReads[i].path })
-				c1 := cpu()
-				if cpuUsed[i] == nil {
-					cpuUsed[i] = map[string]time.Duration{}
-				}
-				for name := range c1 {
-					cpuUsed[i][name] += c1[name] - c0[name]
-				}
-				if smp.err != nil {
-					return fmt.Errorf("%s: %d errors, first: %w", peopleReads[i].name, smp.errs, smp.err)
-				}
-				got[i].add(smp)
-				rounds[i] = append(rounds[i], smp.stats())
-			}
+		rows, err := pairedRounds(t, peopleReads, c, e.o.rounds, per, cpu, func(i, r, per int) sample {
+			base := first + r*per
+			return loadAs(t.v, c, per, func(j int) (string, string) { return person(base + j), peopleReads[i].path })
+		})
+		if err != nil {
+			return err
 		}
-		for i, h := range peopleReads {
-			e.rep.people.hot = append(e.rep.people.hot, hotRow{server: t.label, clients: c, target: h.name, key: h.key, vs: h.vs,
-				st: got[i].stats(), rounds: rounds[i],
-				vaultCPU:  cpuUsed[i]["vault"] / time.Duration(len(got[i].lat)),
-				pluginCPU: (cpuUsed[i][pluginName] + cpuUsed[i][floorName]) / time.Duration(len(got[i].lat))})
-		}
+		next = first + e.o.rounds*per
+		e.rep.people.hot = append(e.rep.people.hot, rows...)
 	}
 	p.row.cellIdP = p.idp.TokenRequests() - idp0
 	p.row.cellPeople = min(next, N)
@@ -546,36 +514,8 @@ func (v *vaultHTTP) writeData(path string, body map[string]any, out any) error {
 // loadAs is load with a Vault token per request: req gives request i's
 // token and path.
 func loadAs(v *vaultHTTP, conc, n int, req func(i int) (token, path string)) sample {
-	lat := make([]time.Duration, n)
-	var next, errs atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				token, path := req(i)
-				c := v.as(token)
-				t0 := time.Now()
-				_, err := c.get(path)
-				lat[i] = time.Since(t0)
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	s := sample{lat: lat, wall: time.Since(start), errs: int(errs.Load())}
-	if e, ok := firstErr.Load().(error); ok {
-		s.err = e
-	}
-	return s
+	return loadEach(conc, n, func(i int) (*vaultHTTP, string) {
+		token, path := req(i)
+		return v.as(token), path
+	})
 }

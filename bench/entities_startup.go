@@ -8,10 +8,8 @@ import (
 	"net/url"
 	"time"
 
-	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	idptokens "github.com/idp-tokens/vault-plugin-idp-tokens"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/fakeidp"
 	"github.com/idp-tokens/vault-plugin-idp-tokens/internal/storagecount"
 )
@@ -26,14 +24,8 @@ func (e *env) peopleStartupCalls() error {
 	ts := httptest.NewServer(idp)
 	defer ts.Close()
 	mem := &logical.InmemStorage{}
-	mount := func(s logical.Storage) (logical.Backend, error) {
-		conf := logical.TestBackendConfig()
-		conf.StorageView = s
-		conf.Logger = hclog.NewNullLogger()
-		conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: 768 * time.Hour, MaxLeaseTTLVal: 768 * time.Hour}
-		return idptokens.Factory(context.Background(), conf)
-	}
-	b, err := mount(mem)
+
+	b, err := mountInProcess(mem)
 	if err != nil {
 		return err
 	}
@@ -77,7 +69,7 @@ func (e *env) peopleStartupCalls() error {
 	r := &e.rep.people
 	counted := &storagecount.Storage{Storage: mem}
 	t0 := time.Now()
-	b2, err := mount(counted)
+	b2, err := mountInProcess(counted)
 	if err != nil {
 		return err
 	}

@@ -59,55 +59,78 @@ func (e *env) hotOn(t *vaultTarget, n int) error {
 	if got := e.idp.TokenRequests() - before; got != 1 {
 		return fmt.Errorf("warm-up made %d IdP requests, want 1", got)
 	}
-	// CPU per request of the processes involved: Vault, this plugin, the floor.
-	procs := map[string]int{"vault": t.srv.VaultPID()}
-	for _, name := range []string{pluginName, floorName} {
-		pids, err := t.srv.PluginPIDs(name)
-		if err != nil || len(pids) != 1 {
-			return fmt.Errorf("want one %s process, found %v (%v)", name, pids, err)
-		}
-		procs[name] = pids[0]
-	}
-	cpu := func() map[string]time.Duration {
-		out := map[string]time.Duration{}
-		for name, pid := range procs {
-			out[name], _ = vaultproc.CPUTime(pid)
-		}
-		return out
+	cpu, err := processCPU(t)
+	if err != nil {
+		return err
 	}
 	for _, c := range e.o.conc {
-		got := make([]sample, len(hotReads))
-		cpuUsed := make([]map[string]time.Duration, len(hotReads))
-		rounds := make([][]stats, len(hotReads))
-		per := n / e.o.rounds
-		for r := range e.o.rounds {
-			for k := range hotReads {
-				i := (k + r) % len(hotReads)
-				c0 := cpu()
-				s := load(t.v, c, per, func(int) string { return hotReads[i].path })
-				c1 := cpu()
-				if cpuUsed[i] == nil {
-					cpuUsed[i] = map[string]time.Duration{}
-				}
-				for name := range c1 {
-					cpuUsed[i][name] += c1[name] - c0[name]
-				}
-				if s.err != nil {
-					return fmt.Errorf("%s: %d errors, first: %w", hotReads[i].name, s.errs, s.err)
-				}
-				got[i].add(s)
-				rounds[i] = append(rounds[i], s.stats())
-			}
+		rows, err := pairedRounds(t, hotReads, c, e.o.rounds, n/e.o.rounds, cpu, func(i, _, per int) sample {
+			return load(t.v, c, per, func(int) string { return hotReads[i].path })
+		})
+		if err != nil {
+			return err
 		}
-		for i, h := range hotReads {
-			e.rep.hot = append(e.rep.hot, hotRow{server: t.label, clients: c, target: h.name, key: h.key, vs: h.vs,
-				st: got[i].stats(), rounds: rounds[i],
-				vaultCPU:  cpuUsed[i]["vault"] / time.Duration(len(got[i].lat)),
-				pluginCPU: (cpuUsed[i][pluginName] + cpuUsed[i][floorName]) / time.Duration(len(got[i].lat))})
-		}
+		e.rep.hot = append(e.rep.hot, rows...)
 	}
 	if got := e.idp.TokenRequests() - before; got != 1 {
 		return fmt.Errorf("cache-hit reads made %d IdP requests, want 1 (the warm-up's)", got)
 	}
 	return nil
+}
+
+// processCPU reads the CPU time of the processes a read involves on t:
+// Vault, this plugin and the floor.
+func processCPU(t *vaultTarget) (func() map[string]time.Duration, error) {
+	procs := map[string]int{"vault": t.srv.VaultPID()}
+	for _, name := range []string{pluginName, floorName} {
+		pids, err := t.srv.PluginPIDs(name)
+		if err != nil || len(pids) != 1 {
+			return nil, fmt.Errorf("want one %s process, found %v (%v)", name, pids, err)
+		}
+		procs[name] = pids[0]
+	}
+	return func() map[string]time.Duration {
+		out := map[string]time.Duration{}
+		for name, pid := range procs {
+			out[name], _ = vaultproc.CPUTime(pid)
+		}
+		return out
+	}, nil
+}
+
+// pairedRounds measures reads with c clients in rounds of per requests
+// each, the read that goes first rotating from round to round so that none
+// always runs on a warmer machine; run(i, round, per) makes read i's share
+// of a round. It answers a row per read, with the CPU its requests cost.
+func pairedRounds(t *vaultTarget, reads []hotRead, c, rounds, per int, cpu func() map[string]time.Duration, run func(i, round, per int) sample) ([]hotRow, error) {
+	got := make([]sample, len(reads))
+	cpuUsed := make([]map[string]time.Duration, len(reads))
+	perRound := make([][]stats, len(reads))
+	for r := range rounds {
+		for k := range reads {
+			i := (k + r) % len(reads)
+			c0 := cpu()
+			s := run(i, r, per)
+			c1 := cpu()
+			if cpuUsed[i] == nil {
+				cpuUsed[i] = map[string]time.Duration{}
+			}
+			for name := range c1 {
+				cpuUsed[i][name] += c1[name] - c0[name]
+			}
+			if s.err != nil {
+				return nil, fmt.Errorf("%s: %d errors, first: %w", reads[i].name, s.errs, s.err)
+			}
+			got[i].add(s)
+			perRound[i] = append(perRound[i], s.stats())
+		}
+	}
+	rows := make([]hotRow, 0, len(reads))
+	for i, h := range reads {
+		rows = append(rows, hotRow{server: t.label, clients: c, target: h.name, key: h.key, vs: h.vs,
+			st: got[i].stats(), rounds: perRound[i],
+			vaultCPU:  cpuUsed[i]["vault"] / time.Duration(len(got[i].lat)),
+			pluginCPU: (cpuUsed[i][pluginName] + cpuUsed[i][floorName]) / time.Duration(len(got[i].lat))})
+	}
+	return rows, nil
 }

@@ -124,9 +124,14 @@ func (s *sample) add(o sample) {
 // load sends n requests from conc concurrent clients, each GET of a path
 // that pathOf gives for request i.
 func load(v *vaultHTTP, conc, n int, pathOf func(i int) string) sample {
+	return loadEach(conc, n, func(i int) (*vaultHTTP, string) { return v, pathOf(i) })
+}
+
+// loadEach makes n GET requests with conc clients, request i through the
+// client and to the path req(i) answers.
+func loadEach(conc, n int, req func(i int) (*vaultHTTP, string)) sample {
 	lat := make([]time.Duration, n)
-	var next atomic.Int64
-	var errs atomic.Int64
+	var next, errs atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -139,8 +144,9 @@ func load(v *vaultHTTP, conc, n int, pathOf func(i int) string) sample {
 				if i >= n {
 					return
 				}
+				c, path := req(i)
 				t0 := time.Now()
-				_, err := v.get(pathOf(i))
+				_, err := c.get(path)
 				lat[i] = time.Since(t0)
 				if err != nil {
 					errs.Add(1)

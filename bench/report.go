@@ -66,13 +66,45 @@ type report struct {
 }
 
 // hotRow finds the row of key for server and clients.
-func (r *report) hotRow(server string, clients int, key string) (hotRow, bool) {
-	for _, h := range r.hot {
+// hotRowOf is the row of rows for a read on a Vault with clients.
+func hotRowOf(rows []hotRow, server string, clients int, key string) (hotRow, bool) {
+	for _, h := range rows {
 		if h.server == server && h.clients == clients && h.key == key {
 			return h, true
 		}
 	}
 	return hotRow{}, false
+}
+
+// hotTable writes the table of cache-hit reads against their floors and
+// answers a check per read that has one: within 1.10x of the floor for a
+// leased read, 1.05x for an unleased one (p50 and throughput). name gives
+// a check's wording, with %.2f for the goal.
+func hotTable(b *strings.Builder, rows []hotRow, name func(hotRow) string) []check {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	p("| Vault | clients | read | p50 ms | p99 ms | req/s | vs | p50 ratio | p99 ratio | throughput ratio | Vault CPU µs/req | plugin CPU µs/req |\n|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
+	us := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond)) }
+	var checks []check
+	for _, row := range rows {
+		if row.vs == "" {
+			p("| %s | %d | %s | %s | %s | %.0f | | | | | %s | %s |\n", row.server, row.clients, row.target, ms(row.st.p50), ms(row.st.p99), row.st.rps, us(row.vaultCPU), us(row.pluginCPU))
+			continue
+		}
+		floor, ok := hotRowOf(rows, row.server, row.clients, row.vs)
+		if !ok {
+			continue
+		}
+		r50 := pairedRatio(row, floor, func(a, b stats) float64 { return float64(a.p50) / float64(b.p50) })
+		rt := pairedRatio(row, floor, func(a, b stats) float64 { return b.rps / a.rps })
+		r99 := float64(row.st.p99) / float64(floor.st.p99)
+		p("| %s | %d | %s | %s | %s | %.0f | %s | %.2f | %.2f | %.2f | %s | %s |\n", row.server, row.clients, row.target, ms(row.st.p50), ms(row.st.p99), row.st.rps, row.vs, r50, r99, rt, us(row.vaultCPU), us(row.pluginCPU))
+		goal := 1.1
+		if row.key == "idp/token" {
+			goal = 1.05
+		}
+		checks = append(checks, check{fmt.Sprintf(name(row), goal), fmt.Sprintf("p50 %.2fx, throughput %.2fx, p99 %.2fx", r50, rt, r99), max(r50, rt) <= goal})
+	}
+	return checks
 }
 
 // leasedVsUnleased is the p50 of the leased floor over the unleased floor,
@@ -84,9 +116,9 @@ func (r *report) leasedVsUnleased() string {
 		if h.key != "floor/creds" {
 			continue
 		}
-		ft, ok1 := r.hotRow(h.server, h.clients, "floor/token")
-		ic, ok2 := r.hotRow(h.server, h.clients, "idp/creds")
-		it, ok3 := r.hotRow(h.server, h.clients, "idp/token")
+		ft, ok1 := hotRowOf(r.hot, h.server, h.clients, "floor/token")
+		ic, ok2 := hotRowOf(r.hot, h.server, h.clients, "idp/creds")
+		it, ok3 := hotRowOf(r.hot, h.server, h.clients, "idp/token")
 		if ok1 && ok2 && ok3 {
 			fmt.Fprintf(&b, "| %s | %d | %.2f | %.2f |\n", h.server, h.clients, float64(h.st.p50)/float64(ft.st.p50), float64(ic.st.p50)/float64(it.st.p50))
 		}
@@ -118,28 +150,9 @@ func (r *report) markdown() string {
 	p("### Cache-hit reads vs the floor plugin vs KV v2, on a dev and a raft Vault\n\n")
 	p("The same reads on `vault server -dev` (in-memory storage) and on a single-node raft Vault (`storage \"raft\"`, every lease a raft write at the read and again at expiry). idp/creds (leased) is compared with the floor's constant leased read, idp/token (no lease) with the floor's constant unleased read. Each cell's requests are split into rounds interleaved across the five reads (rotating order). Latency and req/s pool all rounds. The p50 and throughput ratios are the median over rounds of each round's idp/floor ratio (throughput: floor over idp), so that drift on the shared machine cancels; the p99 ratio is of the pooled p99s. Lower is better; 1.00 is the floor.\n\n")
 	p("CPU µs/req is the CPU time the Vault process and the plugin processes used during the target's rounds, per request (10 ms tick resolution, so a rough figure).\n\n")
-	p("| Vault | clients | read | p50 ms | p99 ms | req/s | vs | p50 ratio | p99 ratio | throughput ratio | Vault CPU µs/req | plugin CPU µs/req |\n|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
-	us := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond)) }
-	for _, row := range r.hot {
-		if row.vs == "" {
-			p("| %s | %d | %s | %s | %s | %.0f | | | | | %s | %s |\n", row.server, row.clients, row.target, ms(row.st.p50), ms(row.st.p99), row.st.rps, us(row.vaultCPU), us(row.pluginCPU))
-			continue
-		}
-		floor, ok := r.hotRow(row.server, row.clients, row.vs)
-		if !ok {
-			continue
-		}
-		r50 := pairedRatio(row, floor, func(a, b stats) float64 { return float64(a.p50) / float64(b.p50) })
-		rt := pairedRatio(row, floor, func(a, b stats) float64 { return b.rps / a.rps })
-		r99 := float64(row.st.p99) / float64(floor.st.p99)
-		p("| %s | %d | %s | %s | %s | %.0f | %s | %.2f | %.2f | %.2f | %s | %s |\n", row.server, row.clients, row.target, ms(row.st.p50), ms(row.st.p99), row.st.rps, row.vs, r50, r99, rt, us(row.vaultCPU), us(row.pluginCPU))
-		goal := 1.1
-		if row.key == "idp/token" {
-			goal = 1.05
-		}
-		checks = append(checks, check{fmt.Sprintf("%s within %.2fx of %s (%s, %d clients; p50 and throughput)", row.key, goal, row.vs, row.server, row.clients),
-			fmt.Sprintf("p50 %.2fx, throughput %.2fx, p99 %.2fx", r50, rt, r99), max(r50, rt) <= goal})
-	}
+	checks = append(checks, hotTable(&b, r.hot, func(row hotRow) string {
+		return fmt.Sprintf("%s within %%.2fx of %s (%s, %d clients; p50 and throughput)", row.key, row.vs, row.server, row.clients)
+	})...)
 	p("\n")
 	b.WriteString(r.leasedVsUnleased())
 

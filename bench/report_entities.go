@@ -49,15 +49,6 @@ type peopleReport struct {
 	sweep                                      peopleSweep
 }
 
-func (r *report) peopleHotRow(server string, clients int, key string) (hotRow, bool) {
-	for _, h := range r.people.hot {
-		if h.server == server && h.clients == clients && h.key == key {
-			return h, true
-		}
-	}
-	return hotRow{}, false
-}
-
 func (r *report) peopleMarkdown(checks *[]check) string {
 	pr := r.people
 	if pr.n == 0 {
@@ -93,28 +84,9 @@ func (r *report) peopleMarkdown(checks *[]check) string {
 
 	if len(pr.hot) > 0 {
 		p("Cache-hit reads of one's own token against the floor plugin, each request with a person's own Vault token, spread over the people (a stride through all of them); the floor reads use the same people's tokens, so that Vault's token lookup and lease bookkeeping cost both alike. Rounds, rotation and ratios as in the cache-hit table above (p50 and throughput ratios: median over rounds; within a round each read is made by the same people).\n\n")
-		p("| Vault | clients | read | p50 ms | p99 ms | req/s | vs | p50 ratio | p99 ratio | throughput ratio | Vault CPU µs/req | plugin CPU µs/req |\n|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
-		us := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond)) }
-		for _, row := range pr.hot {
-			if row.vs == "" {
-				p("| %s | %d | %s | %s | %s | %.0f | | | | | %s | %s |\n", row.server, row.clients, row.target, ms(row.st.p50), ms(row.st.p99), row.st.rps, us(row.vaultCPU), us(row.pluginCPU))
-				continue
-			}
-			floor, ok := r.peopleHotRow(row.server, row.clients, row.vs)
-			if !ok {
-				continue
-			}
-			r50 := pairedRatio(row, floor, func(a, b stats) float64 { return float64(a.p50) / float64(b.p50) })
-			rt := pairedRatio(row, floor, func(a, b stats) float64 { return b.rps / a.rps })
-			r99 := float64(row.st.p99) / float64(floor.st.p99)
-			p("| %s | %d | %s | %s | %s | %.0f | %s | %.2f | %.2f | %.2f | %s | %s |\n", row.server, row.clients, row.target, ms(row.st.p50), ms(row.st.p99), row.st.rps, row.vs, r50, r99, rt, us(row.vaultCPU), us(row.pluginCPU))
-			goal := 1.1
-			if row.key == "idp/token" {
-				goal = 1.05
-			}
-			*checks = append(*checks, check{fmt.Sprintf("own %s within %.2fx of %s, %d people (%s, %d clients; p50 and throughput)", row.key, goal, row.vs, pr.n, row.server, row.clients),
-				fmt.Sprintf("p50 %.2fx, throughput %.2fx, p99 %.2fx", r50, rt, r99), max(r50, rt) <= goal})
-		}
+		*checks = append(*checks, hotTable(&b, pr.hot, func(row hotRow) string {
+			return fmt.Sprintf("own %s within %%.2fx of %s, %d people (%s, %d clients; p50 and throughput)", row.key, row.vs, pr.n, row.server, row.clients)
+		})...)
 		p("\n")
 		for _, v := range pr.vaults {
 			p("%s: %d IdP requests during the cells, which read as %d different people.", v.server, v.cellIdP, v.cellPeople)

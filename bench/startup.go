@@ -17,14 +17,8 @@ import (
 // restart, a plugin reload or a failover does), and on its first read.
 func (e *env) startupCalls() error {
 	mem := &logical.InmemStorage{}
-	mount := func(s logical.Storage) (logical.Backend, error) {
-		conf := logical.TestBackendConfig()
-		conf.StorageView = s
-		conf.Logger = hclog.NewNullLogger()
-		conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: 768 * time.Hour, MaxLeaseTTLVal: 768 * time.Hour}
-		return idptokens.Factory(context.Background(), conf)
-	}
-	b, err := mount(mem)
+
+	b, err := mountInProcess(mem)
 	if err != nil {
 		return err
 	}
@@ -51,7 +45,7 @@ func (e *env) startupCalls() error {
 	}
 	counted := &storagecount.Storage{Storage: mem}
 	t0 := time.Now()
-	b2, err := mount(counted)
+	b2, err := mountInProcess(counted)
 	if err != nil {
 		return err
 	}
@@ -64,4 +58,14 @@ func (e *env) startupCalls() error {
 	e.rep.raft.firstReadCalls = counted.String()
 	e.rep.raft.startEntries = e.o.restart
 	return nil
+}
+
+// mountInProcess mounts the plugin's backend on s in this process (a start
+// after a restart, reload or failover when s holds a mount's storage).
+func mountInProcess(s logical.Storage) (logical.Backend, error) {
+	conf := logical.TestBackendConfig()
+	conf.StorageView = s
+	conf.Logger = hclog.NewNullLogger()
+	conf.System = &logical.StaticSystemView{DefaultLeaseTTLVal: 768 * time.Hour, MaxLeaseTTLVal: 768 * time.Hour}
+	return idptokens.Factory(context.Background(), conf)
 }
